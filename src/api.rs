@@ -1,0 +1,159 @@
+//! The request path after decoding, top to bottom in one place:
+//! route (404/405/version) -> authenticate (open routes skip it) -> handler -> render.
+//! Handlers are thin: parse the body, call the library, render the envelope. Every
+//! error of every route leaves through `error_response`, so the envelope, the status
+//! and the extra headers (`Allow`, `Retry-After`) are decided in one place. The caller
+//! (`http::conn`) adds `X-Request-Id` and framing.
+
+mod catalog;
+pub mod chat;
+mod health;
+mod sessions;
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::auth::Identity;
+use crate::clock;
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::router::{self, Route};
+use crate::worker::{Snapshot, Worker};
+
+/// Everything a handler may need about the request it serves.
+pub struct Ctx<'a> {
+    pub worker: &'a Rc<Worker>,
+    pub snap: &'a Arc<Snapshot>,
+    pub req: &'a Request,
+    pub request_id: &'a str,
+}
+
+/// Serves one decoded request. Never fails: errors become error responses.
+pub async fn dispatch(worker: &Rc<Worker>, snap: &Arc<Snapshot>, req: &Request, request_id: &str) -> Response {
+    let path = req.path();
+    let route = match router::route(req.method, path) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e, router::is_openai_path(path)),
+    };
+    let ctx = Ctx { worker, snap, req, request_id };
+    let who = if route.needs_auth() || route == Route::HealthDetailed {
+        match snap.keys.authenticate_header(req.header_bytes("authorization")) {
+            Ok(id) => Some(id),
+            Err(e) if route.needs_auth() => return error_response(&e, route.openai_errors()),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let result = match (route, who) {
+        (Route::Health, _) => Ok(health::health(&ctx)),
+        (Route::HealthDetailed, who) => health::detailed(&ctx, who.as_ref()),
+        (Route::Status, Some(who)) => catalog::status(&ctx, &who),
+        (Route::Models, Some(_)) => catalog::models(&ctx),
+        (Route::Channels, Some(_)) => catalog::channels(&ctx),
+        (Route::Chat, Some(who)) => chat::chat(&ctx, who).await,
+        (Route::Sessions, Some(who)) => sessions::list(&ctx, &who).await,
+        (Route::SessionGet(id), Some(who)) => sessions::get(&ctx, &who, id).await,
+        (Route::SessionOp(id), Some(who)) => sessions::operate(&ctx, &who, id).await,
+        (
+            Route::Metrics
+            | Route::OpenAiChat
+            | Route::OpenAiModels
+            | Route::WebSocket
+            | Route::Webhook(_)
+            | Route::WebhookVerify(_),
+            _,
+        ) => Err(ApiError::new(
+            crate::error::ErrorCode::NotImplemented,
+            format!("{} is not implemented in this version", route.label()),
+        )),
+        (_, None) => Err(ApiError::internal("authentication skipped on a protected route")),
+    };
+    result.unwrap_or_else(|e| error_response(&e, route.openai_errors()))
+}
+
+/// The one place an `ApiError` becomes a response.
+pub fn error_response(e: &ApiError, openai: bool) -> Response {
+    let body = if openai { e.render_openai() } else { e.render() };
+    let mut resp = Response::json(e.status(), body);
+    if let Some(allow) = e.allow {
+        resp.push_header("allow", allow);
+    }
+    if let Some(secs) = e.retry_after {
+        resp.push_header("retry-after", secs.to_string());
+    }
+    resp.close = e.close;
+    resp
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    success: bool,
+    data: &'a T,
+    timestamp: String,
+}
+
+/// The contract's success envelope around `data`.
+pub fn ok<T: Serialize>(data: &T) -> Result<Response, ApiError> {
+    let body = Envelope { success: true, data, timestamp: clock::now_rfc3339() };
+    let bytes = sonic_rs::to_vec(&body).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?;
+    Ok(Response::json(200, Bytes::from(bytes)))
+}
+
+/// Checks that a body is present, for routes that need one.
+pub fn require_body(req: &Request) -> Result<&[u8], ApiError> {
+    let body = &req.body[..];
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid("request body must be a JSON object"));
+    }
+    Ok(body)
+}
+
+/// Turns a JSON parse failure into a message that names the offending field when it
+/// is one of `fields` with the wrong type, else describes the syntax error.
+pub fn json_error(body: &[u8], err: &sonic_rs::Error, fields: &[(&str, JsonKind)]) -> ApiError {
+    use sonic_rs::JsonValueTrait;
+    let Ok(value) = sonic_rs::from_slice::<sonic_rs::Value>(body) else {
+        return ApiError::invalid(format!("malformed JSON: {err}"));
+    };
+    if !value.is_object() {
+        return ApiError::invalid("request body must be a JSON object");
+    }
+    for (name, kind) in fields {
+        if let Some(v) = value.get(*name) {
+            let fits = match kind {
+                JsonKind::String => v.is_str() || v.is_null(),
+                JsonKind::Bool => v.is_boolean() || v.is_null(),
+                JsonKind::Integer => v.is_u64() || v.is_null(),
+            };
+            if !fits {
+                return ApiError::invalid(format!("field `{name}` must be {}", kind.describe()));
+            }
+        }
+    }
+    ApiError::invalid(format!("invalid request: {err}"))
+}
+
+/// The JSON types request fields are checked against.
+#[derive(Debug, Clone, Copy)]
+pub enum JsonKind {
+    String,
+    Bool,
+    Integer,
+}
+
+impl JsonKind {
+    fn describe(self) -> &'static str {
+        match self {
+            JsonKind::String => "a string",
+            JsonKind::Bool => "a boolean",
+            JsonKind::Integer => "a non-negative integer",
+        }
+    }
+}
+
+/// Caller identity for handlers that need it.
+pub type Who = Identity;

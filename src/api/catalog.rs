@@ -1,0 +1,125 @@
+//! Read-only views of the gateway: `/api/status` (version, uptime, io driver,
+//! workers, totals), `/api/models` (the catalogue) and `/api/channels`.
+
+use serde::Serialize;
+
+use crate::api::{ok, Ctx};
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::http::Response;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    version: &'static str,
+    uptime_secs: u64,
+    io_driver: &'static str,
+    workers: usize,
+    user: String,
+    totals: Totals,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Totals {
+    requests: u64,
+    active_connections: u64,
+    web_socket_clients: u64,
+    sessions: usize,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    tokens: u64,
+}
+
+pub fn status(ctx: &Ctx<'_>, who: &Identity) -> Result<Response, ApiError> {
+    let s = &ctx.worker.shared;
+    let prompt = s.total(|w| &w.prompt_tokens);
+    let completion = s.total(|w| &w.completion_tokens);
+    ok(&Status {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_secs: s.started.elapsed().as_secs(),
+        io_driver: s.io_driver,
+        workers: s.workers.len(),
+        user: who.name.to_string(),
+        totals: Totals {
+            requests: s.total(|w| &w.requests),
+            active_connections: s.total(|w| &w.connections),
+            web_socket_clients: s.total(|w| &w.ws_clients),
+            sessions: s.sessions(),
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            tokens: prompt + completion,
+        },
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelView<'a> {
+    id: &'a str,
+    provider: &'a str,
+    upstream_model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context_window: Option<u32>,
+    default: bool,
+}
+
+pub fn models(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let cfg = &ctx.snap.config;
+    let default_id = cfg.default_model().id.as_str();
+    let list: Vec<_> = cfg
+        .models
+        .iter()
+        .map(|m| ModelView {
+            id: &m.id,
+            provider: &m.provider,
+            upstream_model: &m.upstream,
+            context_window: m.context_window,
+            default: m.id == default_id,
+        })
+        .collect();
+    ok(&list)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChannelView<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    enabled: bool,
+    webhook_path: Option<&'a str>,
+    model: Option<&'a str>,
+    stats: ChannelStats,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ChannelStats {
+    received: u64,
+    processed: u64,
+    failed: u64,
+}
+
+pub fn channels(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let cfg = &ctx.snap.config;
+    let api = ChannelView {
+        name: "api",
+        kind: "api",
+        enabled: true,
+        webhook_path: None,
+        model: None,
+        stats: ChannelStats::default(),
+    };
+    let list: Vec<_> = std::iter::once(api)
+        .chain(cfg.channels.iter().map(|c| ChannelView {
+            name: &c.name,
+            kind: c.kind.as_str(),
+            enabled: c.enabled,
+            webhook_path: Some(&c.webhook_path),
+            model: c.model.as_deref(),
+            stats: ChannelStats::default(),
+        }))
+        .collect();
+    ok(&list)
+}

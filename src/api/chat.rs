@@ -1,0 +1,265 @@
+//! `POST /api/chat`: one conversational turn. The body is parsed lazily with sonic-rs
+//! (borrowed `Cow` strings: nothing is copied unless it had escapes); the channel and
+//! model are resolved; the session's owner grants the turn with its history; the
+//! provider is called with history + the new message; the reply is appended when the
+//! turn completes. With `"stream": true` (or `Accept: text/event-stream`) the answer
+//! streams as SSE, one event per provider chunk, each flushed as it arrives; a failure
+//! after the stream began is an `error` event that ends it. A client that goes away
+//! drops the stream, which drops the provider call and aborts the turn.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{json_error, ok, require_body, Ctx, JsonKind};
+use crate::auth::{check_model_access, Identity};
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::response::EventStream;
+use crate::http::sse;
+use crate::http::Response;
+use crate::provider::{ChatRequest, ChatStream, Message, MessageRole, StreamEvent, Usage};
+use crate::session::{self, BeginTurn, TurnGrant};
+use crate::worker::{Worker, WorkerStats};
+
+#[derive(Deserialize)]
+struct ChatBody<'a> {
+    #[serde(borrow, default)]
+    channel: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    message: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "sessionId")]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+}
+
+const FIELDS: &[(&str, JsonKind)] = &[
+    ("channel", JsonKind::String),
+    ("message", JsonKind::String),
+    ("sessionId", JsonKind::String),
+    ("stream", JsonKind::Bool),
+    ("model", JsonKind::String),
+];
+
+/// A validated turn request, independent of the front door it came through.
+pub struct TurnRequest {
+    pub channel: String,
+    pub message: Arc<str>,
+    pub session_id: Option<String>,
+    pub model: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageView {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl From<Usage> for UsageView {
+    fn from(u: Usage) -> Self {
+        UsageView { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.total() }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatReply<'a> {
+    message: &'a str,
+    session_id: &'a str,
+    model: &'a str,
+    usage: UsageView,
+}
+
+pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
+    let body = require_body(ctx.req)?;
+    let parsed: ChatBody<'_> = sonic_rs::from_slice(body).map_err(|e| json_error(body, &e, FIELDS))?;
+    let wants_sse = parsed.stream.unwrap_or(false)
+        || ctx.req.header_has_token("accept", "text/event-stream");
+    let turn = TurnRequest {
+        channel: parsed.channel.map_or_else(|| "api".to_string(), Cow::into_owned),
+        message: match parsed.message {
+            Some(m) if !m.trim().is_empty() => Arc::from(&*m),
+            Some(_) => return Err(ApiError::invalid("field `message` must not be empty")),
+            None => return Err(ApiError::invalid("missing field `message`")),
+        },
+        session_id: parsed.session_id.map(Cow::into_owned),
+        model: parsed.model.map(Cow::into_owned),
+    };
+    let started = start_turn(ctx.worker, &ctx.snap.config, &who, turn).await?;
+    if wants_sse {
+        let turn_id = ctx.request_id.to_string();
+        return Ok(Response::sse(Box::new(SseTurn { started: Some(started), seq: 0, turn_id, text: String::new() })));
+    }
+    let (started, text, usage) = run_to_end(started).await?;
+    let reply = ChatReply { message: &text, session_id: &started.session_id, model: &started.model_id, usage: usage.into() };
+    let resp = ok(&reply);
+    started.finish(text.into());
+    resp
+}
+
+/// A turn that has its session grant and a live provider stream.
+pub struct StartedTurn {
+    pub worker: Rc<Worker>,
+    pub grant: Option<TurnGrant>,
+    pub stream: ChatStream,
+    pub session_id: String,
+    pub model_id: String,
+    pub user_message: Arc<str>,
+}
+
+impl StartedTurn {
+    /// Records the completed reply in the session and releases it.
+    pub fn finish(mut self, reply: Arc<str>) {
+        if let Some(grant) = self.grant.take() {
+            self.worker.sessions.finish(grant, self.user_message.clone(), reply);
+        }
+    }
+
+    /// Counts the turn's tokens in this worker's totals.
+    pub fn account(&self, usage: Usage) {
+        let stats = self.worker.stats();
+        WorkerStats::add(&stats.prompt_tokens, usage.prompt_tokens);
+        WorkerStats::add(&stats.completion_tokens, usage.completion_tokens);
+    }
+}
+
+/// Resolves channel and model, waits for the session's turn and starts the provider.
+pub async fn start_turn(worker: &Rc<Worker>, cfg: &Config, who: &Identity, turn: TurnRequest) -> Result<StartedTurn, ApiError> {
+    let channel_default = if turn.channel == "api" {
+        None
+    } else {
+        let ch = cfg
+            .channel(&turn.channel)
+            .ok_or_else(|| ApiError::invalid(format!("unknown channel {}", turn.channel)))?;
+        if !ch.enabled {
+            return Err(ApiError::new(ErrorCode::Forbidden, format!("channel {} is disabled", ch.name)));
+        }
+        ch.model.clone()
+    };
+    if let Some(id) = &turn.session_id {
+        session::validate_id(id)?;
+    }
+    if let Some(m) = &turn.model {
+        resolve_model(cfg, who, m)?;
+    }
+    let default_model = channel_default.unwrap_or_else(|| cfg.default_model().id.clone());
+    let grant = worker
+        .sessions
+        .begin(BeginTurn {
+            id: turn.session_id,
+            who: who.clone(),
+            channel: turn.channel,
+            requested_model: turn.model,
+            default_model,
+        })
+        .await?;
+    let model = resolve_model(cfg, who, &grant.model)?;
+    let provider = worker
+        .providers()
+        .get(&model.provider)
+        .ok_or_else(|| ApiError::internal(format!("provider {} is not running", model.provider)))?;
+    let mut messages = Vec::with_capacity(grant.history.len() + 1);
+    messages.extend(grant.history.iter().cloned());
+    messages.push(Message { role: MessageRole::User, content: turn.message.clone() });
+    let request = ChatRequest { upstream_model: model.upstream.clone(), messages, max_tokens: model.max_tokens };
+    let stream = provider.chat(request).await.map_err(|e| e.to_api())?;
+    Ok(StartedTurn {
+        worker: worker.clone(),
+        session_id: grant.session_id.clone(),
+        model_id: model.id.clone(),
+        grant: Some(grant),
+        stream,
+        user_message: turn.message,
+    })
+}
+
+fn resolve_model<'c>(cfg: &'c Config, who: &Identity, id: &str) -> Result<&'c crate::config::ModelConfig, ApiError> {
+    let model = cfg
+        .model(id)
+        .ok_or_else(|| ApiError::new(ErrorCode::ModelNotFound, format!("model {id} is not in the catalogue")))?;
+    check_model_access(cfg, who, id)?;
+    Ok(model)
+}
+
+/// Drains a turn's stream into the whole reply (non-streaming clients).
+pub async fn run_to_end(mut started: StartedTurn) -> Result<(StartedTurn, String, Usage), ApiError> {
+    let mut text = String::new();
+    loop {
+        match started.stream.next().await.map_err(|e| e.to_api())? {
+            Some(StreamEvent::Delta(d)) => text.push_str(&d),
+            Some(StreamEvent::Done(usage)) => {
+                started.account(usage);
+                return Ok((started, text, usage));
+            }
+            None => return Err(ApiError::new(ErrorCode::UpstreamError, "provider ended the stream without usage")),
+        }
+    }
+}
+
+/// The SSE body of a streamed turn.
+struct SseTurn {
+    started: Option<StartedTurn>,
+    seq: u64,
+    turn_id: String,
+    text: String,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+enum SseEvent<'a> {
+    Chunk { content: &'a str },
+    #[serde(rename_all = "camelCase")]
+    Done { session_id: &'a str, model: &'a str, usage: UsageView },
+    Error { code: &'a str, message: &'a str },
+}
+
+impl SseTurn {
+    fn frame(&mut self, event: &SseEvent<'_>) -> Bytes {
+        let id = format!("{}:{}", self.turn_id, self.seq);
+        self.seq += 1;
+        let data = sonic_rs::to_vec(event).unwrap_or_default();
+        sse::chunked_event("message", &id, &data)
+    }
+
+    async fn step(&mut self) -> Option<Bytes> {
+        let started = self.started.as_mut()?;
+        match started.stream.next().await {
+            Ok(Some(StreamEvent::Delta(d))) => {
+                self.text.push_str(&d);
+                Some(self.frame(&SseEvent::Chunk { content: &d }))
+            }
+            Ok(Some(StreamEvent::Done(usage))) => {
+                let started = self.started.take()?;
+                started.account(usage);
+                let (sid, model) = (started.session_id.clone(), started.model_id.clone());
+                started.finish(Arc::from(std::mem::take(&mut self.text)));
+                Some(self.frame(&SseEvent::Done { session_id: &sid, model: &model, usage: usage.into() }))
+            }
+            Ok(None) => {
+                self.started = None;
+                Some(self.frame(&SseEvent::Error { code: "UPSTREAM_ERROR", message: "provider ended the stream without usage" }))
+            }
+            Err(e) => {
+                self.started = None;
+                let api = e.to_api();
+                Some(self.frame(&SseEvent::Error { code: api.code.as_str(), message: &api.message }))
+            }
+        }
+    }
+}
+
+impl EventStream for SseTurn {
+    fn next_event(&mut self) -> Pin<Box<dyn Future<Output = Option<Bytes>> + '_>> {
+        Box::pin(self.step())
+    }
+}

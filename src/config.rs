@@ -1,0 +1,485 @@
+//! Configuration: one TOML file turned into an immutable, validated [`Config`].
+//!
+//! Data flows in one direction: the file text is parsed by `toml` into the raw serde
+//! structs of `config/raw.rs` (every field optional, unknown keys rejected), then
+//! `config/validate.rs` expands `${ENV_VAR}` references in every string value, applies
+//! defaults, checks each key and the references between sections, and produces the
+//! types below. Every error is a [`ConfigError`] whose message names the key (such as
+//! `server.max_body_bytes` or `models[2].provider`) and the file. The result is shared
+//! as `Arc<Config>` and swapped whole on reload; nothing here runs on the request path
+//! except the small lookups ([`Config::model`], [`Config::provider`],
+//! [`Config::channel`]), which scan a handful of entries without allocating.
+//! Secrets are held in [`Secret`], which never prints.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use sha2::{Digest, Sha256};
+
+mod expand;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+/// Environment variable that overrides `server.io`.
+pub const IO_ENV_VAR: &str = "CLAWGATE_IO";
+
+/// The validated configuration. Immutable; shared as `Arc<Config>`.
+///
+/// Invariants established by validation: `models` is non-empty, every cross reference
+/// (model -> provider, fallback -> model, key -> model, channel -> model) resolves, and
+/// names and ids are unique within their section.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`: listener, workers, limits and timeouts.
+    pub server: ServerConfig,
+    /// `[[keys]]`: client API keys. Empty means open mode (loopback only).
+    pub keys: Vec<KeyConfig>,
+    /// `[[providers]]`: upstream model providers.
+    pub providers: Vec<ProviderConfig>,
+    /// `[[models]]`: model ids clients may ask for. Never empty.
+    pub models: Vec<ModelConfig>,
+    /// `[[channels]]`: chat platform webhooks.
+    pub channels: Vec<ChannelConfig>,
+    /// `[sessions]`: conversation memory limits.
+    pub sessions: SessionsConfig,
+    /// The file this came from; `None` for built-in defaults or inline text.
+    pub source: Option<PathBuf>,
+}
+
+/// A configuration error. The message names the key and the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address: an IP:port literal (no DNS); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Worker threads; 0 = one per core (resolved by the runtime).
+    pub workers: usize,
+    /// I/O driver; `CLAWGATE_IO` overrides the file.
+    pub io: IoMode,
+    /// Pin each worker to its core.
+    pub pin_workers: bool,
+    /// Largest accepted request body, in bytes (>= 1).
+    pub max_body_bytes: usize,
+    /// Largest accepted request head (request line + headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Most header lines accepted in a request.
+    pub max_headers: usize,
+    /// Time allowed to receive a complete request head.
+    pub header_timeout_ms: u64,
+    /// Time allowed to receive the request body.
+    pub body_timeout_ms: u64,
+    /// Keep-alive idle time before the connection is closed.
+    pub idle_timeout_ms: u64,
+    /// Time allowed for writing a response chunk to the client.
+    pub write_timeout_ms: u64,
+    /// Open connections accepted per worker.
+    pub max_connections_per_worker: usize,
+    /// Drain deadline on SIGTERM; 0 closes at once.
+    pub shutdown_timeout_ms: u64,
+    /// Access log format.
+    pub access_log: AccessLog,
+    /// Restrict `/health/detailed` to admin keys.
+    pub health_detailed_admin_only: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            io: IoMode::Auto,
+            pin_workers: true,
+            max_body_bytes: 1_048_576,
+            max_header_bytes: 16_384,
+            max_headers: 64,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            write_timeout_ms: 30_000,
+            max_connections_per_worker: 10_000,
+            shutdown_timeout_ms: 10_000,
+            access_log: AccessLog::Off,
+            health_detailed_admin_only: false,
+        }
+    }
+}
+
+/// Joins string literals with ` | ` at compile time.
+macro_rules! concat_choices {
+    ($first:literal $(, $rest:literal)*) => { concat!($first $(, " | ", $rest)*) };
+}
+
+/// Declares a config enum with its TOML spellings, `as_str`, `parse` and `CHOICES`.
+macro_rules! config_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// The accepted spellings, for error messages: `a | b | c`.
+            pub const CHOICES: &'static str = concat_choices!($($text),+);
+
+            /// The TOML spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Parses the TOML spelling (exact, lower case).
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+config_enum! {
+    /// I/O driver: `auto` tries io_uring and falls back to epoll.
+    IoMode { Auto = "auto", Uring = "uring", Epoll = "epoll" }
+}
+
+config_enum! {
+    /// Access log format.
+    AccessLog { Off = "off", Text = "text", Json = "json" }
+}
+
+config_enum! {
+    /// What a key may do: admins reach the admin routes, users only the chat routes.
+    Role { Admin = "admin", User = "user" }
+}
+
+config_enum! {
+    /// Upstream wire protocol.
+    ProviderKind {
+        OpenAi = "openai",
+        Anthropic = "anthropic",
+        OpenAiCompat = "openai_compat",
+        Mock = "mock",
+    }
+}
+
+config_enum! {
+    /// Chat platform of a channel.
+    ChannelKind {
+        Telegram = "telegram",
+        Slack = "slack",
+        Discord = "discord",
+        WhatsApp = "whatsapp",
+        Generic = "generic",
+    }
+}
+
+/// `[[keys]]`: one client API key.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    /// Unique, non-empty name (shown in logs and metrics; the key itself never is).
+    pub name: String,
+    /// SHA-256 of the key; compare with [`hash_key`] of the presented bearer token.
+    pub key_sha256: [u8; 32],
+    /// Admin or user.
+    pub role: Role,
+    /// Requests per minute, if limited.
+    pub rpm: Option<u32>,
+    /// Tokens per minute, if limited.
+    pub tpm: Option<u64>,
+    /// Model ids this key may use; `None` = all.
+    pub models: Option<Vec<String>>,
+}
+
+/// `[[providers]]`: one upstream.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Unique name, referenced by `models[].provider`.
+    pub name: String,
+    /// Wire protocol.
+    pub kind: ProviderKind,
+    /// Base URL without a trailing `/`; empty for `mock`.
+    pub base_url: String,
+    /// Upstream API keys (rotated or tried in turn by the adapter).
+    pub api_keys: Vec<Secret>,
+    /// Extra headers sent on every upstream request, in file order.
+    pub headers: Vec<(String, String)>,
+    /// TCP + TLS connect deadline.
+    pub connect_timeout_ms: u64,
+    /// Deadline for the first response byte.
+    pub first_byte_timeout_ms: u64,
+    /// Deadline for the whole upstream request.
+    pub request_timeout_ms: u64,
+    /// Longest gap between two streamed chunks.
+    pub chunk_timeout_ms: u64,
+    /// Retries on retryable upstream errors.
+    pub max_retries: u32,
+    /// Extra CA bundle (PEM) for the upstream TLS client; relative paths are resolved
+    /// against the config file's directory.
+    pub ca_file: Option<PathBuf>,
+    /// `anthropic-version` header value.
+    pub anthropic_version: String,
+    /// Behaviour of the built-in mock provider.
+    pub mock: MockConfig,
+}
+
+/// `providers[].mock`: the deterministic built-in provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockConfig {
+    /// Delay between streamed chunks.
+    pub chunk_delay_ms: u64,
+    /// Words per streamed chunk (>= 1).
+    pub chunk_words: usize,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            chunk_delay_ms: 0,
+            chunk_words: 3,
+        }
+    }
+}
+
+/// `[[models]]`: one model id clients may ask for.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// Unique id clients send.
+    pub id: String,
+    /// Name of the provider serving it.
+    pub provider: String,
+    /// Model name sent to the provider.
+    pub upstream: String,
+    /// Other model ids tried in order when this one fails.
+    pub fallbacks: Vec<String>,
+    /// The model used when a request names none.
+    pub default: bool,
+    /// Context window in tokens, if known.
+    pub context_window: Option<u32>,
+    /// Cap on generated tokens per request, if any.
+    pub max_tokens: Option<u32>,
+}
+
+/// `[[channels]]`: one chat platform webhook.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    /// Unique name, `[a-z0-9_-]+`, not `api`; the webhook path is `/webhooks/<name>`.
+    pub name: String,
+    /// Platform.
+    pub kind: ChannelKind,
+    /// Disabled channels answer 404.
+    pub enabled: bool,
+    /// Verification secret (Telegram secret token, Slack signing secret, WhatsApp app
+    /// secret, generic bearer token).
+    pub secret: Option<Secret>,
+    /// WhatsApp `hub.verify_token` for the `GET` subscription handshake.
+    pub verify_token: Option<Secret>,
+    /// Discord application public key (Ed25519), decoded from 64 hex digits.
+    pub public_key: Option<[u8; 32]>,
+    /// Model used for this channel's turns; `None` = the config's default model.
+    pub model: Option<String>,
+    /// Derived: `/webhooks/<name>`.
+    pub webhook_path: String,
+}
+
+/// `[sessions]`: conversation memory limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionsConfig {
+    /// Messages kept per session; the oldest are dropped beyond this.
+    pub max_messages: usize,
+    /// Bytes kept per session.
+    pub max_bytes: usize,
+    /// A session idle this long is forgotten.
+    pub idle_ttl_secs: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            max_messages: 200,
+            max_bytes: 262_144,
+            idle_ttl_secs: 86_400,
+        }
+    }
+}
+
+/// A secret string that never prints: Debug/Display show "[redacted]".
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+
+    /// The secret itself, for the one place that must send or compare it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// SHA-256 of a client API key, as stored in [`KeyConfig::key_sha256`].
+pub fn hash_key(raw: &str) -> [u8; 32] {
+    Sha256::digest(raw.as_bytes()).into()
+}
+
+/// Applies the `CLAWGATE_IO` override: `env_value` (the variable's value, if set)
+/// wins over `file_value`. An empty value counts as unset; anything other than
+/// `auto | uring | epoll` is an error naming `CLAWGATE_IO`.
+pub fn io_override(file_value: IoMode, env_value: Option<&str>) -> Result<IoMode, ConfigError> {
+    match env_value {
+        None | Some("") => Ok(file_value),
+        Some(text) => IoMode::parse(text).ok_or_else(|| {
+            ConfigError(format!(
+                "{IO_ENV_VAR}: invalid value {text:?} (environment), expected {}",
+                IoMode::CHOICES
+            ))
+        }),
+    }
+}
+
+/// Model returned by [`Config::default_model`] if a hand-built `Config` has no models;
+/// validated configs always have at least one.
+static FALLBACK_MODEL: LazyLock<ModelConfig> = LazyLock::new(builtin_mock_model);
+
+fn builtin_mock_provider() -> ProviderConfig {
+    validate::provider_defaults("mock".to_owned(), ProviderKind::Mock)
+}
+
+fn builtin_mock_model() -> ModelConfig {
+    ModelConfig {
+        id: "mock".to_owned(),
+        provider: "mock".to_owned(),
+        upstream: "mock".to_owned(),
+        fallbacks: Vec::new(),
+        default: true,
+        context_window: None,
+        max_tokens: None,
+    }
+}
+
+/// Reads an environment variable through `std::env`; non-UTF-8 values count as unset.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Config {
+    /// Reads, parses, expands `${ENV}` references (from the process environment) and
+    /// validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!("{}: cannot read config file: {e}", path.display()))
+        })?;
+        Config::from_toml_str(&text, Some(path))
+    }
+
+    /// Same as [`Config::load`] from text; `source` is used in messages and kept in
+    /// [`Config::source`]. Environment variables are read with `std::env::var`.
+    pub fn from_toml_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::from_toml_str_with_env(text, source, &process_env)
+    }
+
+    /// Same as [`Config::from_toml_str`], with every environment lookup (`${VAR}`
+    /// references and `CLAWGATE_IO`) going through `env`. Tests use this to avoid
+    /// touching the process environment.
+    pub fn from_toml_str_with_env(
+        text: &str,
+        source: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file = validate::file_label(source);
+        let raw: raw::RawFile = toml::from_str(text)
+            .map_err(|e| ConfigError(format!("{file}: {}", e.to_string().trim_end())))?;
+        validate::validate(raw, source, env)
+    }
+
+    /// Built-in defaults, used when no file is given: listen on 127.0.0.1:8080 in open
+    /// mode, one `mock` provider and one default `mock` model, no keys, no channels.
+    /// `CLAWGATE_IO` is not consulted; see [`Config::builtin_from_env`].
+    pub fn builtin_default() -> Config {
+        Config {
+            server: ServerConfig::default(),
+            keys: Vec::new(),
+            providers: vec![builtin_mock_provider()],
+            models: vec![builtin_mock_model()],
+            channels: Vec::new(),
+            sessions: SessionsConfig::default(),
+            source: None,
+        }
+    }
+
+    /// [`Config::builtin_default`] with the `CLAWGATE_IO` override applied from the
+    /// process environment.
+    pub fn builtin_from_env() -> Result<Config, ConfigError> {
+        let mut config = Config::builtin_default();
+        config.server.io = io_override(config.server.io, process_env(IO_ENV_VAR).as_deref())?;
+        Ok(config)
+    }
+
+    /// The model flagged `default = true`, else the first model.
+    pub fn default_model(&self) -> &ModelConfig {
+        self.models
+            .iter()
+            .find(|m| m.default)
+            .or_else(|| self.models.first())
+            .unwrap_or(&FALLBACK_MODEL)
+    }
+
+    /// The model with this id.
+    pub fn model(&self, id: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.id == id)
+    }
+
+    /// The provider with this name.
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// The channel with this name (enabled or not).
+    pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// True when no keys are configured: every request is let in (loopback only).
+    pub fn open_mode(&self) -> bool {
+        self.keys.is_empty()
+    }
+}

@@ -1,0 +1,220 @@
+//! Raw serde structs: the TOML file exactly as written, before `${ENV}` expansion,
+//! defaults and validation.
+//!
+//! Every struct rejects unknown keys (`deny_unknown_fields`), so a typo is an error
+//! that names the key. Every field is an `Option` (or an empty default) so that the
+//! defaults live in one place, the validated types in `config.rs`, and so that a
+//! missing required key is reported by `validate.rs` with its full key path. String
+//! values that name a choice (`io`, `kind`, `role`, ...) stay `String` here so that
+//! they can use `${ENV}` like any other string. Only read at start-up and on reload.
+
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    /// `[server]`: listener, workers, limits and timeouts.
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[[keys]]`: client API keys; none = open mode (loopback only).
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    /// `[[providers]]`: upstream model providers.
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    /// `[[models]]`: model ids clients may ask for.
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+    /// `[[channels]]`: chat platform webhooks.
+    #[serde(default)]
+    pub channels: Vec<RawChannel>,
+    /// `[sessions]`: conversation memory limits.
+    #[serde(default)]
+    pub sessions: RawSessions,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    /// `IP:port` literal to listen on.
+    pub listen: Option<String>,
+    /// Worker threads; 0 = one per core.
+    pub workers: Option<usize>,
+    /// `auto | uring | epoll`.
+    pub io: Option<String>,
+    /// Pin each worker to a core.
+    pub pin_workers: Option<bool>,
+    /// Largest request body in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Largest request head in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Most header lines per request.
+    pub max_headers: Option<usize>,
+    /// Deadline for a complete request head, ms.
+    pub header_timeout_ms: Option<u64>,
+    /// Deadline for the request body, ms.
+    pub body_timeout_ms: Option<u64>,
+    /// Keep-alive idle limit, ms.
+    pub idle_timeout_ms: Option<u64>,
+    /// Deadline for writing to the client, ms.
+    pub write_timeout_ms: Option<u64>,
+    /// Open connections per worker.
+    pub max_connections_per_worker: Option<usize>,
+    /// Drain deadline on SIGTERM, ms.
+    pub shutdown_timeout_ms: Option<u64>,
+    /// `off | text | json`.
+    pub access_log: Option<String>,
+    /// Restrict `/health/detailed` to admin keys.
+    pub health_detailed_admin_only: Option<bool>,
+}
+
+/// `[[keys]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    /// Unique name.
+    pub name: Option<String>,
+    /// The key itself (hashed at load); exclusive with `key_sha256`.
+    pub key: Option<String>,
+    /// SHA-256 of the key, 64 hex digits; exclusive with `key`.
+    pub key_sha256: Option<String>,
+    /// `admin | user`.
+    pub role: Option<String>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
+    /// Allowed model ids.
+    pub models: Option<Vec<String>>,
+}
+
+/// `[[providers]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvider {
+    /// Unique name.
+    pub name: Option<String>,
+    /// `openai | anthropic | openai_compat | mock`.
+    pub kind: Option<String>,
+    /// Base URL; defaulted per kind.
+    pub base_url: Option<String>,
+    /// One upstream API key.
+    pub api_key: Option<String>,
+    /// More upstream API keys (merged after `api_key`).
+    pub api_keys: Option<Vec<String>>,
+    /// Extra upstream headers, in file order.
+    pub headers: Option<RawHeaders>,
+    /// Connect deadline, ms.
+    pub connect_timeout_ms: Option<u64>,
+    /// First-byte deadline, ms.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Whole-request deadline, ms.
+    pub request_timeout_ms: Option<u64>,
+    /// Inter-chunk deadline, ms.
+    pub chunk_timeout_ms: Option<u64>,
+    /// Retries on retryable errors.
+    pub max_retries: Option<u32>,
+    /// Extra CA bundle path.
+    pub ca_file: Option<String>,
+    /// `anthropic-version` header.
+    pub anthropic_version: Option<String>,
+    /// `[providers.mock]`: mock behaviour (kind `mock` only).
+    pub mock: Option<RawMock>,
+}
+
+/// `providers[].mock`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMock {
+    /// Delay between chunks, ms.
+    pub chunk_delay_ms: Option<u64>,
+    /// Words per chunk.
+    pub chunk_words: Option<usize>,
+}
+
+/// `[[models]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModel {
+    /// Unique id clients send.
+    pub id: Option<String>,
+    /// Provider name.
+    pub provider: Option<String>,
+    /// Model name sent upstream; defaults to `id`.
+    pub upstream: Option<String>,
+    /// Fallback model ids, in order.
+    pub fallbacks: Option<Vec<String>>,
+    /// The default model.
+    pub default: Option<bool>,
+    /// Context window in tokens.
+    pub context_window: Option<u32>,
+    /// Cap on generated tokens.
+    pub max_tokens: Option<u32>,
+}
+
+/// `[[channels]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawChannel {
+    /// Unique name, `[a-z0-9_-]+`.
+    pub name: Option<String>,
+    /// `telegram | slack | discord | whatsapp | generic`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Whether the webhook is served.
+    pub enabled: Option<bool>,
+    /// Verification secret.
+    pub secret: Option<String>,
+    /// WhatsApp `hub.verify_token`.
+    pub verify_token: Option<String>,
+    /// Discord public key, 64 hex digits.
+    pub public_key: Option<String>,
+    /// Model for this channel.
+    pub model: Option<String>,
+}
+
+/// `[sessions]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSessions {
+    /// Messages kept per session.
+    pub max_messages: Option<usize>,
+    /// Bytes kept per session.
+    pub max_bytes: Option<usize>,
+    /// Idle time before a session is forgotten, seconds.
+    pub idle_ttl_secs: Option<u64>,
+}
+
+/// `headers = { "X-Foo" = "bar" }`, kept in file order (a `HashMap` would shuffle it
+/// and a `BTreeMap` would sort it).
+#[derive(Debug, Default)]
+pub(super) struct RawHeaders(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for RawHeaders {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeadersVisitor;
+
+        impl<'de> Visitor<'de> for HeadersVisitor {
+            type Value = RawHeaders;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of header names to string values")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeaders, A::Error> {
+                let mut headers = Vec::new();
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    headers.push(entry);
+                }
+                Ok(RawHeaders(headers))
+            }
+        }
+
+        deserializer.deserialize_map(HeadersVisitor)
+    }
+}

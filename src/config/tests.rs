@@ -1,0 +1,866 @@
+//! Tests of config loading: defaults, every validation error (which must name its key
+//! and the file), `${ENV}` expansion, unknown keys, the `CLAWGATE_IO` override, and
+//! every shipped file in `config/`. The environment is a closure, never the process
+//! environment, so tests cannot race on it.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+const FILE: &str = "/etc/clawgate/test.toml";
+
+/// The test environment: a fixed set of variables.
+fn env(name: &str) -> Option<String> {
+    match name {
+        "OPENAI_API_KEY" => Some("sk-openai-test".to_owned()),
+        "ANTHROPIC_API_KEY" => Some("sk-ant-test".to_owned()),
+        "CLAWGATE_OPS_KEY" => Some("ops-key-test".to_owned()),
+        "TELEGRAM_WEBHOOK_SECRET" => Some("tg-secret-test".to_owned()),
+        "ORG" => Some("org-42".to_owned()),
+        "BAD_HEADER" => Some("a\r\nX-Injected: 1".to_owned()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str_with_env(text, Some(Path::new(FILE)), &env)
+}
+
+fn parse_ok(text: &str) -> Config {
+    match parse(text) {
+        Ok(config) => config,
+        Err(e) => panic!("expected a valid config, got: {e}"),
+    }
+}
+
+/// Asserts that `text` fails with a message naming `key` and the file.
+fn assert_error(text: &str, key: &str, fragment: &str) {
+    match parse(text) {
+        Ok(_) => panic!("expected an error naming {key}, but the config was accepted:\n{text}"),
+        Err(ConfigError(msg)) => {
+            assert!(
+                msg.starts_with(&format!("{key}: ")),
+                "message should start with key {key}: {msg}"
+            );
+            assert!(msg.contains(FILE), "message should name the file: {msg}");
+            assert!(
+                msg.contains(fragment),
+                "message should contain {fragment:?}: {msg}"
+            );
+        }
+    }
+}
+
+const OPENAI: &str = r#"
+[[providers]]
+name = "openai"
+kind = "openai"
+api_key = "sk-1"
+
+[[models]]
+id = "gpt-4o"
+provider = "openai"
+"#;
+
+#[test]
+fn builtin_default_serves_the_mock_model_on_loopback_in_open_mode() {
+    let c = Config::builtin_default();
+    assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+    assert!(c.open_mode());
+    assert_eq!(c.providers.len(), 1);
+    assert_eq!(c.providers[0].name, "mock");
+    assert_eq!(c.providers[0].kind, ProviderKind::Mock);
+    assert_eq!(c.providers[0].base_url, "");
+    assert_eq!(c.models.len(), 1);
+    let m = c.default_model();
+    assert_eq!(
+        (
+            m.id.as_str(),
+            m.provider.as_str(),
+            m.upstream.as_str(),
+            m.default
+        ),
+        ("mock", "mock", "mock", true)
+    );
+    assert!(c.channels.is_empty());
+    assert!(c.source.is_none());
+}
+
+#[test]
+fn an_empty_file_equals_the_builtin_defaults() {
+    let c = parse_ok("");
+    let d = Config::builtin_default();
+    assert_eq!(format!("{:?}", c.server), format!("{:?}", d.server));
+    assert_eq!(format!("{:?}", c.providers), format!("{:?}", d.providers));
+    assert_eq!(format!("{:?}", c.models), format!("{:?}", d.models));
+    assert_eq!(c.sessions, d.sessions);
+    assert_eq!(c.source.as_deref(), Some(Path::new(FILE)));
+}
+
+#[test]
+fn server_defaults_match_the_documented_values() {
+    let s = parse_ok("[server]\n").server;
+    assert_eq!(s.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(s.workers, 0);
+    assert_eq!(s.io, IoMode::Auto);
+    assert!(s.pin_workers);
+    assert_eq!(s.max_body_bytes, 1_048_576);
+    assert_eq!(s.max_header_bytes, 16_384);
+    assert_eq!(s.max_headers, 64);
+    assert_eq!(s.header_timeout_ms, 10_000);
+    assert_eq!(s.body_timeout_ms, 30_000);
+    assert_eq!(s.idle_timeout_ms, 60_000);
+    assert_eq!(s.write_timeout_ms, 30_000);
+    assert_eq!(s.max_connections_per_worker, 10_000);
+    assert_eq!(s.shutdown_timeout_ms, 10_000);
+    assert_eq!(s.access_log, AccessLog::Off);
+    assert!(!s.health_detailed_admin_only);
+}
+
+#[test]
+fn server_keys_are_read_from_the_file() {
+    let s = parse_ok(
+        r#"[server]
+listen = "[::1]:0"
+workers = 4
+io = "epoll"
+pin_workers = false
+max_body_bytes = 10
+max_header_bytes = 2048
+max_headers = 10
+header_timeout_ms = 1
+body_timeout_ms = 2
+idle_timeout_ms = 3
+write_timeout_ms = 4
+max_connections_per_worker = 5
+shutdown_timeout_ms = 0
+access_log = "json"
+health_detailed_admin_only = true
+"#,
+    )
+    .server;
+    assert_eq!(s.listen, "[::1]:0".parse().unwrap());
+    assert_eq!((s.workers, s.io, s.pin_workers), (4, IoMode::Epoll, false));
+    assert_eq!(
+        (s.max_body_bytes, s.max_header_bytes, s.max_headers),
+        (10, 2048, 10)
+    );
+    assert_eq!(
+        (
+            s.header_timeout_ms,
+            s.body_timeout_ms,
+            s.idle_timeout_ms,
+            s.write_timeout_ms
+        ),
+        (1, 2, 3, 4)
+    );
+    assert_eq!(
+        (s.max_connections_per_worker, s.shutdown_timeout_ms),
+        (5, 0)
+    );
+    assert_eq!(s.access_log, AccessLog::Json);
+    assert!(s.health_detailed_admin_only);
+}
+
+#[test]
+fn sessions_and_mock_defaults_match_the_documented_values() {
+    let c = parse_ok("");
+    assert_eq!(
+        c.sessions,
+        SessionsConfig {
+            max_messages: 200,
+            max_bytes: 262_144,
+            idle_ttl_secs: 86_400
+        }
+    );
+    assert_eq!(
+        c.providers[0].mock,
+        MockConfig {
+            chunk_delay_ms: 0,
+            chunk_words: 3
+        }
+    );
+    let c = parse_ok("[sessions]\nmax_messages = 5\nmax_bytes = 100\nidle_ttl_secs = 60\n");
+    assert_eq!(
+        c.sessions,
+        SessionsConfig {
+            max_messages: 5,
+            max_bytes: 100,
+            idle_ttl_secs: 60
+        }
+    );
+}
+
+#[test]
+fn provider_defaults_depend_on_the_kind() {
+    let c = parse_ok(
+        r#"
+[[providers]]
+name = "openai"
+kind = "openai"
+api_key = "a"
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+api_keys = ["b"]
+[[providers]]
+name = "local"
+kind = "openai_compat"
+base_url = "http://127.0.0.1:11434/v1/"
+[[models]]
+id = "m"
+provider = "local"
+"#,
+    );
+    let openai = c.provider("openai").unwrap();
+    assert_eq!(openai.base_url, "https://api.openai.com/v1");
+    assert_eq!(
+        (
+            openai.connect_timeout_ms,
+            openai.first_byte_timeout_ms,
+            openai.request_timeout_ms,
+            openai.chunk_timeout_ms
+        ),
+        (5_000, 60_000, 300_000, 60_000)
+    );
+    assert_eq!(openai.max_retries, 2);
+    assert_eq!(openai.anthropic_version, "2023-06-01");
+    assert!(openai.ca_file.is_none() && openai.headers.is_empty());
+    assert_eq!(
+        c.provider("anthropic").unwrap().base_url,
+        "https://api.anthropic.com"
+    );
+    let local = c.provider("local").unwrap();
+    assert_eq!(
+        local.base_url, "http://127.0.0.1:11434/v1",
+        "trailing slash is trimmed"
+    );
+    assert!(local.api_keys.is_empty(), "openai_compat needs no key");
+    assert!(c.provider("nope").is_none());
+}
+
+#[test]
+fn api_key_and_api_keys_are_merged_in_order() {
+    let c = parse_ok(
+        r#"
+[[providers]]
+name = "openai"
+kind = "openai"
+api_key = "${OPENAI_API_KEY}"
+api_keys = ["k2", "k3"]
+[[models]]
+id = "gpt"
+provider = "openai"
+"#,
+    );
+    let keys: Vec<&str> = c.providers[0].api_keys.iter().map(Secret::expose).collect();
+    assert_eq!(keys, ["sk-openai-test", "k2", "k3"]);
+}
+
+#[test]
+fn headers_keep_file_order_and_expand_env() {
+    let c = parse_ok(&OPENAI.replace(
+        "api_key = \"sk-1\"",
+        "api_key = \"sk-1\"\nheaders = { \"X-Zeta\" = \"1\", \"OpenAI-Organization\" = \"${ORG}\", \"X-Alpha\" = \"2\" }",
+    ));
+    let headers = &c.providers[0].headers;
+    let expected = [
+        ("X-Zeta", "1"),
+        ("OpenAI-Organization", "org-42"),
+        ("X-Alpha", "2"),
+    ];
+    assert_eq!(headers.len(), 3);
+    for ((name, value), (en, ev)) in headers.iter().zip(expected) {
+        assert_eq!((name.as_str(), value.as_str()), (en, ev));
+    }
+}
+
+#[test]
+fn model_upstream_defaults_to_its_id_and_the_first_model_is_the_default() {
+    let c = parse_ok(&format!(
+        "{OPENAI}\n[[models]]\nid = \"gpt-4o-mini\"\nprovider = \"openai\"\nupstream = \"x\"\n"
+    ));
+    assert_eq!(c.model("gpt-4o").unwrap().upstream, "gpt-4o");
+    assert_eq!(c.model("gpt-4o-mini").unwrap().upstream, "x");
+    assert_eq!(
+        c.default_model().id,
+        "gpt-4o",
+        "no default flag: the first model"
+    );
+    assert!(c.model("nope").is_none());
+}
+
+#[test]
+fn the_model_marked_default_wins() {
+    let c = parse_ok(&format!(
+        "{OPENAI}\n[[models]]\nid = \"b\"\nprovider = \"openai\"\ndefault = true\n"
+    ));
+    assert_eq!(c.default_model().id, "b");
+}
+
+#[test]
+fn a_literal_key_is_stored_as_its_sha256() {
+    let c = parse_ok("[[keys]]\nname = \"a\"\nkey = \"sk-test\"\n");
+    let k = &c.keys[0];
+    assert_eq!(k.key_sha256, hash_key("sk-test"));
+    assert_eq!(k.role, Role::User, "role defaults to user");
+    assert_eq!((k.rpm, k.tpm), (None, None));
+    assert!(k.models.is_none());
+    assert!(!c.open_mode());
+}
+
+#[test]
+fn hash_key_is_plain_sha256() {
+    let hex: String = hash_key("abc").iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+#[test]
+fn a_key_sha256_is_decoded_from_hex_in_either_case() {
+    let upper = "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD";
+    let c = parse_ok(&format!(
+        "[[keys]]\nname = \"a\"\nkey_sha256 = \"{upper}\"\nrole = \"admin\"\nrpm = 5\ntpm = 7\nmodels = [\"mock\"]\n"
+    ));
+    let k = &c.keys[0];
+    assert_eq!(k.key_sha256, hash_key("abc"));
+    assert_eq!((k.role, k.rpm, k.tpm), (Role::Admin, Some(5), Some(7)));
+    assert_eq!(k.models.as_deref(), Some(&["mock".to_owned()][..]));
+}
+
+#[test]
+fn channels_get_their_webhook_path_and_defaults() {
+    let c = parse_ok(
+        r#"
+[[channels]]
+name = "tg-main"
+type = "telegram"
+secret = "${TELEGRAM_WEBHOOK_SECRET}"
+model = "mock"
+[[channels]]
+name = "wa"
+type = "whatsapp"
+secret = "s"
+verify_token = "v"
+[[channels]]
+name = "dc"
+type = "discord"
+public_key = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
+"#,
+    );
+    let tg = c.channel("tg-main").unwrap();
+    assert_eq!((tg.kind, tg.enabled), (ChannelKind::Telegram, true));
+    assert_eq!(tg.webhook_path, "/webhooks/tg-main");
+    assert_eq!(tg.secret.as_ref().unwrap().expose(), "tg-secret-test");
+    assert_eq!(tg.model.as_deref(), Some("mock"));
+    assert_eq!(
+        c.channel("wa")
+            .unwrap()
+            .verify_token
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "v"
+    );
+    let key = c.channel("dc").unwrap().public_key.unwrap();
+    assert_eq!((key[0], key[1], key[31]), (0x00, 0x11, 0xff));
+    assert!(c.channel("api").is_none());
+}
+
+#[test]
+fn env_references_are_expanded_in_every_string_value() {
+    let c = Config::from_toml_str_with_env(
+        "[server]\nlisten = \"${HOST}:${PORT}\"\naccess_log = \"${LOG}\"\n",
+        None,
+        &|name: &str| match name {
+            "HOST" => Some("127.0.0.1".to_owned()),
+            "PORT" => Some("9000".to_owned()),
+            "LOG" => Some("json".to_owned()),
+            _ => None,
+        },
+    )
+    .unwrap();
+    assert_eq!(c.server.listen, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(c.server.access_log, AccessLog::Json);
+}
+
+#[test]
+fn an_unset_env_var_is_an_error_naming_the_key_the_variable_and_the_file() {
+    let text = OPENAI.replace("sk-1", "${MISSING_KEY}");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("providers[0].api_key: environment variable MISSING_KEY is not set (in {FILE})")
+    );
+}
+
+#[test]
+fn a_double_dollar_keeps_a_literal_reference() {
+    let c = parse_ok("[[keys]]\nname = \"a\"\nkey = \"$${NOT_EXPANDED}\"\n");
+    assert_eq!(c.keys[0].key_sha256, hash_key("${NOT_EXPANDED}"));
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_name_and_the_file() {
+    for (text, name) in [
+        ("bogus = 1\n", "bogus"),
+        ("[server]\nlisten_addr = \"127.0.0.1:1\"\n", "listen_addr"),
+        ("[sessions]\nmax_msgs = 1\n", "max_msgs"),
+        ("[[keys]]\nname = \"a\"\nkey = \"b\"\nrate = 1\n", "rate"),
+        (
+            "[[providers]]\nname = \"m\"\nkind = \"mock\"\napikey = \"x\"\n",
+            "apikey",
+        ),
+        (
+            "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[providers.mock]\ndelay = 1\n",
+            "delay",
+        ),
+        (
+            "[[models]]\nid = \"m\"\nprovider = \"p\"\nalias = \"x\"\n",
+            "alias",
+        ),
+        ("[[channels]]\nname = \"c\"\nkind = \"generic\"\n", "kind"),
+    ] {
+        let msg = parse(text).unwrap_err().to_string();
+        assert!(msg.starts_with(&format!("{FILE}: ")), "file first: {msg}");
+        assert!(
+            msg.contains(&format!("unknown field `{name}`")),
+            "names {name}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn toml_syntax_and_type_errors_are_prefixed_with_the_file() {
+    for text in [
+        "[server\n",
+        "[server]\nworkers = \"four\"\n",
+        "[server]\nmax_body_bytes = -1\n",
+    ] {
+        let msg = parse(text).unwrap_err().to_string();
+        assert!(msg.starts_with(&format!("{FILE}: ")), "{msg}");
+    }
+}
+
+#[test]
+fn errors_without_a_file_say_so() {
+    let msg = Config::from_toml_str_with_env("[server]\nworkers = 5000\n", None, &env)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        msg,
+        "server.workers: must be at most 1024 (got 5000) (in <inline config>)"
+    );
+}
+
+#[test]
+fn every_validation_error_names_its_key_and_the_file() {
+    let gen = "[[channels]]\nname = \"c\"\ntype = \"generic\"\nsecret = \"s\"\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("[server]\nlisten = \"localhost:8080\"".into(), "server.listen", "host names are not resolved"),
+        ("[server]\nlisten = \"127.0.0.1\"".into(), "server.listen", "IP:port"),
+        ("[server]\nworkers = 1025".into(), "server.workers", "at most 1024"),
+        ("[server]\nio = \"kqueue\"".into(), "server.io", "auto | uring | epoll"),
+        ("[server]\nmax_body_bytes = 0".into(), "server.max_body_bytes", "at least 1"),
+        ("[server]\nmax_header_bytes = 1023".into(), "server.max_header_bytes", "at least 1024"),
+        ("[server]\nmax_header_bytes = 1048577".into(), "server.max_header_bytes", "at most 1048576"),
+        ("[server]\nmax_headers = 0".into(), "server.max_headers", "at least 1"),
+        ("[server]\nheader_timeout_ms = 0".into(), "server.header_timeout_ms", "at least 1"),
+        ("[server]\nbody_timeout_ms = 0".into(), "server.body_timeout_ms", "at least 1"),
+        ("[server]\nidle_timeout_ms = 0".into(), "server.idle_timeout_ms", "at least 1"),
+        ("[server]\nwrite_timeout_ms = 0".into(), "server.write_timeout_ms", "at least 1"),
+        ("[server]\nmax_connections_per_worker = 0".into(), "server.max_connections_per_worker", "at least 1"),
+        ("[server]\naccess_log = \"xml\"".into(), "server.access_log", "off | text | json"),
+        ("[sessions]\nmax_messages = 0".into(), "sessions.max_messages", "at least 1"),
+        ("[sessions]\nmax_bytes = 0".into(), "sessions.max_bytes", "at least 1"),
+        ("[sessions]\nidle_ttl_secs = 0".into(), "sessions.idle_ttl_secs", "at least 1"),
+        // keys
+        ("[[keys]]\nkey = \"k\"".into(), "keys[0].name", "missing"),
+        ("[[keys]]\nname = \" \"\nkey = \"k\"".into(), "keys[0].name", "empty"),
+        ("[[keys]]\nname = \"a\"".into(), "keys[0].key", "key_sha256"),
+        ("[[keys]]\nname = \"a\"\nkey = \"k\"\nkey_sha256 = \"00\"".into(), "keys[0]", "not both"),
+        ("[[keys]]\nname = \"a\"\nkey = \"\"".into(), "keys[0].key", "empty"),
+        ("[[keys]]\nname = \"a\"\nkey_sha256 = \"abc\"".into(), "keys[0].key_sha256", "64 hex"),
+        (format!("[[keys]]\nname = \"a\"\nkey_sha256 = \"{}\"", "zz".repeat(32)), "keys[0].key_sha256", "64 hex"),
+        ("[[keys]]\nname = \"a\"\nkey = \"k\"\nrole = \"root\"".into(), "keys[0].role", "admin | user"),
+        ("[[keys]]\nname = \"a\"\nkey = \"k\"\nrpm = 0".into(), "keys[0].rpm", "at least 1"),
+        ("[[keys]]\nname = \"a\"\nkey = \"k\"\ntpm = 0".into(), "keys[0].tpm", "at least 1"),
+        ("[[keys]]\nname = \"a\"\nkey = \"k\"\nmodels = []".into(), "keys[0].models", "omit it"),
+        ("[[keys]]\nname = \"a\"\nkey = \"k\"\nmodels = [\"mock\", \"gpt\"]".into(), "keys[0].models[1]", "\"gpt\""),
+        ("[[keys]]\nname = \"a\"\nkey = \"k\"\n[[keys]]\nname = \"a\"\nkey = \"j\"".into(), "keys[1].name", "keys[0]"),
+        ("[[keys]]\nname = \"a\"\nkey = \"k\"\n[[keys]]\nname = \"b\"\nkey = \"k\"".into(), "keys[1].key", "keys[0]"),
+        // providers
+        ("[[providers]]\nkind = \"mock\"".into(), "providers[0].name", "missing"),
+        ("[[providers]]\nname = \"a b\"\nkind = \"mock\"".into(), "providers[0].name", "[A-Za-z0-9_.-]+"),
+        ("[[providers]]\nname = \"p\"".into(), "providers[0].kind", "missing"),
+        ("[[providers]]\nname = \"p\"\nkind = \"azure\"".into(), "providers[0].kind", "openai | anthropic | openai_compat | mock"),
+        ("[[providers]]\nname = \"p\"\nkind = \"openai\"".into(), "providers[0].api_key", "required"),
+        ("[[providers]]\nname = \"p\"\nkind = \"anthropic\"\napi_keys = []".into(), "providers[0].api_key", "required"),
+        ("[[providers]]\nname = \"p\"\nkind = \"openai\"\napi_keys = [\"a\", \"\"]".into(), "providers[0].api_keys[1]", "empty"),
+        ("[[providers]]\nname = \"p\"\nkind = \"openai_compat\"".into(), "providers[0].base_url", "required"),
+        ("[[providers]]\nname = \"p\"\nkind = \"openai_compat\"\nbase_url = \"ftp://x\"".into(), "providers[0].base_url", "http://"),
+        ("[[providers]]\nname = \"p\"\nkind = \"openai_compat\"\nbase_url = \"https://\"".into(), "providers[0].base_url", "host"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\nheaders = { \"Bad Name\" = \"x\" }".into(), "providers[0].headers.Bad Name", "header name"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\nheaders = { \"Host\" = \"x\" }".into(), "providers[0].headers.Host", "HTTP client"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\nheaders = { \"X-A\" = \"${BAD_HEADER}\" }".into(), "providers[0].headers.X-A", "control character"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\nheaders = { \"X-A\" = \"1\", \"x-a\" = \"2\" }".into(), "providers[0].headers.x-a", "duplicate"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\nconnect_timeout_ms = 0".into(), "providers[0].connect_timeout_ms", "at least 1"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\nfirst_byte_timeout_ms = 0".into(), "providers[0].first_byte_timeout_ms", "at least 1"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\nrequest_timeout_ms = 0".into(), "providers[0].request_timeout_ms", "at least 1"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\nchunk_timeout_ms = 0".into(), "providers[0].chunk_timeout_ms", "at least 1"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\nmax_retries = 11".into(), "providers[0].max_retries", "at most 10"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\nca_file = \"\"".into(), "providers[0].ca_file", "empty"),
+        ("[[providers]]\nname = \"p\"\nkind = \"anthropic\"\napi_key = \"k\"\nanthropic_version = \"\"".into(), "providers[0].anthropic_version", "empty"),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\n[providers.mock]\nchunk_words = 0".into(), "providers[0].mock.chunk_words", "at least 1"),
+        ("[[providers]]\nname = \"p\"\nkind = \"openai_compat\"\nbase_url = \"http://x\"\n[providers.mock]".into(), "providers[0].mock", "kind = \"mock\""),
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"\n[[providers]]\nname = \"p\"\nkind = \"mock\"".into(), "providers[1].name", "providers[0]"),
+        // sections
+        ("[[providers]]\nname = \"p\"\nkind = \"mock\"".into(), "models", "no [[models]]"),
+        ("[[models]]\nid = \"m\"\nprovider = \"mock\"".into(), "providers", "no [[providers]]"),
+        // models
+        (format!("{OPENAI}[[models]]\nprovider = \"openai\""), "models[1].id", "missing"),
+        (format!("{OPENAI}[[models]]\nid = \"gpt-4o\"\nprovider = \"openai\""), "models[1].id", "models[0]"),
+        (format!("{OPENAI}[[models]]\nid = \"x\""), "models[1].provider", "missing"),
+        (format!("{OPENAI}[[models]]\nid = \"x\"\nprovider = \"azure\""), "models[1].provider", "\"azure\""),
+        (format!("{OPENAI}[[models]]\nid = \"x\"\nprovider = \"openai\"\nupstream = \"\""), "models[1].upstream", "empty"),
+        (format!("{OPENAI}default = true\n[[models]]\nid = \"x\"\nprovider = \"openai\"\ndefault = true"), "models[1].default", "models[0]"),
+        (format!("{OPENAI}fallbacks = [\"gpt-4o\"]"), "models[0].fallbacks[0]", "itself"),
+        (format!("{OPENAI}fallbacks = [\"nope\"]"), "models[0].fallbacks[0]", "\"nope\""),
+        (format!("{OPENAI}fallbacks = [\"x\", \"x\"]\n[[models]]\nid = \"x\"\nprovider = \"openai\""), "models[0].fallbacks[1]", "twice"),
+        (format!("{OPENAI}context_window = 0"), "models[0].context_window", "at least 1"),
+        (format!("{OPENAI}max_tokens = 0"), "models[0].max_tokens", "at least 1"),
+        (format!("{OPENAI}context_window = 100\nmax_tokens = 101"), "models[0].max_tokens", "context_window"),
+        // channels
+        ("[[channels]]\ntype = \"generic\"\nsecret = \"s\"".into(), "channels[0].name", "missing"),
+        ("[[channels]]\nname = \"Tele gram\"\ntype = \"generic\"\nsecret = \"s\"".into(), "channels[0].name", "[a-z0-9_-]+"),
+        ("[[channels]]\nname = \"api\"\ntype = \"generic\"\nsecret = \"s\"".into(), "channels[0].name", "reserved"),
+        (format!("{gen}{gen}"), "channels[1].name", "channels[0]"),
+        ("[[channels]]\nname = \"c\"".into(), "channels[0].type", "missing"),
+        ("[[channels]]\nname = \"c\"\ntype = \"irc\"".into(), "channels[0].type", "telegram | slack | discord | whatsapp | generic"),
+        ("[[channels]]\nname = \"c\"\ntype = \"slack\"".into(), "channels[0].secret", "required"),
+        ("[[channels]]\nname = \"c\"\ntype = \"generic\"\nsecret = \"\"".into(), "channels[0].secret", "empty"),
+        ("[[channels]]\nname = \"c\"\ntype = \"discord\"".into(), "channels[0].public_key", "required"),
+        ("[[channels]]\nname = \"c\"\ntype = \"discord\"\npublic_key = \"12\"".into(), "channels[0].public_key", "64 hex"),
+        ("[[channels]]\nname = \"c\"\ntype = \"discord\"\nenabled = false\nsecret = \"s\"".into(), "channels[0].secret", "public_key"),
+        (format!("{gen}verify_token = \"v\""), "channels[0].verify_token", "whatsapp"),
+        (format!("{gen}public_key = \"{}\"", "ab".repeat(32)), "channels[0].public_key", "discord"),
+        (format!("{gen}model = \"gpt\""), "channels[0].model", "\"gpt\""),
+        // env expansion
+        ("[server]\nio = \"${NOT_SET_ANYWHERE}\"".into(), "server.io", "environment variable NOT_SET_ANYWHERE is not set"),
+        ("[[keys]]\nname = \"a\"\nkey = \"${CLAWGATE_OPS_KEY\"".into(), "keys[0].key", "unterminated"),
+        ("[[keys]]\nname = \"a\"\nkey = \"${1}\"".into(), "keys[0].key", "not an environment variable name"),
+    ];
+    for (text, key, fragment) in &cases {
+        assert_error(text, key, fragment);
+    }
+}
+
+#[test]
+fn open_mode_is_rejected_on_a_non_loopback_address() {
+    let err = parse("[server]\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "no [[keys]] configured: open mode is only allowed on a loopback listen address \
+             (server.listen = 0.0.0.0:8080) (in {FILE})"
+        )
+    );
+    assert!(parse("[server]\nlisten = \"[::]:8080\"\n").is_err());
+    assert!(parse("[server]\nlisten = \"10.1.2.3:8080\"\n").is_err());
+}
+
+#[test]
+fn open_mode_is_allowed_on_any_loopback_address() {
+    for listen in [
+        "127.0.0.1:8080",
+        "127.9.9.9:0",
+        "[::1]:8080",
+        "[::ffff:127.0.0.1]:8080",
+    ] {
+        assert!(
+            parse_ok(&format!("[server]\nlisten = \"{listen}\"\n")).open_mode(),
+            "{listen}"
+        );
+    }
+}
+
+#[test]
+fn keys_allow_a_public_listen_address() {
+    let c = parse_ok("[server]\nlisten = \"0.0.0.0:443\"\n[[keys]]\nname = \"a\"\nkey = \"k\"\n");
+    assert!(!c.open_mode());
+    assert_eq!(c.server.listen.port(), 443);
+}
+
+#[test]
+fn clawgate_io_overrides_the_file_value() {
+    assert_eq!(io_override(IoMode::Auto, None).unwrap(), IoMode::Auto);
+    assert_eq!(
+        io_override(IoMode::Uring, Some("")).unwrap(),
+        IoMode::Uring,
+        "empty counts as unset"
+    );
+    assert_eq!(
+        io_override(IoMode::Auto, Some("epoll")).unwrap(),
+        IoMode::Epoll
+    );
+    assert_eq!(
+        io_override(IoMode::Epoll, Some("uring")).unwrap(),
+        IoMode::Uring
+    );
+    assert_eq!(
+        io_override(IoMode::Epoll, Some("auto")).unwrap(),
+        IoMode::Auto
+    );
+}
+
+#[test]
+fn an_invalid_clawgate_io_is_an_error_naming_the_variable() {
+    let err = io_override(IoMode::Auto, Some("poll"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("CLAWGATE_IO: "), "{err}");
+    assert!(
+        err.contains("\"poll\"") && err.contains("auto | uring | epoll"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_loader_applies_clawgate_io_from_its_env_lookup() {
+    let with_io =
+        |value: &'static str| move |name: &str| (name == IO_ENV_VAR).then(|| value.to_owned());
+    let text = "[server]\nio = \"uring\"\n";
+    let c = Config::from_toml_str_with_env(text, None, &with_io("epoll")).unwrap();
+    assert_eq!(c.server.io, IoMode::Epoll);
+    let c = Config::from_toml_str_with_env(text, None, &|_: &str| None).unwrap();
+    assert_eq!(c.server.io, IoMode::Uring);
+    let err = Config::from_toml_str_with_env(text, None, &with_io("fast")).unwrap_err();
+    assert!(err.to_string().starts_with("CLAWGATE_IO: "), "{err}");
+}
+
+#[test]
+fn enums_round_trip_through_their_spelling() {
+    for m in [IoMode::Auto, IoMode::Uring, IoMode::Epoll] {
+        assert_eq!(IoMode::parse(m.as_str()), Some(m));
+    }
+    for a in [AccessLog::Off, AccessLog::Text, AccessLog::Json] {
+        assert_eq!(AccessLog::parse(a.as_str()), Some(a));
+    }
+    assert_eq!(
+        (Role::Admin.as_str(), Role::User.as_str()),
+        ("admin", "user")
+    );
+    let kinds = [
+        ProviderKind::OpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::OpenAiCompat,
+        ProviderKind::Mock,
+    ];
+    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["openai", "anthropic", "openai_compat", "mock"]);
+    let kinds = [
+        ChannelKind::Telegram,
+        ChannelKind::Slack,
+        ChannelKind::Discord,
+        ChannelKind::WhatsApp,
+        ChannelKind::Generic,
+    ];
+    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["telegram", "slack", "discord", "whatsapp", "generic"]
+    );
+    assert_eq!(IoMode::parse("Epoll"), None, "spellings are exact");
+}
+
+#[test]
+fn secrets_never_print() {
+    let s = Secret::new("hunter2".to_owned());
+    assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+    assert_eq!(s.expose(), "hunter2");
+    let c = parse_ok(&OPENAI.replace("sk-1", "${OPENAI_API_KEY}"));
+    let dump = format!("{c:?}");
+    assert!(!dump.contains("sk-openai-test"), "{dump}");
+    assert!(dump.contains("[redacted]"));
+}
+
+#[test]
+fn a_relative_ca_file_is_resolved_against_the_config_directory() {
+    let text = "[[providers]]\nname = \"p\"\nkind = \"openai_compat\"\nbase_url = \"https://x\"\nca_file = \"certs/ca.pem\"\n\
+                [[providers]]\nname = \"q\"\nkind = \"openai_compat\"\nbase_url = \"https://y\"\nca_file = \"/abs/ca.pem\"\n\
+                [[models]]\nid = \"m\"\nprovider = \"p\"\n";
+    let c = parse_ok(text);
+    assert_eq!(
+        c.providers[0].ca_file.as_deref(),
+        Some(Path::new("/etc/clawgate/certs/ca.pem"))
+    );
+    assert_eq!(
+        c.providers[1].ca_file.as_deref(),
+        Some(Path::new("/abs/ca.pem"))
+    );
+}
+
+#[test]
+fn load_reads_the_file_and_remembers_its_path() {
+    let dir = std::env::temp_dir().join(format!("clawgate-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("load.toml");
+    std::fs::write(
+        &path,
+        "[server]\nworkers = 3\n[[keys]]\nname = \"a\"\nkey = \"k\"\n",
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.server.workers, 3);
+    assert_eq!(c.source.as_deref(), Some(path.as_path()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_names_a_missing_file() {
+    let path = Path::new("/nonexistent/clawgate/missing.toml");
+    let err = Config::load(path).unwrap_err().to_string();
+    assert!(
+        err.starts_with("/nonexistent/clawgate/missing.toml: cannot read config file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn default_model_of_a_hand_built_config_without_models_does_not_panic() {
+    let mut c = Config::builtin_default();
+    c.models.clear();
+    assert_eq!(c.default_model().id, "mock");
+}
+
+#[test]
+fn every_shipped_config_file_is_valid() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = match Config::from_toml_str_with_env(&text, Some(&path), &env) {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(!config.models.is_empty());
+        checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    checked.sort();
+    assert!(
+        checked.contains(&"clawgate.example.toml".to_owned()),
+        "{checked:?}"
+    );
+    assert!(checked.contains(&"mock.toml".to_owned()), "{checked:?}");
+}
+
+#[test]
+fn the_example_file_sets_what_it_documents() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/clawgate.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = Config::from_toml_str_with_env(&text, Some(&path), &env).unwrap();
+    let ops = c.keys.iter().find(|k| k.name == "ops").unwrap();
+    assert_eq!(
+        (ops.key_sha256, ops.role),
+        (hash_key("ops-key-test"), Role::Admin)
+    );
+    assert_eq!(c.keys[1].key_sha256, hash_key("replace-with-the-app-key"));
+    assert_eq!(
+        c.provider("openai").unwrap().api_keys[0].expose(),
+        "sk-openai-test"
+    );
+    assert_eq!(
+        c.provider("anthropic").unwrap().api_keys[0].expose(),
+        "sk-ant-test"
+    );
+    assert_eq!(c.default_model().id, "gpt-4o");
+    assert_eq!(
+        c.channel("telegram")
+            .unwrap()
+            .secret
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "tg-secret-test"
+    );
+    // Every key of every raw struct appears in the example (commented keys count).
+    for key in [
+        "listen",
+        "workers",
+        "io",
+        "pin_workers",
+        "max_body_bytes",
+        "max_header_bytes",
+        "max_headers",
+        "header_timeout_ms",
+        "body_timeout_ms",
+        "idle_timeout_ms",
+        "write_timeout_ms",
+        "max_connections_per_worker",
+        "shutdown_timeout_ms",
+        "access_log",
+        "health_detailed_admin_only",
+        "name",
+        "key",
+        "key_sha256",
+        "role",
+        "rpm",
+        "tpm",
+        "models",
+        "kind",
+        "base_url",
+        "api_key",
+        "api_keys",
+        "headers",
+        "connect_timeout_ms",
+        "first_byte_timeout_ms",
+        "request_timeout_ms",
+        "chunk_timeout_ms",
+        "max_retries",
+        "ca_file",
+        "anthropic_version",
+        "[providers.mock]",
+        "chunk_delay_ms",
+        "chunk_words",
+        "id",
+        "provider",
+        "upstream",
+        "fallbacks",
+        "default",
+        "context_window",
+        "max_tokens",
+        "type",
+        "enabled",
+        "secret",
+        "verify_token",
+        "public_key",
+        "model",
+        "max_messages",
+        "max_bytes",
+        "idle_ttl_secs",
+    ] {
+        let written = text.lines().any(|l| {
+            let l = l.trim_start_matches(['#', ' ']);
+            l == key || l.starts_with(&format!("{key} ="))
+        });
+        assert!(written, "example does not document {key}");
+    }
+}
+
+#[test]
+fn the_mock_config_has_an_admin_and_a_user_key_and_two_workers() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/mock.toml");
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.server.workers, 2);
+    assert!(c.providers.iter().all(|p| p.kind == ProviderKind::Mock));
+    let admin = c.keys.iter().find(|k| k.role == Role::Admin).unwrap();
+    let user = c.keys.iter().find(|k| k.role == Role::User).unwrap();
+    assert_eq!(admin.key_sha256, hash_key("sk-clawgate-demo-admin"));
+    assert_eq!(user.key_sha256, hash_key("sk-clawgate-demo-user"));
+}

@@ -1,0 +1,341 @@
+//! The connection loop: one task per accepted socket, on the worker that accepted it.
+//!
+//! ```text
+//! read (deadline) -> probe head (size limits) -> Request (framing rules)
+//!   -> body (Content-Length split off as Bytes | chunked decoder) (deadline, 413)
+//!   -> api::dispatch -> encode into the output buffer -> flush when no request is
+//!      waiting in the input (pipelined responses leave in order, in one write)
+//!   -> SSE: head flushed at once, then one write per event as it is produced
+//! ```
+//! Client errors (404, 400 on a bad body, ...) keep the connection; protocol errors
+//! (garbage, bad framing, 413, 431, timeouts) answer and close it. Nothing here can
+//! take down anything but this one connection. Idle keep-alive reads are cancelable so
+//! a drain closes idle sockets at once. Buffers: one `BytesMut` for input (bodies are
+//! split from it without copying) and one reused for output.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent};
+use monoio::net::TcpStream;
+
+use crate::api;
+use crate::config::{AccessLog, ServerConfig};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::body::{too_large, ChunkedDecoder, Progress};
+use crate::http::request::{probe_head, BodyKind, Parsed};
+use crate::http::response::{write_head, Body, Framing, Response};
+use crate::http::sse::LAST_CHUNK;
+use crate::http::{Method, Request};
+use crate::log;
+use crate::worker::{Worker, WorkerStats};
+
+/// Bytes asked of the kernel per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Pipelined responses are flushed once this much output is waiting.
+const FLUSH_AT: usize = 64 * 1024;
+
+enum ReadOutcome {
+    Data,
+    Eof,
+    Timeout,
+    Canceled,
+    Failed,
+}
+
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    worker: Rc<Worker>,
+    cancel: CancelHandle,
+}
+
+/// Serves one connection until it closes. Counts it in the worker's stats.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, cancel: CancelHandle) {
+    let _ = stream.set_nodelay(true);
+    let stats = worker.stats();
+    WorkerStats::add(&stats.connections, 1);
+    let mut conn = Conn {
+        stream,
+        peer,
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        wbuf: BytesMut::with_capacity(4096),
+        worker: worker.clone(),
+        cancel,
+    };
+    conn.run().await;
+    let _ = conn.stream.shutdown().await;
+    WorkerStats::sub(&worker.stats().connections, 1);
+}
+
+/// Answers a connection over the worker's limit with 503 and closes it.
+pub async fn reject_overloaded(mut stream: TcpStream) {
+    let err = ApiError::new(ErrorCode::Overloaded, "too many connections; retry shortly").with_retry_after(1);
+    let mut resp = api::error_response(&err, false);
+    resp.close = true;
+    let mut out = BytesMut::new();
+    encode_full(&mut out, resp, false, false, "overloaded");
+    let _ = monoio::time::timeout(Duration::from_secs(1), stream.write_all(out)).await;
+    let _ = stream.shutdown().await;
+}
+
+impl Conn {
+    async fn run(&mut self) {
+        loop {
+            let cfg = self.worker.snapshot().config.server.clone();
+            let head_len = match self.next_head(&cfg).await {
+                Ok(Some(n)) => n,
+                Ok(None) => return,
+                Err(e) => return self.fail(e).await,
+            };
+            let head = self.rbuf.split_to(head_len).freeze();
+            let mut req = match Request::from_head(head, cfg.max_headers) {
+                Ok(r) => r,
+                Err(e) => return self.fail(e).await,
+            };
+            req.peer = Some(self.peer);
+            let stats = self.worker.stats();
+            WorkerStats::add(&stats.requests, 1);
+            WorkerStats::add(&stats.in_flight, 1);
+            let keep = self.exchange(req, &cfg).await;
+            WorkerStats::sub(&self.worker.stats().in_flight, 1);
+            if !keep {
+                let _ = self.flush().await;
+                return;
+            }
+            if self.rbuf.is_empty() || self.wbuf.len() >= FLUSH_AT {
+                if self.flush().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads until a whole head is buffered. `Ok(None)`: the peer closed, went idle or
+    /// the worker is draining, with nothing pending.
+    async fn next_head(&mut self, cfg: &ServerConfig) -> Result<Option<usize>, ApiError> {
+        let mut started: Option<Instant> = (!self.rbuf.is_empty()).then(Instant::now);
+        loop {
+            if let Parsed::Complete(n) = probe_head(&self.rbuf, cfg.max_header_bytes, cfg.max_headers)? {
+                return Ok(Some(n));
+            }
+            if !self.wbuf.is_empty() && self.flush().await.is_err() {
+                return Ok(None);
+            }
+            let idle = self.rbuf.is_empty();
+            if idle && self.worker.shared.draining() {
+                return Ok(None);
+            }
+            let deadline = match started {
+                None => Duration::from_millis(cfg.idle_timeout_ms),
+                Some(t) => Duration::from_millis(cfg.header_timeout_ms).saturating_sub(t.elapsed()),
+            };
+            match self.read_more(deadline, idle).await {
+                ReadOutcome::Data => {
+                    started.get_or_insert_with(Instant::now);
+                }
+                ReadOutcome::Eof | ReadOutcome::Canceled | ReadOutcome::Failed => return Ok(None),
+                ReadOutcome::Timeout if started.is_none() => return Ok(None),
+                ReadOutcome::Timeout => {
+                    return Err(ApiError::new(ErrorCode::InvalidRequest, "timed out reading the request head")
+                        .closing())
+                }
+            }
+        }
+    }
+
+    /// Reads the body, dispatches, and encodes the response. Returns whether the
+    /// connection may carry another request.
+    async fn exchange(&mut self, mut req: Request, cfg: &ServerConfig) -> bool {
+        let started = Instant::now();
+        let request_id = match req.header("x-request-id").filter(|v| valid_request_id(v)) {
+            Some(v) => v.to_string(),
+            None => self.worker.next_request_id(),
+        };
+        if let Err(e) = self.read_body(&mut req, cfg).await {
+            let mut resp = api::error_response(&e, crate::router::is_openai_path(req.path()));
+            resp.push_header("x-request-id", request_id.clone());
+            self.access_log(cfg, &req, resp.status, started, &request_id);
+            if e.close || !self.rbuf.is_empty() {
+                encode_full(&mut self.wbuf, resp, false, false, &request_id);
+                return false;
+            }
+            encode_full(&mut self.wbuf, resp, req.keep_alive, req.method == Method::Head, &request_id);
+            return req.keep_alive;
+        }
+        if !self.wbuf.is_empty() && self.flush().await.is_err() {
+            return false;
+        }
+        let snap = self.worker.snapshot();
+        let mut resp = api::dispatch(&self.worker, &snap, &req, &request_id).await;
+        resp.push_header("x-request-id", request_id.clone());
+        let keep = req.keep_alive && !resp.close && !self.worker.shared.draining();
+        let status = resp.status;
+        let ok = match resp.body {
+            Body::Sse(_) => self.stream_sse(resp, keep, cfg).await,
+            _ => {
+                encode_full(&mut self.wbuf, resp, keep, req.method == Method::Head, &request_id);
+                true
+            }
+        };
+        self.access_log(cfg, &req, status, started, &request_id);
+        ok && keep
+    }
+
+    async fn read_body(&mut self, req: &mut Request, cfg: &ServerConfig) -> Result<(), ApiError> {
+        let deadline = Instant::now() + Duration::from_millis(cfg.body_timeout_ms);
+        match req.body_kind {
+            BodyKind::None => Ok(()),
+            BodyKind::Length(n) => {
+                if n > cfg.max_body_bytes as u64 {
+                    return Err(too_large(cfg.max_body_bytes));
+                }
+                let n = n as usize;
+                if req.expect_continue && self.rbuf.len() < n {
+                    self.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    self.flush().await.map_err(|_| body_cut())?;
+                }
+                while self.rbuf.len() < n {
+                    self.rbuf.reserve(n - self.rbuf.len());
+                    self.read_for_body(deadline).await?;
+                }
+                req.body = self.rbuf.split_to(n).freeze();
+                Ok(())
+            }
+            BodyKind::Chunked => {
+                if req.expect_continue {
+                    self.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    self.flush().await.map_err(|_| body_cut())?;
+                }
+                let mut decoder = ChunkedDecoder::new(cfg.max_body_bytes);
+                while decoder.decode(&mut self.rbuf)? == Progress::NeedMore {
+                    self.read_for_body(deadline).await?;
+                }
+                req.body = decoder.finish();
+                Ok(())
+            }
+        }
+    }
+
+    async fn read_for_body(&mut self, deadline: Instant) -> Result<(), ApiError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.read_more(left, false).await {
+            ReadOutcome::Data => Ok(()),
+            ReadOutcome::Timeout => {
+                Err(ApiError::new(ErrorCode::InvalidRequest, "timed out reading the request body").closing())
+            }
+            ReadOutcome::Eof | ReadOutcome::Canceled | ReadOutcome::Failed => Err(body_cut()),
+        }
+    }
+
+    /// One read into the spare capacity of the input buffer.
+    async fn read_more(&mut self, deadline: Duration, cancelable: bool) -> ReadOutcome {
+        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        let len = self.rbuf.len();
+        let cap = self.rbuf.capacity();
+        let slice = std::mem::take(&mut self.rbuf).slice_mut(len..cap);
+        let result = if cancelable {
+            let read = self.stream.cancelable_read(slice, self.cancel.clone());
+            monoio::time::timeout(deadline, read).await
+        } else {
+            monoio::time::timeout(deadline, self.stream.read(slice)).await
+        };
+        match result {
+            Err(_) => ReadOutcome::Timeout,
+            Ok((res, slice)) => {
+                self.rbuf = slice.into_inner();
+                match res {
+                    Ok(0) => ReadOutcome::Eof,
+                    Ok(_) => ReadOutcome::Data,
+                    Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => ReadOutcome::Canceled,
+                    Err(_) => ReadOutcome::Failed,
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.wbuf);
+        let timeout = Duration::from_millis(self.worker.snapshot().config.server.write_timeout_ms);
+        match monoio::time::timeout(timeout, self.stream.write_all(buf)).await {
+            Ok((Ok(_), mut buf)) => {
+                buf.clear();
+                self.wbuf = buf;
+                Ok(())
+            }
+            _ => Err(()),
+        }
+    }
+
+    async fn write_bytes(&mut self, bytes: Bytes, timeout: Duration) -> Result<(), ()> {
+        match monoio::time::timeout(timeout, self.stream.write_all(bytes)).await {
+            Ok((Ok(_), _)) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// Streams an SSE body: the head at once, then one chunk per event. Returns false
+    /// if the client went away (the stream is dropped, cancelling its producer).
+    async fn stream_sse(&mut self, mut resp: Response, keep: bool, cfg: &ServerConfig) -> bool {
+        let Body::Sse(mut events) = std::mem::replace(&mut resp.body, Body::Empty) else { return false };
+        write_head(&mut self.wbuf, &resp, Framing::Chunked, keep);
+        if self.flush().await.is_err() {
+            return false;
+        }
+        let timeout = Duration::from_millis(cfg.write_timeout_ms);
+        while let Some(event) = events.next_event().await {
+            if self.write_bytes(event, timeout).await.is_err() {
+                return false;
+            }
+        }
+        drop(events);
+        self.write_bytes(Bytes::from_static(LAST_CHUNK), timeout).await.is_ok()
+    }
+
+    /// Answers a protocol error and closes.
+    async fn fail(&mut self, e: ApiError) {
+        let mut resp = api::error_response(&e, false);
+        let id = self.worker.next_request_id();
+        resp.push_header("x-request-id", id.clone());
+        encode_full(&mut self.wbuf, resp, false, false, &id);
+        let _ = self.flush().await;
+    }
+
+    fn access_log(&self, cfg: &ServerConfig, req: &Request, status: u16, started: Instant, id: &str) {
+        if cfg.access_log == AccessLog::Off {
+            return;
+        }
+        log::access(cfg.access_log, self.worker.id, &self.peer, req.method.as_str(), req.path(), status, started.elapsed(), id);
+    }
+}
+
+/// Encodes a whole response (head + body) into `out`.
+fn encode_full(out: &mut BytesMut, resp: Response, keep_alive: bool, head_only: bool, _id: &str) {
+    let body = match &resp.body {
+        Body::Full(b) => b.clone(),
+        Body::Empty | Body::Sse(_) => Bytes::new(),
+    };
+    write_head(out, &resp, Framing::Length(body.len()), keep_alive);
+    if !head_only {
+        out.extend_from_slice(&body);
+    }
+}
+
+fn body_cut() -> ApiError {
+    ApiError::invalid("connection closed before the body was complete").closing()
+}
+
+/// A client's `X-Request-Id` is echoed if it is 1-128 visible ASCII characters.
+fn valid_request_id(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+}

@@ -1,0 +1,188 @@
+//! The router: (method, path) -> `Route`, a plain `match` over path segments, built at
+//! compile time, no allocation. `/api/v1/*` is `/api/*`; any other `/api/vN/*` answers
+//! `VERSION_NOT_AVAILABLE`. A known path with the wrong method is a 405 carrying
+//! `Allow`; an unknown path is a 404. Costs tens of nanoseconds per request.
+
+use crate::error::{ApiError, ErrorCode};
+use crate::http::Method;
+
+/// Every endpoint of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    Health,
+    HealthDetailed,
+    Metrics,
+    Status,
+    Chat,
+    Models,
+    Channels,
+    Sessions,
+    SessionGet(&'a str),
+    SessionOp(&'a str),
+    OpenAiChat,
+    OpenAiModels,
+    WebSocket,
+    Webhook(&'a str),
+    WebhookVerify(&'a str),
+}
+
+impl Route<'_> {
+    /// Whether the route requires an API key (`/health*` are open by default).
+    pub fn needs_auth(&self) -> bool {
+        !matches!(
+            self,
+            Route::Health
+                | Route::HealthDetailed
+                | Route::Metrics
+                | Route::Webhook(_)
+                | Route::WebhookVerify(_)
+        )
+    }
+
+    /// Whether errors on this route use OpenAI's error shape.
+    pub fn openai_errors(&self) -> bool {
+        matches!(self, Route::OpenAiChat | Route::OpenAiModels)
+    }
+
+    /// A stable label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::HealthDetailed => "health_detailed",
+            Route::Metrics => "metrics",
+            Route::Status => "status",
+            Route::Chat => "chat",
+            Route::Models => "models",
+            Route::Channels => "channels",
+            Route::Sessions => "sessions",
+            Route::SessionGet(_) => "session_get",
+            Route::SessionOp(_) => "session_op",
+            Route::OpenAiChat => "openai_chat",
+            Route::OpenAiModels => "openai_models",
+            Route::WebSocket => "ws",
+            Route::Webhook(_) => "webhook",
+            Route::WebhookVerify(_) => "webhook_verify",
+        }
+    }
+}
+
+/// Whether a path belongs to the OpenAI-compatible surface (for error shapes even
+/// when routing fails).
+pub fn is_openai_path(path: &str) -> bool {
+    path.starts_with("/v1/")
+}
+
+/// Resolves a request to a route.
+pub fn route(method: Method, path: &str) -> Result<Route<'_>, ApiError> {
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    if let Some(rest) = path.strip_prefix("/api/") {
+        return api_route(method, strip_version(rest)?);
+    }
+    let get = |r| only(method, Method::Get, "GET", r);
+    let post = |r| only(method, Method::Post, "POST", r);
+    match path {
+        "/health" => get(Route::Health),
+        "/health/detailed" => get(Route::HealthDetailed),
+        "/metrics" => get(Route::Metrics),
+        "/ws" => get(Route::WebSocket),
+        "/v1/chat/completions" => post(Route::OpenAiChat),
+        "/v1/models" => get(Route::OpenAiModels),
+        _ => match path.strip_prefix("/webhooks/") {
+            Some(name) if valid_segment(name) => match method {
+                Method::Post => Ok(Route::Webhook(name)),
+                Method::Get => Ok(Route::WebhookVerify(name)),
+                _ => Err(ApiError::method_not_allowed("GET, POST")),
+            },
+            _ => Err(ApiError::not_found()),
+        },
+    }
+}
+
+/// `v1/chat` -> `chat`; `chat` -> `chat`; `v2/chat` -> VERSION_NOT_AVAILABLE.
+fn strip_version(rest: &str) -> Result<&str, ApiError> {
+    let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let is_version = first.len() > 1
+        && first.starts_with('v')
+        && first[1..].bytes().all(|b| b.is_ascii_digit());
+    match (is_version, first) {
+        (false, _) => Ok(rest),
+        (true, "v1") => Ok(tail),
+        (true, _) => Err(ApiError::new(
+            ErrorCode::VersionNotAvailable,
+            format!("API version {first} is not available; use /api/v1"),
+        )),
+    }
+}
+
+fn api_route(method: Method, rest: &str) -> Result<Route<'_>, ApiError> {
+    let get = |r| only(method, Method::Get, "GET", r);
+    let post = |r| only(method, Method::Post, "POST", r);
+    match rest {
+        "status" => get(Route::Status),
+        "chat" => post(Route::Chat),
+        "models" => get(Route::Models),
+        "channels" => get(Route::Channels),
+        "sessions" => get(Route::Sessions),
+        _ => match rest.strip_prefix("sessions/") {
+            Some(id) if valid_segment(id) => match method {
+                Method::Get => Ok(Route::SessionGet(id)),
+                Method::Post => Ok(Route::SessionOp(id)),
+                _ => Err(ApiError::method_not_allowed("GET, POST")),
+            },
+            _ => Err(ApiError::not_found()),
+        },
+    }
+}
+
+fn only<'a>(
+    method: Method,
+    want: Method,
+    allow: &'static str,
+    route: Route<'a>,
+) -> Result<Route<'a>, ApiError> {
+    if method == want || (want == Method::Get && method == Method::Head) {
+        Ok(route)
+    } else {
+        Err(ApiError::method_not_allowed(allow))
+    }
+}
+
+fn valid_segment(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths_answer_with_and_without_v1() {
+        assert_eq!(route(Method::Post, "/api/chat").unwrap(), Route::Chat);
+        assert_eq!(route(Method::Post, "/api/v1/chat").unwrap(), Route::Chat);
+        assert_eq!(route(Method::Get, "/api/v1/sessions/abc").unwrap(), Route::SessionGet("abc"));
+        assert_eq!(route(Method::Post, "/api/sessions/abc").unwrap(), Route::SessionOp("abc"));
+        assert_eq!(route(Method::Get, "/health/").unwrap(), Route::Health);
+    }
+
+    #[test]
+    fn unknown_versions_are_version_not_available() {
+        let e = route(Method::Post, "/api/v2/chat").unwrap_err();
+        assert_eq!(e.code, ErrorCode::VersionNotAvailable);
+        assert_eq!(e.status(), 404);
+    }
+
+    #[test]
+    fn wrong_method_is_405_with_allow() {
+        let e = route(Method::Get, "/api/chat").unwrap_err();
+        assert_eq!(e.status(), 405);
+        assert_eq!(e.allow, Some("POST"));
+        assert_eq!(route(Method::Delete, "/api/sessions/x").unwrap_err().allow, Some("GET, POST"));
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        for p in ["/", "/api", "/api/nope", "/api/sessions/a/b", "/healthz"] {
+            assert_eq!(route(Method::Get, p).unwrap_err().code, ErrorCode::NotFound, "{p}");
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! Process start-up and shutdown. `run` binds one `SO_REUSEPORT` listener per worker
+//! (all on the same port, even when the config says port 0), starts one OS thread per
+//! worker, each pinned to a core and running its own monoio runtime on io_uring or,
+//! when the kernel refuses it or config/env asks, on epoll. Workers report ready
+//! before the `listening on` line is printed (tests read the port from it).
+//!
+//! The main thread then only handles signals and samples RSS: SIGTERM/SIGINT start a
+//! drain (health answers 503, listeners close, idle sockets close, in-flight requests
+//! get `shutdown_timeout_ms` to finish, exit 0); SIGHUP reloads the config file and
+//! hands each worker the new snapshot for new connections.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::io::Canceller;
+use monoio::net::TcpListener;
+
+use crate::config::{Config, IoMode};
+use crate::http::conn;
+use crate::log;
+use crate::session::{Cmd, SessionHub, Shard};
+use crate::worker::{Shared, Snapshot, Worker, WorkerStats};
+
+/// Messages from the main thread to a worker.
+pub enum Control {
+    Drain,
+    Reload(Arc<Snapshot>),
+}
+
+/// Which event loop the workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Uring,
+    Epoll,
+}
+
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Uring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+}
+
+/// Picks the driver: env `CLAWGATE_IO` over `server.io`; `auto` probes io_uring.
+pub fn choose_driver(mode: IoMode) -> Result<Driver, String> {
+    let mode = match std::env::var("CLAWGATE_IO").ok().as_deref() {
+        None | Some("") => mode,
+        Some("auto") => IoMode::Auto,
+        Some("uring") | Some("io_uring") => IoMode::Uring,
+        Some("epoll") => IoMode::Epoll,
+        Some(other) => return Err(format!("CLAWGATE_IO={other} is not one of auto, uring, epoll")),
+    };
+    match mode {
+        IoMode::Epoll => Ok(Driver::Epoll),
+        IoMode::Uring if monoio::utils::detect_uring() => Ok(Driver::Uring),
+        IoMode::Uring => Err("server.io = \"uring\" but the kernel refuses io_uring".into()),
+        IoMode::Auto if monoio::utils::detect_uring() => Ok(Driver::Uring),
+        IoMode::Auto => Ok(Driver::Epoll),
+    }
+}
+
+/// Binds `n` listeners sharing one address. With port 0 the first picks the port and
+/// the others join it. Refuses to share a port another process already holds with
+/// `SO_REUSEPORT` (which the kernel would otherwise allow silently).
+pub fn bind_listeners(addr: SocketAddr, n: usize) -> Result<Vec<std::net::TcpListener>, String> {
+    if addr.port() != 0 {
+        // A plain bind (no SO_REUSEPORT) fails if anyone listens on the port.
+        let probe = socket(addr, false).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        drop(probe);
+    }
+    let first = socket(addr, true).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let actual = first.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let mut out = vec![first];
+    for _ in 1..n {
+        out.push(socket(actual, true).map_err(|e| format!("cannot listen on {actual}: {e}"))?);
+    }
+    Ok(out)
+}
+
+fn socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(reuse_port)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s.into())
+}
+
+/// Runs the gateway until a shutdown signal; returns after the drain.
+pub fn run(config: Config) -> Result<(), String> {
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let driver = choose_driver(config.server.io)?;
+    let listeners = bind_listeners(config.server.listen, workers)?;
+    let local = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .ok_or("no listener was bound")?;
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let shared = Arc::new(Shared::new(workers, driver.as_str()));
+    let snapshot = Arc::new(Snapshot::new(Arc::new(config)));
+    let (session_txs, session_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded::<Cmd>()).unzip();
+    let session_txs: Arc<[flume::Sender<Cmd>]> = Arc::from(session_txs);
+    let (ready_tx, ready_rx) = flume::unbounded::<Result<(), String>>();
+    let mut controls = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers);
+    let pin = snapshot.config.server.pin_workers;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (id, (listener, session_rx)) in listeners.into_iter().zip(session_rxs).enumerate() {
+        let (control_tx, control_rx) = flume::unbounded::<Control>();
+        controls.push(control_tx);
+        let args = WorkerArgs {
+            id,
+            listener,
+            snapshot: snapshot.clone(),
+            shared: shared.clone(),
+            session_rx,
+            session_txs: session_txs.clone(),
+            control_rx,
+            ready: ready_tx.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("clawgate-w{id}"))
+            .spawn(move || {
+                if pin {
+                    let _ = monoio::utils::bind_to_cpu_set([id % cores]);
+                }
+                run_worker(driver, args)
+            })
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a worker died during start-up".into()),
+        }
+    }
+    log::info(&format!(
+        "listening on http://{local} (workers={workers}, io={}, open_mode={})",
+        driver.as_str(),
+        snapshot.keys.open_mode()
+    ));
+
+    supervise(signals, &shared, &controls, &snapshot);
+    let deadline = Instant::now() + Duration::from_millis(snapshot.config.server.shutdown_timeout_ms + 2000);
+    for t in threads {
+        while !t.is_finished() && Instant::now() < deadline {
+            #[allow(clippy::disallowed_methods)] // the main thread is not a worker
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+    log::info("stopped");
+    Ok(())
+}
+
+/// The main thread's loop: signals and RSS sampling. Returns when a drain begins.
+fn supervise(
+    mut signals: signal_hook::iterator::Signals,
+    shared: &Shared,
+    controls: &[flume::Sender<Control>],
+    first: &Arc<Snapshot>,
+) {
+    let source = first.config.source.clone();
+    loop {
+        shared.rss_bytes.store(rss_bytes(), Ordering::Relaxed);
+        for sig in signals.pending() {
+            match sig {
+                signal_hook::consts::SIGHUP => reload(source.as_deref(), controls),
+                _ => {
+                    log::info("draining: no new connections; waiting for requests in flight");
+                    shared.draining.store(true, Ordering::Relaxed);
+                    for c in controls {
+                        let _ = c.send(Control::Drain);
+                    }
+                    return;
+                }
+            }
+        }
+        #[allow(clippy::disallowed_methods)] // the main thread is not a worker
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn reload(source: Option<&std::path::Path>, controls: &[flume::Sender<Control>]) {
+    let Some(path) = source else {
+        log::info("SIGHUP: running on built-in defaults, nothing to reload");
+        return;
+    };
+    match Config::load(path) {
+        Ok(cfg) => {
+            let snap = Arc::new(Snapshot::new(Arc::new(cfg)));
+            for c in controls {
+                let _ = c.send(Control::Reload(snap.clone()));
+            }
+            log::info(&format!("reloaded {} (listen address and workers apply at restart)", path.display()));
+        }
+        Err(e) => log::info(&format!("reload refused, keeping the running config: {e}")),
+    }
+}
+
+/// RSS from `/proc/self/statm` (pages * page size); 0 if unreadable.
+pub fn rss_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+struct WorkerArgs {
+    id: usize,
+    listener: std::net::TcpListener,
+    snapshot: Arc<Snapshot>,
+    shared: Arc<Shared>,
+    session_rx: flume::Receiver<Cmd>,
+    session_txs: Arc<[flume::Sender<Cmd>]>,
+    control_rx: flume::Receiver<Control>,
+    ready: flume::Sender<Result<(), String>>,
+}
+
+fn run_worker(driver: Driver, args: WorkerArgs) {
+    let ready = args.ready.clone();
+    let built = match driver {
+        Driver::Uring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .with_entries(4096)
+            .build()
+            .map(|mut rt| rt.block_on(worker_main(args))),
+        Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(worker_main(args))),
+    };
+    if let Err(e) = built {
+        let _ = ready.send(Err(format!("cannot start the {} runtime: {e}", driver.as_str())));
+    }
+}
+
+async fn worker_main(args: WorkerArgs) {
+    let WorkerArgs { id, listener, snapshot, shared, session_rx, session_txs, control_rx, ready } = args;
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("worker {id}: cannot register the listener: {e}")));
+            return;
+        }
+    };
+    let me = session_txs.get(id).cloned();
+    let Some(me) = me else {
+        let _ = ready.send(Err(format!("worker {id}: no session channel")));
+        return;
+    };
+    let count = shared.workers.get(id).map(|w| w.sessions.clone()).unwrap_or_default();
+    let shard = Rc::new(RefCell::new(Shard::new(snapshot.config.sessions.clone(), me, count)));
+    monoio::spawn(SessionHub::serve(shard.clone(), session_rx));
+    let hub = SessionHub::new(id, shard, session_txs);
+    let worker = Rc::new(Worker::new(id, snapshot, shared.clone(), hub));
+    let canceller = Canceller::new();
+    let handle = canceller.handle();
+    monoio::spawn(control_loop(worker.clone(), control_rx, canceller));
+    let _ = ready.send(Ok(()));
+
+    loop {
+        match listener.cancelable_accept(handle.clone()).await {
+            Ok((stream, peer)) => {
+                let max = worker.snapshot().config.server.max_connections_per_worker as u64;
+                if WorkerStats::get(&worker.stats().connections) >= max {
+                    WorkerStats::add(&worker.stats().rejected_connections, 1);
+                    monoio::spawn(conn::reject_overloaded(stream));
+                } else {
+                    monoio::spawn(conn::serve(stream, peer, worker.clone(), handle.clone()));
+                }
+            }
+            Err(_) if shared.draining() => break,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                log::info(&format!("worker {id}: accept failed: {e}"));
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    let deadline = Instant::now() + Duration::from_millis(worker.snapshot().config.server.shutdown_timeout_ms);
+    while shared.total(|w| &w.in_flight) > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn control_loop(worker: Rc<Worker>, rx: flume::Receiver<Control>, canceller: Canceller) {
+    let mut canceller = Some(canceller);
+    while let Ok(msg) = rx.recv_async().await {
+        match msg {
+            Control::Drain => {
+                if let Some(c) = canceller.take() {
+                    let _ = c.cancel();
+                }
+            }
+            Control::Reload(snap) => {
+                *worker.providers.borrow_mut() = Rc::new(crate::provider::Providers::new(&snap.config));
+                *worker.snapshot.borrow_mut() = snap;
+            }
+        }
+    }
+}
