@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     }
     let config = match &config_path {
         Some(path) => Config::load(path),
-        None => Ok(Config::builtin_default()),
+        None => Config::builtin_from_env(),
     };
     let config = match config {
         Ok(c) => c,

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need (Debian
+# packages, a Python venv with the real client SDKs), then runs the Rust unit and
+# integration tests and the Python client tests, the integration part once on
+# io_uring and once on the epoll fallback. Usage: bash tests/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+  else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
+fi
+
+if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+echo "== python venv (.venv) with the client SDKs"
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+
+echo "== build"
+cargo build --release --bins
+export CLAWGATE_BIN="$root/target/release/clawgate"
+export CLAWGATE_MOCK_UPSTREAM_BIN="$root/target/release/mock_upstream"
+
+echo "== unit and integration tests (io_uring)"
+CLAWGATE_IO=uring cargo nextest run --release --no-fail-fast
+
+echo "== integration tests (epoll fallback)"
+CLAWGATE_IO=epoll cargo nextest run --release --no-fail-fast --test it
+
+echo "== python client tests (io_uring, then epoll)"
+CLAWGATE_IO=uring .venv/bin/python -m pytest -q tests/python
+CLAWGATE_IO=epoll .venv/bin/python -m pytest -q tests/python
