@@ -8,6 +8,8 @@
 mod catalog;
 pub mod chat;
 mod health;
+mod openai;
+pub mod resume;
 mod sessions;
 
 use std::rc::Rc;
@@ -42,6 +44,8 @@ pub async fn dispatch(worker: &Rc<Worker>, snap: &Arc<Snapshot>, req: &Request, 
     let who = if route.needs_auth() || route == Route::HealthDetailed {
         match snap.keys.authenticate_header(req.header_bytes("authorization")) {
             Ok(id) => Some(id),
+            // A WebSocket upgrade without `Authorization` authenticates by its first frame.
+            Err(_) if route == Route::WebSocket && req.header_bytes("authorization").is_none() => None,
             Err(e) if route.needs_auth() => return error_response(&e, route.openai_errors()),
             Err(_) => None,
         }
@@ -58,11 +62,11 @@ pub async fn dispatch(worker: &Rc<Worker>, snap: &Arc<Snapshot>, req: &Request, 
         (Route::Sessions, Some(who)) => sessions::list(&ctx, &who).await,
         (Route::SessionGet(id), Some(who)) => sessions::get(&ctx, &who, id).await,
         (Route::SessionOp(id), Some(who)) => sessions::operate(&ctx, &who, id).await,
+        (Route::OpenAiChat, Some(who)) => openai::chat_completions(&ctx, who).await,
+        (Route::OpenAiModels, Some(_)) => openai::models(&ctx),
+        (Route::WebSocket, who) => crate::ws::upgrade(&ctx, who),
         (
             Route::Metrics
-            | Route::OpenAiChat
-            | Route::OpenAiModels
-            | Route::WebSocket
             | Route::Webhook(_)
             | Route::WebhookVerify(_),
             _,

@@ -48,6 +48,8 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     /// `[sessions]`: conversation memory limits.
     pub sessions: SessionsConfig,
+    /// `[limits]`: rate-limit defaults, per-client limits and limiter tuning.
+    pub limits: LimitsConfig,
     /// The file this came from; `None` for built-in defaults or inline text.
     pub source: Option<PathBuf>,
 }
@@ -97,6 +99,28 @@ pub struct ServerConfig {
     pub access_log: AccessLog,
     /// Restrict `/health/detailed` to admin keys.
     pub health_detailed_admin_only: bool,
+    /// A WebSocket must authenticate (header or first frame) within this many ms.
+    pub ws_auth_timeout_ms: u64,
+    /// A WebSocket silent this long is pinged by the server, in ms.
+    pub ws_ping_interval_ms: u64,
+    /// A pinged WebSocket that sends nothing for this long is closed, in ms.
+    pub ws_pong_timeout_ms: u64,
+    /// Largest WebSocket frame payload accepted; larger closes with 1009.
+    pub ws_max_frame_bytes: usize,
+    /// Largest WebSocket message (all fragments) accepted; larger closes with 1009.
+    pub ws_max_message_bytes: usize,
+    /// Frames queued for one WebSocket before its turns are cut and it closes with 1013.
+    pub ws_send_buffer_bytes: usize,
+    /// Turns in flight at once on one WebSocket.
+    pub ws_max_turns_per_socket: usize,
+    /// How often `status` subscribers are checked for a changed status, in ms.
+    pub ws_status_interval_ms: u64,
+    /// Bytes of events kept per streamed `/api/chat` turn for `Last-Event-ID` resumes.
+    pub sse_resume_buffer_bytes: usize,
+    /// How long a streamed turn runs on after its client left, and stays resumable after it ended, in ms.
+    pub sse_resume_window_ms: u64,
+    /// Streamed turns buffered for resumes per worker; beyond it streams are not resumable.
+    pub sse_max_buffered_turns: usize,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +141,17 @@ impl Default for ServerConfig {
             shutdown_timeout_ms: 10_000,
             access_log: AccessLog::Off,
             health_detailed_admin_only: false,
+            ws_auth_timeout_ms: 10_000,
+            ws_ping_interval_ms: 30_000,
+            ws_pong_timeout_ms: 10_000,
+            ws_max_frame_bytes: 1_048_576,
+            ws_max_message_bytes: 1_048_576,
+            ws_send_buffer_bytes: 1_048_576,
+            ws_max_turns_per_socket: 16,
+            ws_status_interval_ms: 5_000,
+            sse_resume_buffer_bytes: 262_144,
+            sse_resume_window_ms: 60_000,
+            sse_max_buffered_turns: 1_024,
         }
     }
 }
@@ -328,6 +363,47 @@ impl Default for SessionsConfig {
     }
 }
 
+/// `[limits]`: quotas. Every limit is per minute and optional (`None` = no limit);
+/// a limit's whole minute may be spent in one burst.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Requests per minute for keys that set no `rpm` of their own.
+    pub rpm: Option<u32>,
+    /// Tokens per minute for keys that set no `tpm` of their own.
+    pub tpm: Option<u64>,
+    /// Requests per minute per client IP (IPv6: per /64) for requests without a valid
+    /// key: every request in open mode, and failed authentication attempts.
+    pub ip_rpm: Option<u32>,
+    /// WebSocket upgrades per minute per client IP.
+    pub ws_connects_per_minute_per_ip: Option<u32>,
+    /// Messages per minute on one WebSocket.
+    pub ws_messages_per_minute: Option<u32>,
+    /// Most requests a worker takes from a global budget at once (token leases are
+    /// 256 times as many tokens). The global error of a limit is at most
+    /// `lease_size x workers`.
+    pub lease_size: u32,
+    /// Most client IPs remembered per per-client limit (and per worker); beyond it
+    /// the quietest are forgotten.
+    pub max_tracked_clients: usize,
+    /// Completion tokens a turn reserves when its model sets no `max_tokens`.
+    pub completion_reserve_tokens: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            rpm: None,
+            tpm: None,
+            ip_rpm: None,
+            ws_connects_per_minute_per_ip: None,
+            ws_messages_per_minute: None,
+            lease_size: 8,
+            max_tracked_clients: 100_000,
+            completion_reserve_tokens: 256,
+        }
+    }
+}
+
 /// A secret string that never prints: Debug/Display show "[redacted]".
 #[derive(Clone)]
 pub struct Secret(String);
@@ -442,6 +518,7 @@ impl Config {
             models: vec![builtin_mock_model()],
             channels: Vec::new(),
             sessions: SessionsConfig::default(),
+            limits: LimitsConfig::default(),
             source: None,
         }
     }

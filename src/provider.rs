@@ -1,16 +1,24 @@
 //! Model providers behind one trait. A provider turns a `ChatRequest` (history plus
 //! the new message, already in the gateway's neutral shape) into a `ChatStream` of text
 //! deltas ending with the provider's usage. Non-streaming clients simply drain the
-//! stream. Dispatch is by enum (`ProviderImpl`), not `dyn`, so the per-chunk call is
-//! static and allocation-free. Wire types stay private to each adapter file.
+//! stream. Dispatch is by enum (`ProviderImpl`, `ChatStream`), not `dyn`, so the
+//! per-chunk call is static and allocation-free. Wire types stay private to each
+//! adapter file (`openai`, `anthropic`, `openai_compat`, `mock`); `http` holds the
+//! retry/key/breaker policy shared by the HTTP adapters, `resilience` its pieces.
 
+pub mod anthropic;
+pub mod http;
 pub mod mock;
+pub mod openai;
+pub mod openai_compat;
+pub mod resilience;
 
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::config::{Config, ProviderConfig, ProviderKind};
+use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::{ApiError, ErrorCode};
+use crate::upstream::{tls, Client, UpstreamError};
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -49,6 +57,8 @@ pub struct ChatRequest {
     pub upstream_model: String,
     pub messages: Vec<Message>,
     pub max_tokens: Option<u32>,
+    /// Ask the provider to stream (the client streams); otherwise one whole answer.
+    pub stream: bool,
 }
 
 /// One step of a provider's answer.
@@ -63,20 +73,30 @@ pub enum StreamEvent {
 pub struct ProviderError {
     pub timeout: bool,
     pub message: String,
+    /// Seconds the provider asked callers to wait (429/503 with `Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ProviderError {
     pub fn upstream(message: impl Into<String>) -> Self {
-        ProviderError { timeout: false, message: message.into() }
+        ProviderError { timeout: false, message: message.into(), retry_after: None }
     }
 
     pub fn timeout(message: impl Into<String>) -> Self {
-        ProviderError { timeout: true, message: message.into() }
+        ProviderError { timeout: true, message: message.into(), retry_after: None }
+    }
+
+    pub fn from_upstream(e: UpstreamError) -> Self {
+        ProviderError { timeout: e.is_timeout(), message: e.to_string(), retry_after: None }
     }
 
     pub fn to_api(&self) -> ApiError {
         let code = if self.timeout { ErrorCode::UpstreamTimeout } else { ErrorCode::UpstreamError };
-        ApiError::new(code, self.message.clone())
+        let e = ApiError::new(code, self.message.clone());
+        match self.retry_after {
+            Some(s) => e.with_retry_after(s),
+            None => e,
+        }
     }
 }
 
@@ -92,13 +112,31 @@ pub trait Provider {
 /// A provider's answer in progress.
 pub enum ChatStream {
     Mock(mock::MockStream),
+    /// A whole (non-streamed) answer, handed out as one delta and its usage.
+    Complete { text: Option<String>, usage: Usage, done: bool },
+    OpenAi(openai::Stream, http::InFlight),
+    Anthropic(anthropic::Stream, http::InFlight),
 }
 
 impl ChatStream {
+    pub fn complete(text: String, usage: Usage) -> Self {
+        ChatStream::Complete { text: Some(text), usage, done: false }
+    }
+
     /// The next delta, `Done` with usage at the end, then `None`.
     pub async fn next(&mut self) -> Result<Option<StreamEvent>, ProviderError> {
         match self {
             ChatStream::Mock(s) => s.next().await,
+            ChatStream::Complete { text, usage, done } => Ok(match (text.take(), *done) {
+                (Some(t), _) if !t.is_empty() => Some(StreamEvent::Delta(t)),
+                (_, false) => {
+                    *done = true;
+                    Some(StreamEvent::Done(*usage))
+                }
+                (_, true) => None,
+            }),
+            ChatStream::OpenAi(s, _) => s.next().await,
+            ChatStream::Anthropic(s, _) => s.next().await,
         }
     }
 }
@@ -106,20 +144,25 @@ impl ChatStream {
 /// A configured provider instance owned by one worker.
 pub enum ProviderImpl {
     Mock(mock::MockProvider),
-    /// Configured, but its adapter is not built into this version.
-    Unavailable(String),
+    Http(http::HttpProvider),
+    /// Configured, but it could not be set up (the reason is the error every call gets).
+    Broken(String),
 }
 
 impl ProviderImpl {
-    pub fn new(cfg: &ProviderConfig) -> Self {
+    pub fn new(
+        cfg: &ProviderConfig,
+        tls: Option<tls::Connector>,
+        client: &Rc<Client>,
+        health: Arc<resilience::ProviderHealth>,
+    ) -> Self {
         match cfg.kind {
             ProviderKind::Mock => ProviderImpl::Mock(mock::MockProvider::new(&cfg.mock)),
             ProviderKind::OpenAi | ProviderKind::Anthropic | ProviderKind::OpenAiCompat => {
-                ProviderImpl::Unavailable(format!(
-                    "provider {} ({}) has no adapter in this build",
-                    cfg.name,
-                    cfg.kind.as_str()
-                ))
+                match http::HttpProvider::new(cfg, tls, client.clone(), health) {
+                    Ok(p) => ProviderImpl::Http(p),
+                    Err(e) => ProviderImpl::Broken(e),
+                }
             }
         }
     }
@@ -127,7 +170,8 @@ impl ProviderImpl {
     pub async fn chat(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
         match self {
             ProviderImpl::Mock(p) => p.chat(req).await,
-            ProviderImpl::Unavailable(msg) => Err(ProviderError::upstream(msg.clone())),
+            ProviderImpl::Http(p) => p.chat(&req).await,
+            ProviderImpl::Broken(msg) => Err(ProviderError::upstream(msg.clone())),
         }
     }
 }
@@ -138,11 +182,22 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub fn new(config: &Config) -> Self {
-        let list = config
+    /// Builds this worker's providers; `health` gives each one its published health
+    /// record, `tls` the connector built for it at config load.
+    pub fn new(
+        snap: &crate::worker::Snapshot,
+        client: &Rc<Client>,
+        mut health: impl FnMut(&str) -> Arc<resilience::ProviderHealth>,
+    ) -> Self {
+        let list = snap
+            .config
             .providers
             .iter()
-            .map(|p| (p.name.clone(), Rc::new(ProviderImpl::new(p))))
+            .enumerate()
+            .map(|(i, p)| {
+                let tls = snap.tls.get(i).cloned().flatten();
+                (p.name.clone(), Rc::new(ProviderImpl::new(p, tls, client, health(&p.name))))
+            })
             .collect();
         Providers { list }
     }

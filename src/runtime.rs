@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
 
+use crate::api::resume::{ResumeCmd, TurnHub};
 use crate::config::{Config, IoMode};
 use crate::http::conn;
 use crate::log;
@@ -114,9 +115,12 @@ pub fn run(config: Config) -> Result<(), String> {
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
     let shared = Arc::new(Shared::new(workers, driver.as_str()));
-    let snapshot = Arc::new(Snapshot::new(Arc::new(config)));
+    let snapshot = Arc::new(Snapshot::new(Arc::new(config))?);
     let (session_txs, session_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded::<Cmd>()).unzip();
     let session_txs: Arc<[flume::Sender<Cmd>]> = Arc::from(session_txs);
+    let (resume_txs, resume_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded::<ResumeCmd>()).unzip();
+    let resume_txs: Arc<[flume::Sender<ResumeCmd>]> = Arc::from(resume_txs);
+    let mut resume_rxs = resume_rxs.into_iter();
     let (ready_tx, ready_rx) = flume::unbounded::<Result<(), String>>();
     let mut controls = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
@@ -132,6 +136,8 @@ pub fn run(config: Config) -> Result<(), String> {
             shared: shared.clone(),
             session_rx,
             session_txs: session_txs.clone(),
+            resume_rx: resume_rxs.next(),
+            resume_txs: resume_txs.clone(),
             control_rx,
             ready: ready_tx.clone(),
         };
@@ -209,13 +215,16 @@ fn reload(source: Option<&std::path::Path>, controls: &[flume::Sender<Control>])
         return;
     };
     match Config::load(path) {
-        Ok(cfg) => {
-            let snap = Arc::new(Snapshot::new(Arc::new(cfg)));
-            for c in controls {
-                let _ = c.send(Control::Reload(snap.clone()));
+        Ok(cfg) => match Snapshot::new(Arc::new(cfg)) {
+            Ok(snap) => {
+                let snap = Arc::new(snap);
+                for c in controls {
+                    let _ = c.send(Control::Reload(snap.clone()));
+                }
+                log::info(&format!("reloaded {} (listen address and workers apply at restart)", path.display()));
             }
-            log::info(&format!("reloaded {} (listen address and workers apply at restart)", path.display()));
-        }
+            Err(e) => log::info(&format!("reload refused, keeping the running config: {e}")),
+        },
         Err(e) => log::info(&format!("reload refused, keeping the running config: {e}")),
     }
 }
@@ -234,6 +243,8 @@ struct WorkerArgs {
     shared: Arc<Shared>,
     session_rx: flume::Receiver<Cmd>,
     session_txs: Arc<[flume::Sender<Cmd>]>,
+    resume_rx: Option<flume::Receiver<ResumeCmd>>,
+    resume_txs: Arc<[flume::Sender<ResumeCmd>]>,
     control_rx: flume::Receiver<Control>,
     ready: flume::Sender<Result<(), String>>,
 }
@@ -257,7 +268,7 @@ fn run_worker(driver: Driver, args: WorkerArgs) {
 }
 
 async fn worker_main(args: WorkerArgs) {
-    let WorkerArgs { id, listener, snapshot, shared, session_rx, session_txs, control_rx, ready } = args;
+    let WorkerArgs { id, listener, snapshot, shared, session_rx, session_txs, resume_rx, resume_txs, control_rx, ready } = args;
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -275,6 +286,10 @@ async fn worker_main(args: WorkerArgs) {
     monoio::spawn(SessionHub::serve(shard.clone(), session_rx));
     let hub = SessionHub::new(id, shard, session_txs);
     let worker = Rc::new(Worker::new(id, snapshot, shared.clone(), hub));
+    worker.turns.connect(resume_txs);
+    if let Some(rx) = resume_rx {
+        monoio::spawn(TurnHub::serve(worker.clone(), rx));
+    }
     let canceller = Canceller::new();
     let handle = canceller.handle();
     monoio::spawn(control_loop(worker.clone(), control_rx, canceller));
@@ -314,11 +329,9 @@ async fn control_loop(worker: Rc<Worker>, rx: flume::Receiver<Control>, cancelle
                 if let Some(c) = canceller.take() {
                     let _ = c.cancel();
                 }
+                crate::ws::drain_worker();
             }
-            Control::Reload(snap) => {
-                *worker.providers.borrow_mut() = Rc::new(crate::provider::Providers::new(&snap.config));
-                *worker.snapshot.borrow_mut() = snap;
-            }
+            Control::Reload(snap) => worker.reload(snap),
         }
     }
 }

@@ -11,22 +11,48 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::sync::Mutex;
+
 use crate::auth::KeyStore;
 use crate::config::Config;
+use crate::provider::resilience::ProviderHealth;
 use crate::provider::Providers;
 use crate::session::SessionHub;
+use crate::upstream::{tls, Client};
 
-/// A config and what is derived from it, swapped as a whole on reload.
-#[derive(Debug)]
+/// A config and what is derived from it, swapped as a whole on reload. Built on the
+/// main thread (it reads CA files), never on a worker.
 pub struct Snapshot {
     pub config: Arc<Config>,
     pub keys: KeyStore,
+    /// TLS settings per provider (same order as `config.providers`); `None` for
+    /// plain-HTTP and mock providers.
+    pub tls: Vec<Option<tls::Connector>>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("config", &self.config).finish()
+    }
 }
 
 impl Snapshot {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>) -> Result<Self, String> {
         let keys = KeyStore::new(&config);
-        Snapshot { config, keys }
+        let tls = config
+            .providers
+            .iter()
+            .map(|p| {
+                if p.base_url.starts_with("https://") {
+                    tls::Connector::new(p.ca_file.as_deref())
+                        .map(Some)
+                        .map_err(|e| format!("providers.{}: {e}", p.name))
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Snapshot { config, keys, tls })
     }
 }
 
@@ -68,6 +94,9 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Resident set size in bytes, sampled once a second by the main thread.
     pub rss_bytes: AtomicU64,
+    /// Each worker's health record per provider name. A mutex, not the hot path:
+    /// touched when providers are built (start, reload) and by `/health/detailed`.
+    pub provider_health: Mutex<Vec<(String, usize, Arc<ProviderHealth>)>>,
 }
 
 impl Shared {
@@ -78,7 +107,19 @@ impl Shared {
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             draining: AtomicBool::new(false),
             rss_bytes: AtomicU64::new(0),
+            provider_health: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The health record of provider `name` on worker `worker`, made on first use.
+    pub fn health_of(&self, name: &str, worker: usize) -> Arc<ProviderHealth> {
+        let Ok(mut list) = self.provider_health.lock() else { return Arc::default() };
+        if let Some((_, _, h)) = list.iter().find(|(n, w, _)| n == name && *w == worker) {
+            return h.clone();
+        }
+        let h = Arc::new(ProviderHealth::default());
+        list.push((name.to_string(), worker, h.clone()));
+        h
     }
 
     pub fn draining(&self) -> bool {
@@ -102,19 +143,26 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     pub sessions: SessionHub,
     pub providers: RefCell<Rc<Providers>>,
+    /// This core's upstream HTTP client and its keep-alive pools.
+    pub client: Rc<Client>,
+    /// Streamed turns buffered for `Last-Event-ID` reconnects (`api::resume`).
+    pub turns: crate::api::resume::TurnHub,
     request_seq: Cell<u64>,
     request_prefix: u32,
 }
 
 impl Worker {
     pub fn new(id: usize, snapshot: Arc<Snapshot>, shared: Arc<Shared>, sessions: SessionHub) -> Self {
-        let providers = Rc::new(Providers::new(&snapshot.config));
+        let client = Rc::new(Client::new());
+        let providers = Rc::new(Providers::new(&snapshot, &client, |name| shared.health_of(name, id)));
         Worker {
             id,
             snapshot: RefCell::new(snapshot),
             shared,
             sessions,
             providers: RefCell::new(providers),
+            client,
+            turns: crate::api::resume::TurnHub::new(id),
             request_seq: Cell::new(0),
             request_prefix: fastrand::u32(..),
         }
@@ -131,6 +179,14 @@ impl Worker {
 
     pub fn providers(&self) -> Rc<Providers> {
         self.providers.borrow().clone()
+    }
+
+    /// Installs a reloaded config for new connections and rebuilds the providers
+    /// (their pools live in `client` and survive).
+    pub fn reload(&self, snap: Arc<Snapshot>) {
+        let providers = Providers::new(&snap, &self.client, |name| self.shared.health_of(name, self.id));
+        *self.providers.borrow_mut() = Rc::new(providers);
+        *self.snapshot.borrow_mut() = snap;
     }
 
     /// A new request id: unique per process run (random worker prefix + counter).

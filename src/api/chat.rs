@@ -4,8 +4,13 @@
 //! provider is called with history + the new message; the reply is appended when the
 //! turn completes. With `"stream": true` (or `Accept: text/event-stream`) the answer
 //! streams as SSE, one event per provider chunk, each flushed as it arrives; a failure
-//! after the stream began is an `error` event that ends it. A client that goes away
-//! drops the stream, which drops the provider call and aborts the turn.
+//! after the stream began is an `error` event that ends it. Streamed turns are
+//! resumable (`api::resume`): the turn runs in its own task and keeps going for a while
+//! after its client left, so a reconnect with `Last-Event-ID` gets the rest of it.
+//!
+//! The turn itself is front-door neutral: `start_turn` (context -> session grant ->
+//! provider) and `LiveTurn` (deltas, then usage, the reply recorded in the session) are
+//! what `/api/chat`, `/v1/chat/completions` and `/ws` all run; each only renders.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -16,7 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{json_error, ok, require_body, Ctx, JsonKind};
+use crate::api::{json_error, ok, require_body, resume, Ctx, JsonKind};
 use crate::auth::{check_model_access, Identity};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
@@ -55,9 +60,28 @@ pub struct TurnRequest {
     pub message: Arc<str>,
     pub session_id: Option<String>,
     pub model: Option<String>,
+    /// Where the conversation before `message` comes from.
+    pub context: TurnContext,
+    /// Whether the client streams (the provider is then asked to stream too).
+    pub stream: bool,
 }
 
-#[derive(Serialize)]
+/// The conversation a turn's provider request is built from.
+#[derive(Debug, Clone, Default)]
+pub enum TurnContext {
+    /// The session's stored history (the session is created if new or absent); the
+    /// user message and the reply are appended when the turn completes.
+    #[default]
+    Session,
+    /// Like `Session`, with these messages (e.g. a client's system prompt) sent before
+    /// the stored history. They are not stored.
+    SessionWithPrefix(Vec<Message>),
+    /// Exactly these messages, then `message`; no session is read, created or written
+    /// (the OpenAI front door without `X-Session-Id`).
+    Explicit(Vec<Message>),
+}
+
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageView {
     pub prompt_tokens: u64,
@@ -81,6 +105,10 @@ struct ChatReply<'a> {
 }
 
 pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
+    if let Some(last) = ctx.req.header("last-event-id") {
+        // A reconnect: the rest of a buffered turn, never a new turn (body ignored).
+        return resume::resume(ctx.worker, &who, last).await.map(Response::sse);
+    }
     let body = require_body(ctx.req)?;
     let parsed: ChatBody<'_> = sonic_rs::from_slice(body).map_err(|e| json_error(body, &e, FIELDS))?;
     let wants_sse = parsed.stream.unwrap_or(false)
@@ -94,11 +122,15 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
         },
         session_id: parsed.session_id.map(Cow::into_owned),
         model: parsed.model.map(Cow::into_owned),
+        context: TurnContext::Session,
+        stream: wants_sse,
     };
     let started = start_turn(ctx.worker, &ctx.snap.config, &who, turn).await?;
     if wants_sse {
-        let turn_id = ctx.request_id.to_string();
-        return Ok(Response::sse(Box::new(SseTurn { started: Some(started), seq: 0, turn_id, text: String::new() })));
+        let turn_id = resume::new_turn_id(ctx.worker.id);
+        let sse = SseTurn { turn: LiveTurn::new(started), seq: 0, turn_id: turn_id.clone() };
+        let events = resume::start(ctx.worker, &ctx.snap.config.server, turn_id, who.name.clone(), sse)?;
+        return Ok(Response::sse(events));
     }
     let (started, text, usage) = run_to_end(started).await?;
     let reply = ChatReply { message: &text, session_id: &started.session_id, model: &started.model_id, usage: usage.into() };
@@ -153,34 +185,66 @@ pub async fn start_turn(worker: &Rc<Worker>, cfg: &Config, who: &Identity, turn:
         resolve_model(cfg, who, m)?;
     }
     let default_model = channel_default.unwrap_or_else(|| cfg.default_model().id.clone());
-    let grant = worker
-        .sessions
-        .begin(BeginTurn {
-            id: turn.session_id,
-            who: who.clone(),
-            channel: turn.channel,
-            requested_model: turn.model,
-            default_model,
-        })
-        .await?;
-    let model = resolve_model(cfg, who, &grant.model)?;
-    let provider = worker
-        .providers()
-        .get(&model.provider)
-        .ok_or_else(|| ApiError::internal(format!("provider {} is not running", model.provider)))?;
-    let mut messages = Vec::with_capacity(grant.history.len() + 1);
-    messages.extend(grant.history.iter().cloned());
+    let (grant, model_id, prefix, history) = match turn.context {
+        TurnContext::Explicit(messages) => {
+            (None, turn.model.unwrap_or(default_model), messages, Vec::new())
+        }
+        context => {
+            let grant = worker
+                .sessions
+                .begin(BeginTurn {
+                    id: turn.session_id,
+                    who: who.clone(),
+                    channel: turn.channel,
+                    requested_model: turn.model,
+                    default_model,
+                })
+                .await?;
+            let prefix = match context {
+                TurnContext::SessionWithPrefix(p) => p,
+                TurnContext::Session | TurnContext::Explicit(_) => Vec::new(),
+            };
+            let history = grant.history.clone();
+            (Some(grant), String::new(), prefix, history)
+        }
+    };
+    let model_id = grant.as_ref().map_or(model_id, |g| g.model.clone());
+    let model = resolve_model(cfg, who, &model_id)?;
+    let mut messages = Vec::with_capacity(prefix.len() + history.len() + 1);
+    messages.extend(prefix);
+    messages.extend(history);
     messages.push(Message { role: MessageRole::User, content: turn.message.clone() });
-    let request = ChatRequest { upstream_model: model.upstream.clone(), messages, max_tokens: model.max_tokens };
-    let stream = provider.chat(request).await.map_err(|e| e.to_api())?;
-    Ok(StartedTurn {
-        worker: worker.clone(),
-        session_id: grant.session_id.clone(),
-        model_id: model.id.clone(),
-        grant: Some(grant),
-        stream,
-        user_message: turn.message,
-    })
+    // The model first, then its fallbacks in order; each provider retries on its own.
+    let providers = worker.providers();
+    let chain = std::iter::once(model.id.as_str()).chain(model.fallbacks.iter().map(String::as_str));
+    let mut last_err: Option<ApiError> = None;
+    for candidate in chain {
+        let Some(m) = cfg.model(candidate) else { continue };
+        let Some(provider) = providers.get(&m.provider) else {
+            last_err = Some(ApiError::internal(format!("provider {} is not running", m.provider)));
+            continue;
+        };
+        let request = ChatRequest {
+            upstream_model: m.upstream.clone(),
+            messages: messages.clone(),
+            max_tokens: m.max_tokens,
+            stream: turn.stream,
+        };
+        match provider.chat(request).await {
+            Ok(stream) => {
+                return Ok(StartedTurn {
+                    worker: worker.clone(),
+                    session_id: grant.as_ref().map(|g| g.session_id.clone()).unwrap_or_default(),
+                    model_id: m.id.clone(),
+                    grant,
+                    stream,
+                    user_message: turn.message,
+                })
+            }
+            Err(e) => last_err = Some(e.to_api()),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| ApiError::internal("no model could serve the turn")))
 }
 
 fn resolve_model<'c>(cfg: &'c Config, who: &Identity, id: &str) -> Result<&'c crate::config::ModelConfig, ApiError> {
@@ -206,12 +270,65 @@ pub async fn run_to_end(mut started: StartedTurn) -> Result<(StartedTurn, String
     }
 }
 
-/// The SSE body of a streamed turn.
-struct SseTurn {
+/// A started turn driven to its end: the one loop every front door runs. Yields the
+/// provider's deltas, then `Done` (usage counted, reply recorded in the session) or
+/// `Failed`, then `None`. Dropping it mid-way aborts the turn (the grant's `Drop`).
+pub struct LiveTurn {
     started: Option<StartedTurn>,
+    text: String,
+    /// The session the turn belongs to (empty for an explicit-context turn).
+    pub session_id: String,
+    /// The catalogue id of the model answering.
+    pub model_id: String,
+}
+
+/// One step of a `LiveTurn`.
+#[derive(Debug)]
+pub enum TurnEvent {
+    Delta(String),
+    Done { usage: Usage, reply: Arc<str> },
+    Failed(ApiError),
+}
+
+impl LiveTurn {
+    pub fn new(started: StartedTurn) -> Self {
+        let (session_id, model_id) = (started.session_id.clone(), started.model_id.clone());
+        LiveTurn { started: Some(started), text: String::new(), session_id, model_id }
+    }
+
+    /// The next event; `None` once the turn is over.
+    pub async fn next(&mut self) -> Option<TurnEvent> {
+        let started = self.started.as_mut()?;
+        match started.stream.next().await {
+            Ok(Some(StreamEvent::Delta(d))) => {
+                self.text.push_str(&d);
+                Some(TurnEvent::Delta(d))
+            }
+            Ok(Some(StreamEvent::Done(usage))) => {
+                let started = self.started.take()?;
+                started.account(usage);
+                let reply: Arc<str> = Arc::from(std::mem::take(&mut self.text));
+                started.finish(reply.clone());
+                Some(TurnEvent::Done { usage, reply })
+            }
+            Ok(None) => {
+                self.started = None;
+                Some(TurnEvent::Failed(ApiError::new(ErrorCode::UpstreamError, "provider ended the stream without usage")))
+            }
+            Err(e) => {
+                self.started = None;
+                Some(TurnEvent::Failed(e.to_api()))
+            }
+        }
+    }
+}
+
+/// The gateway SSE rendering of a streamed turn: each event framed with
+/// `id: <turnId>:<seq>`.
+pub struct SseTurn {
+    turn: LiveTurn,
     seq: u64,
     turn_id: String,
-    text: String,
 }
 
 #[derive(Serialize)]
@@ -231,27 +348,15 @@ impl SseTurn {
         sse::chunked_event("message", &id, &data)
     }
 
-    async fn step(&mut self) -> Option<Bytes> {
-        let started = self.started.as_mut()?;
-        match started.stream.next().await {
-            Ok(Some(StreamEvent::Delta(d))) => {
-                self.text.push_str(&d);
-                Some(self.frame(&SseEvent::Chunk { content: &d }))
-            }
-            Ok(Some(StreamEvent::Done(usage))) => {
-                let started = self.started.take()?;
-                started.account(usage);
-                let (sid, model) = (started.session_id.clone(), started.model_id.clone());
-                started.finish(Arc::from(std::mem::take(&mut self.text)));
+    /// The next framed event; `None` after the last.
+    pub async fn step(&mut self) -> Option<Bytes> {
+        match self.turn.next().await? {
+            TurnEvent::Delta(d) => Some(self.frame(&SseEvent::Chunk { content: &d })),
+            TurnEvent::Done { usage, .. } => {
+                let (sid, model) = (self.turn.session_id.clone(), self.turn.model_id.clone());
                 Some(self.frame(&SseEvent::Done { session_id: &sid, model: &model, usage: usage.into() }))
             }
-            Ok(None) => {
-                self.started = None;
-                Some(self.frame(&SseEvent::Error { code: "UPSTREAM_ERROR", message: "provider ended the stream without usage" }))
-            }
-            Err(e) => {
-                self.started = None;
-                let api = e.to_api();
+            TurnEvent::Failed(api) => {
                 Some(self.frame(&SseEvent::Error { code: api.code.as_str(), message: &api.message }))
             }
         }

@@ -49,9 +49,41 @@ struct WorkerView {
 struct ProviderView<'a> {
     name: &'a str,
     kind: &'static str,
+    /// `down` when every worker's breaker is open, `degraded` when some are open or
+    /// probing or errors are frequent, else `up`.
     state: &'static str,
-    latency_ms_p50: Option<f64>,
+    /// Recent (exponentially weighted) time to the response head, averaged over workers.
+    latency_ms: Option<f64>,
+    /// Recent (exponentially weighted) share of failed calls, averaged over workers.
     error_rate: f64,
+    requests: u64,
+    errors: u64,
+}
+
+fn provider_view<'a>(shared: &crate::worker::Shared, name: &'a str, kind: &'static str) -> ProviderView<'a> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let records: Vec<_> = match shared.provider_health.lock() {
+        Ok(list) => list.iter().filter(|(n, _, _)| n == name).map(|(_, _, h)| h.clone()).collect(),
+        Err(_) => Vec::new(),
+    };
+    let n = records.len().max(1) as f64;
+    let down = records.iter().filter(|h| h.state_code() == 2).count();
+    let degraded = records.iter().filter(|h| h.state_code() == 1).count();
+    let state = match (down, degraded) {
+        (d, _) if d > 0 && d == records.len() => "down",
+        (0, 0) => "up",
+        _ => "degraded",
+    };
+    let latencies: Vec<f64> = records.iter().filter_map(|h| h.latency_ms()).collect();
+    ProviderView {
+        name,
+        kind,
+        state,
+        latency_ms: (!latencies.is_empty()).then(|| latencies.iter().sum::<f64>() / latencies.len() as f64),
+        error_rate: records.iter().map(|h| h.error_rate()).sum::<f64>() / n,
+        requests: records.iter().map(|h| h.requests.load(Relaxed)).sum(),
+        errors: records.iter().map(|h| h.errors.load(Relaxed)).sum(),
+    }
 }
 
 #[derive(Serialize)]
@@ -94,11 +126,7 @@ pub fn detailed(ctx: &Ctx<'_>, who: Option<&Identity>) -> Result<Response, ApiEr
             sessions: w.sessions.load(std::sync::atomic::Ordering::Relaxed),
         })
         .collect();
-    let providers = cfg
-        .providers
-        .iter()
-        .map(|p| ProviderView { name: &p.name, kind: p.kind.as_str(), state: "up", latency_ms_p50: None, error_rate: 0.0 })
-        .collect();
+    let providers = cfg.providers.iter().map(|p| provider_view(shared, &p.name, p.kind.as_str())).collect();
     let channels = cfg
         .channels
         .iter()

@@ -35,6 +35,9 @@ pub(super) struct RawFile {
     /// `[sessions]`: conversation memory limits.
     #[serde(default)]
     pub sessions: RawSessions,
+    /// `[limits]`: rate-limit defaults and per-client limits.
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 /// `[server]`.
@@ -71,6 +74,28 @@ pub(super) struct RawServer {
     pub access_log: Option<String>,
     /// Restrict `/health/detailed` to admin keys.
     pub health_detailed_admin_only: Option<bool>,
+    /// A WebSocket must authenticate (header or first frame) within this many ms.
+    pub ws_auth_timeout_ms: Option<u64>,
+    /// A WebSocket silent this long is pinged by the server, in ms.
+    pub ws_ping_interval_ms: Option<u64>,
+    /// A pinged WebSocket that sends nothing for this long is closed, in ms.
+    pub ws_pong_timeout_ms: Option<u64>,
+    /// Largest WebSocket frame payload accepted; larger closes with 1009.
+    pub ws_max_frame_bytes: Option<usize>,
+    /// Largest WebSocket message (all fragments) accepted; larger closes with 1009.
+    pub ws_max_message_bytes: Option<usize>,
+    /// Frames queued for one WebSocket before its turns are cut and it closes with 1013.
+    pub ws_send_buffer_bytes: Option<usize>,
+    /// Turns in flight at once on one WebSocket.
+    pub ws_max_turns_per_socket: Option<usize>,
+    /// How often `status` subscribers are checked for a changed status, in ms.
+    pub ws_status_interval_ms: Option<u64>,
+    /// Bytes of events kept per streamed `/api/chat` turn for `Last-Event-ID` resumes.
+    pub sse_resume_buffer_bytes: Option<usize>,
+    /// How long a streamed turn runs on after its client left, and stays resumable after it ended, in ms.
+    pub sse_resume_window_ms: Option<u64>,
+    /// Streamed turns buffered for resumes per worker; beyond it streams are not resumable.
+    pub sse_max_buffered_turns: Option<usize>,
 }
 
 /// `[[keys]]`.
@@ -188,6 +213,28 @@ pub(super) struct RawSessions {
     pub max_bytes: Option<usize>,
     /// Idle time before a session is forgotten, seconds.
     pub idle_ttl_secs: Option<u64>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    /// Requests per minute for keys without their own `rpm`.
+    pub rpm: Option<u32>,
+    /// Tokens per minute for keys without their own `tpm`.
+    pub tpm: Option<u64>,
+    /// Requests per minute per client IP without a valid key (open mode, failed auth).
+    pub ip_rpm: Option<u32>,
+    /// WebSocket upgrades per minute per client IP.
+    pub ws_connects_per_minute_per_ip: Option<u32>,
+    /// Messages per minute per WebSocket.
+    pub ws_messages_per_minute: Option<u32>,
+    /// Most requests a worker leases from a global budget at once.
+    pub lease_size: Option<u32>,
+    /// Most client IPs tracked per limit.
+    pub max_tracked_clients: Option<usize>,
+    /// Completion tokens reserved for a turn whose model sets no `max_tokens`.
+    pub completion_reserve_tokens: Option<u32>,
 }
 
 /// `headers = { "X-Foo" = "bar" }`, kept in file order (a `HashMap` would shuffle it

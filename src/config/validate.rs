@@ -13,10 +13,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::expand::{expand, ExpandError};
-use super::raw::{RawChannel, RawFile, RawKey, RawModel, RawServer, RawSessions};
+use super::raw::{RawChannel, RawFile, RawKey, RawLimits, RawModel, RawServer, RawSessions};
 use super::{
     builtin_mock_model, builtin_mock_provider, hash_key, io_override, AccessLog, ChannelConfig,
-    ChannelKind, Config, ConfigError, IoMode, KeyConfig, ModelConfig, ProviderConfig, Role, Secret,
+    ChannelKind, Config, ConfigError, IoMode, KeyConfig, LimitsConfig, ModelConfig, ProviderConfig, Role, Secret,
     ServerConfig, SessionsConfig, IO_ENV_VAR,
 };
 
@@ -28,6 +28,10 @@ pub(super) use providers::provider_defaults;
 const MAX_WORKERS: usize = 1024;
 /// Most header lines accepted per request.
 const MAX_HEADERS: usize = 1024;
+/// Largest `limits.lease_size` (a lease is also the per-worker error of a limit).
+const MAX_LEASE_SIZE: u32 = 65_536;
+/// Largest `limits.max_tracked_clients` (about 100 bytes each, per worker).
+const MAX_TRACKED_CLIENTS: usize = 100_000_000;
 /// Bounds of `server.max_header_bytes`.
 const HEADER_BYTES_RANGE: (usize, usize) = (1024, 1_048_576);
 
@@ -75,6 +79,7 @@ pub(super) fn validate(
     let keys = ctx.keys(raw.keys, &models)?;
     let channels = ctx.channels(raw.channels, &models)?;
     let sessions = ctx.sessions(raw.sessions)?;
+    let limits = ctx.limits(raw.limits)?;
 
     if keys.is_empty() && !server.listen.ip().to_canonical().is_loopback() {
         return Err(ConfigError(format!(
@@ -91,6 +96,7 @@ pub(super) fn validate(
         models,
         channels,
         sessions,
+        limits,
         source: source.map(Path::to_path_buf),
     })
 }
@@ -277,6 +283,83 @@ impl Ctx<'_> {
             health_detailed_admin_only: raw
                 .health_detailed_admin_only
                 .unwrap_or(d.health_detailed_admin_only),
+            ws_auth_timeout_ms: self.ranged(
+                "server.ws_auth_timeout_ms",
+                raw.ws_auth_timeout_ms,
+                d.ws_auth_timeout_ms,
+                1,
+                None,
+            )?,
+            ws_ping_interval_ms: self.ranged(
+                "server.ws_ping_interval_ms",
+                raw.ws_ping_interval_ms,
+                d.ws_ping_interval_ms,
+                1,
+                None,
+            )?,
+            ws_pong_timeout_ms: self.ranged(
+                "server.ws_pong_timeout_ms",
+                raw.ws_pong_timeout_ms,
+                d.ws_pong_timeout_ms,
+                1,
+                None,
+            )?,
+            ws_max_frame_bytes: self.ranged(
+                "server.ws_max_frame_bytes",
+                raw.ws_max_frame_bytes,
+                d.ws_max_frame_bytes,
+                16,
+                None,
+            )?,
+            ws_max_message_bytes: self.ranged(
+                "server.ws_max_message_bytes",
+                raw.ws_max_message_bytes,
+                d.ws_max_message_bytes,
+                16,
+                None,
+            )?,
+            ws_send_buffer_bytes: self.ranged(
+                "server.ws_send_buffer_bytes",
+                raw.ws_send_buffer_bytes,
+                d.ws_send_buffer_bytes,
+                1024,
+                None,
+            )?,
+            ws_max_turns_per_socket: self.ranged(
+                "server.ws_max_turns_per_socket",
+                raw.ws_max_turns_per_socket,
+                d.ws_max_turns_per_socket,
+                1,
+                None,
+            )?,
+            ws_status_interval_ms: self.ranged(
+                "server.ws_status_interval_ms",
+                raw.ws_status_interval_ms,
+                d.ws_status_interval_ms,
+                100,
+                None,
+            )?,
+            sse_resume_buffer_bytes: self.ranged(
+                "server.sse_resume_buffer_bytes",
+                raw.sse_resume_buffer_bytes,
+                d.sse_resume_buffer_bytes,
+                1024,
+                None,
+            )?,
+            sse_resume_window_ms: self.ranged(
+                "server.sse_resume_window_ms",
+                raw.sse_resume_window_ms,
+                d.sse_resume_window_ms,
+                1,
+                None,
+            )?,
+            sse_max_buffered_turns: self.ranged(
+                "server.sse_max_buffered_turns",
+                raw.sse_max_buffered_turns,
+                d.sse_max_buffered_turns,
+                1,
+                None,
+            )?,
         })
     }
 
@@ -576,6 +659,50 @@ impl Ctx<'_> {
                 "sessions.idle_ttl_secs",
                 raw.idle_ttl_secs,
                 d.idle_ttl_secs,
+                1,
+                None,
+            )?,
+        })
+    }
+}
+
+impl Ctx<'_> {
+    fn limits(&self, raw: RawLimits) -> Result<LimitsConfig, ConfigError> {
+        let d = LimitsConfig::default();
+        let limit = |key: &str, v: Option<u32>| match v {
+            Some(0) => Err(self.err(key, "must be at least 1 (omit it for no limit)")),
+            other => Ok(other),
+        };
+        Ok(LimitsConfig {
+            rpm: limit("limits.rpm", raw.rpm)?,
+            tpm: match raw.tpm {
+                Some(0) => return Err(self.err("limits.tpm", "must be at least 1 (omit it for no limit)")),
+                other => other,
+            },
+            ip_rpm: limit("limits.ip_rpm", raw.ip_rpm)?,
+            ws_connects_per_minute_per_ip: limit(
+                "limits.ws_connects_per_minute_per_ip",
+                raw.ws_connects_per_minute_per_ip,
+            )?,
+            ws_messages_per_minute: limit("limits.ws_messages_per_minute", raw.ws_messages_per_minute)?,
+            lease_size: self.ranged(
+                "limits.lease_size",
+                raw.lease_size,
+                d.lease_size,
+                1,
+                Some(MAX_LEASE_SIZE),
+            )?,
+            max_tracked_clients: self.ranged(
+                "limits.max_tracked_clients",
+                raw.max_tracked_clients,
+                d.max_tracked_clients,
+                1,
+                Some(MAX_TRACKED_CLIENTS),
+            )?,
+            completion_reserve_tokens: self.ranged(
+                "limits.completion_reserve_tokens",
+                raw.completion_reserve_tokens,
+                d.completion_reserve_tokens,
                 1,
                 None,
             )?,

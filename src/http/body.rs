@@ -28,6 +28,14 @@ pub struct ChunkedDecoder {
     out: BytesMut,
 }
 
+/// One step of a streaming decode.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece {
+    Data(bytes::Bytes),
+    NeedMore,
+    Done,
+}
+
 /// Whether the decoder finished the body.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -44,29 +52,46 @@ impl ChunkedDecoder {
     /// following (pipelined) request in `buf`.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Progress, ApiError> {
         loop {
-            match self.state {
-                State::Size => {
-                    let Some(line) = take_line(buf)? else { return Ok(Progress::NeedMore) };
-                    let digits = line[..].split(|b: &u8| *b == b';').next().unwrap_or_default();
-                    let size = parse_hex(trim_ws(digits))?;
-                    self.state = if size == 0 { State::Trailer } else { State::Data(size) };
-                    if self.out.len() as u64 + size > self.max as u64 {
+            match self.next_piece(buf)? {
+                Piece::Data(d) => {
+                    if self.out.len() + d.len() > self.max {
                         return Err(too_large(self.max));
                     }
+                    self.out.extend_from_slice(&d);
+                }
+                Piece::NeedMore => return Ok(Progress::NeedMore),
+                Piece::Done => return Ok(Progress::Done),
+            }
+        }
+    }
+
+    /// The next piece of body data, split off `buf` without copying. Used directly by
+    /// streaming readers (the upstream client); `decode` accumulates pieces.
+    pub fn next_piece(&mut self, buf: &mut BytesMut) -> Result<Piece, ApiError> {
+        loop {
+            match self.state {
+                State::Size => {
+                    let Some(line) = take_line(buf)? else { return Ok(Piece::NeedMore) };
+                    let digits = line[..].split(|b: &u8| *b == b';').next().unwrap_or_default();
+                    let size = parse_hex(trim_ws(digits))?;
+                    if size > self.max as u64 {
+                        return Err(too_large(self.max));
+                    }
+                    self.state = if size == 0 { State::Trailer } else { State::Data(size) };
                 }
                 State::Data(left) => {
                     if buf.is_empty() {
-                        return Ok(Progress::NeedMore);
+                        return Ok(Piece::NeedMore);
                     }
                     let n = (left as usize).min(buf.len());
-                    self.out.extend_from_slice(&buf[..n]);
-                    buf.advance(n);
+                    let data = buf.split_to(n).freeze();
                     let left = left - n as u64;
                     self.state = if left == 0 { State::DataEnd } else { State::Data(left) };
+                    return Ok(Piece::Data(data));
                 }
                 State::DataEnd => {
                     if buf.len() < 2 {
-                        return Ok(Progress::NeedMore);
+                        return Ok(Piece::NeedMore);
                     }
                     if &buf[..2] != b"\r\n" {
                         return Err(bad("chunk data not followed by CRLF"));
@@ -75,12 +100,12 @@ impl ChunkedDecoder {
                     self.state = State::Size;
                 }
                 State::Trailer => {
-                    let Some(line) = take_line(buf)? else { return Ok(Progress::NeedMore) };
+                    let Some(line) = take_line(buf)? else { return Ok(Piece::NeedMore) };
                     if line.is_empty() {
                         self.state = State::Done;
                     }
                 }
-                State::Done => return Ok(Progress::Done),
+                State::Done => return Ok(Piece::Done),
             }
         }
     }

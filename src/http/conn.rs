@@ -53,6 +53,8 @@ struct Conn {
     wbuf: BytesMut,
     worker: Rc<Worker>,
     cancel: CancelHandle,
+    /// Set when the last exchange switched protocols: `serve` hands the socket on.
+    upgrade: Option<Box<crate::ws::Upgrade>>,
 }
 
 /// Serves one connection until it closes. Counts it in the worker's stats.
@@ -67,9 +69,20 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, canc
         wbuf: BytesMut::with_capacity(4096),
         worker: worker.clone(),
         cancel,
+        upgrade: None,
     };
     conn.run().await;
-    let _ = conn.stream.shutdown().await;
+    match conn.upgrade.take() {
+        // The 101 is out: the socket and any bytes the client sent after the head
+        // belong to the WebSocket now.
+        Some(up) => {
+            let Conn { stream, rbuf, .. } = conn;
+            crate::ws::serve(stream, rbuf.freeze(), worker.clone(), *up).await;
+        }
+        None => {
+            let _ = conn.stream.shutdown().await;
+        }
+    }
     WorkerStats::sub(&worker.stats().connections, 1);
 }
 
@@ -176,6 +189,16 @@ impl Conn {
         resp.push_header("x-request-id", request_id.clone());
         let keep = req.keep_alive && !resp.close && !self.worker.shared.draining();
         let status = resp.status;
+        if let Body::Upgrade(_) = resp.body {
+            if let Body::Upgrade(up) = std::mem::replace(&mut resp.body, Body::Empty) {
+                write_head(&mut self.wbuf, &resp, Framing::None, true);
+                if self.flush().await.is_ok() {
+                    self.upgrade = Some(up);
+                }
+            }
+            self.access_log(cfg, &req, status, started, &request_id);
+            return false;
+        }
         let ok = match resp.body {
             Body::Sse(_) => self.stream_sse(resp, keep, cfg).await,
             _ => {
@@ -323,7 +346,7 @@ impl Conn {
 fn encode_full(out: &mut BytesMut, resp: Response, keep_alive: bool, head_only: bool, _id: &str) {
     let body = match &resp.body {
         Body::Full(b) => b.clone(),
-        Body::Empty | Body::Sse(_) => Bytes::new(),
+        Body::Empty | Body::Sse(_) | Body::Upgrade(_) => Bytes::new(),
     };
     write_head(out, &resp, Framing::Length(body.len()), keep_alive);
     if !head_only {

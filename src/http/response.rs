@@ -20,6 +20,9 @@ pub enum Body {
     Empty,
     Full(Bytes),
     Sse(Box<dyn EventStream>),
+    /// A `101 Switching Protocols`: after the head, the connection loop hands the
+    /// socket to the WebSocket module (`ws::serve`).
+    Upgrade(Box<crate::ws::Upgrade>),
 }
 
 impl std::fmt::Debug for Body {
@@ -28,6 +31,7 @@ impl std::fmt::Debug for Body {
             Body::Empty => f.write_str("Empty"),
             Body::Full(b) => write!(f, "Full({} bytes)", b.len()),
             Body::Sse(_) => f.write_str("Sse"),
+            Body::Upgrade(_) => f.write_str("Upgrade"),
         }
     }
 }
@@ -110,6 +114,8 @@ pub fn reason(status: u16) -> &'static str {
 pub enum Framing {
     Length(usize),
     Chunked,
+    /// No body and no framing headers (`101 Switching Protocols`).
+    None,
 }
 
 /// Encodes the status line and headers (plus framing and `Connection`) into `out`.
@@ -133,6 +139,7 @@ pub fn write_head(out: &mut BytesMut, resp: &Response, framing: Framing, keep_al
             out.put_slice(b"\r\n");
         }
         Framing::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::None => {}
     }
     if !keep_alive {
         out.put_slice(b"connection: close\r\n");

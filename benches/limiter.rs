@@ -1,0 +1,2 @@
+// placeholder until the limiter bench lands
+fn main() {}

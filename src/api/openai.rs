@@ -1,0 +1,477 @@
+//! The OpenAI-compatible front door, so existing SDKs work unchanged:
+//! `POST /v1/chat/completions` (non-stream: one `chat.completion` object; stream:
+//! `chat.completion.chunk` events as bare `data: ...` lines, a final chunk with
+//! `finish_reason`, a usage chunk when `stream_options.include_usage`, then
+//! `data: [DONE]`) and `GET /v1/models`. Errors use OpenAI's shape and statuses
+//! (`ApiError::render_openai`, chosen by the route in `api::dispatch`).
+//!
+//! Conversation rule (documented for users): without `X-Session-Id` a request is a
+//! fresh conversation: every message of `messages` before the last goes to the
+//! provider as is, and nothing is stored. With `X-Session-Id: <id>` the request joins
+//! that clawgate session: the provider gets the request's leading `system`/`developer`
+//! messages, then the session's stored history, then the request's last message; the
+//! earlier user/assistant messages of the request are ignored (the session already
+//! has them), and the turn is appended to the session. Either way the last message
+//! must be a `user` message. Any configured provider answers in OpenAI's shape, since
+//! the turn runs through the same `chat::start_turn`/`LiveTurn` as every front door.
+//! Cost: the body is parsed once with borrowed strings; each chunk is one small JSON
+//! render.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::api::chat::{run_to_end, start_turn, LiveTurn, TurnContext, TurnEvent, TurnRequest};
+use crate::api::{require_body, Ctx};
+use crate::auth::Identity;
+use crate::clock;
+use crate::error::ApiError;
+use crate::http::response::EventStream;
+use crate::http::sse;
+use crate::http::Response;
+use crate::provider::{Message, MessageRole, Usage};
+
+#[derive(Deserialize)]
+struct CompletionBody<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    messages: Option<Vec<InMessage<'a>>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct InMessage<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(default)]
+    content: Option<Content<'a>>,
+}
+
+/// OpenAI message content: a string or an array of parts (only text parts are used).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Parts(#[serde(borrow)] Vec<Part<'a>>),
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+impl Content<'_> {
+    fn text(&self) -> Result<String, ApiError> {
+        match self {
+            Content::Text(t) => Ok(t.to_string()),
+            Content::Parts(parts) => {
+                let mut out = String::new();
+                for p in parts {
+                    match (&*p.kind, &p.text) {
+                        ("text", Some(t)) => out.push_str(t),
+                        (kind, _) => {
+                            return Err(ApiError::invalid(format!("content part type `{kind}` is not supported")))
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn role_of(role: &str) -> Result<MessageRole, ApiError> {
+    match role {
+        "system" | "developer" => Ok(MessageRole::System),
+        "user" => Ok(MessageRole::User),
+        "assistant" => Ok(MessageRole::Assistant),
+        other => Err(ApiError::invalid(format!("messages: role `{other}` is not supported"))),
+    }
+}
+
+/// A parsed `/v1/chat/completions` request.
+struct Parsed {
+    model: Option<String>,
+    messages: Vec<Message>,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
+    let b: CompletionBody<'_> = sonic_rs::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let raw = b.messages.ok_or_else(|| ApiError::invalid("missing field `messages`"))?;
+    let mut messages = Vec::with_capacity(raw.len());
+    for (i, m) in raw.iter().enumerate() {
+        let role = role_of(&m.role).map_err(|e| ApiError::invalid(format!("messages[{i}]: {}", e.message)))?;
+        let content = match &m.content {
+            Some(c) => c.text()?,
+            None => String::new(),
+        };
+        messages.push(Message { role, content: Arc::from(content) });
+    }
+    Ok(Parsed {
+        model: b.model.map(Cow::into_owned),
+        messages,
+        stream: b.stream.unwrap_or(false),
+        include_usage: b.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+    })
+}
+
+/// Splits the request's messages into the turn (see the module doc for the rule).
+fn into_turn(p: &mut Parsed, session_id: Option<String>) -> Result<TurnRequest, ApiError> {
+    let last = p.messages.pop().ok_or_else(|| ApiError::invalid("messages must not be empty"))?;
+    if last.role != MessageRole::User {
+        return Err(ApiError::invalid("the last message must have role `user`"));
+    }
+    if last.content.trim().is_empty() {
+        return Err(ApiError::invalid("the last message must not be empty"));
+    }
+    let earlier = std::mem::take(&mut p.messages);
+    let context = match &session_id {
+        None => TurnContext::Explicit(earlier),
+        Some(_) => {
+            TurnContext::SessionWithPrefix(earlier.into_iter().take_while(|m| m.role == MessageRole::System).collect())
+        }
+    };
+    Ok(TurnRequest {
+        channel: "api".into(),
+        message: last.content,
+        session_id,
+        model: p.model.take(),
+        context,
+        stream: p.stream,
+    })
+}
+
+#[derive(Serialize)]
+struct OpenAiUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+}
+
+impl From<Usage> for OpenAiUsage {
+    fn from(u: Usage) -> Self {
+        OpenAiUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.total() }
+    }
+}
+
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    usage: OpenAiUsage,
+    system_fingerprint: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: OutMessage<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    refusal: Option<()>,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: Option<&'a str>,
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(skip_serializing_if = "UsageField::is_absent")]
+    usage: UsageField,
+}
+
+/// `usage` on a chunk: absent without `include_usage`, `null` on content chunks with
+/// it, the totals on the last chunk (OpenAI's exact behaviour).
+enum UsageField {
+    Absent,
+    Null,
+    Totals(OpenAiUsage),
+}
+
+impl UsageField {
+    fn is_absent(&self) -> bool {
+        matches!(self, UsageField::Absent)
+    }
+}
+
+impl Serialize for UsageField {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            UsageField::Absent | UsageField::Null => s.serialize_none(),
+            UsageField::Totals(u) => u.serialize(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
+    let body = require_body(ctx.req)?;
+    let mut parsed = parse(body)?;
+    let session_id = ctx.req.header("x-session-id").map(str::to_string);
+    let turn = into_turn(&mut parsed, session_id.clone())?;
+    let started = start_turn(ctx.worker, &ctx.snap.config, &who, turn).await?;
+    let id = format!("chatcmpl-{}", ctx.request_id.trim_start_matches("req_"));
+    let created = clock::now_unix();
+    if parsed.stream {
+        let stream = OpenAiStream {
+            turn: LiveTurn::new(started),
+            id,
+            created,
+            include_usage: parsed.include_usage,
+            state: StreamState::Start,
+        };
+        let mut resp = Response::sse(Box::new(stream));
+        if let Some(sid) = session_id {
+            resp.push_header("x-session-id", sid);
+        }
+        return Ok(resp);
+    }
+    let (started, text, usage) = run_to_end(started).await?;
+    let body = Completion {
+        id: &id,
+        object: "chat.completion",
+        created,
+        model: &started.model_id,
+        choices: [Choice {
+            index: 0,
+            message: OutMessage { role: "assistant", content: &text, refusal: None },
+            logprobs: None,
+            finish_reason: "stop",
+        }],
+        usage: usage.into(),
+        system_fingerprint: None,
+    };
+    let bytes = sonic_rs::to_vec(&body).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?;
+    let mut resp = Response::json(200, Bytes::from(bytes));
+    if let Some(sid) = session_id {
+        resp.push_header("x-session-id", sid);
+    }
+    started.finish(text.into());
+    Ok(resp)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamState {
+    Start,
+    Streaming,
+    Usage(Usage),
+    Done,
+    Over,
+}
+
+/// OpenAI's stream rendering of a `LiveTurn`.
+struct OpenAiStream {
+    turn: LiveTurn,
+    id: String,
+    created: u64,
+    include_usage: bool,
+    state: StreamState,
+}
+
+impl OpenAiStream {
+    fn chunk(&self, delta: Delta<'_>, finish: Option<&'static str>) -> Bytes {
+        let usage = if self.include_usage { UsageField::Null } else { UsageField::Absent };
+        self.render(vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }], usage)
+    }
+
+    fn render(&self, choices: Vec<ChunkChoice<'_>>, usage: UsageField) -> Bytes {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.turn.model_id,
+            system_fingerprint: None,
+            choices,
+            usage,
+        };
+        sse::chunked_data(&sonic_rs::to_vec(&chunk).unwrap_or_default())
+    }
+
+    async fn step(&mut self) -> Option<Bytes> {
+        match self.state {
+            StreamState::Start => {
+                self.state = StreamState::Streaming;
+                Some(self.chunk(Delta { role: Some("assistant"), content: Some("") }, None))
+            }
+            StreamState::Streaming => match self.turn.next().await {
+                Some(TurnEvent::Delta(d)) => Some(self.chunk(Delta { role: None, content: Some(&d) }, None)),
+                Some(TurnEvent::Done { usage, .. }) => {
+                    self.state = if self.include_usage { StreamState::Usage(usage) } else { StreamState::Done };
+                    Some(self.chunk(Delta { role: None, content: None }, Some("stop")))
+                }
+                Some(TurnEvent::Failed(e)) => {
+                    // OpenAI's SDKs raise on a chunk carrying `error`; the stream ends.
+                    self.state = StreamState::Over;
+                    Some(sse::chunked_data(&e.render_openai()))
+                }
+                None => {
+                    self.state = StreamState::Done;
+                    self.step_done()
+                }
+            },
+            StreamState::Usage(usage) => {
+                self.state = StreamState::Done;
+                Some(self.render(Vec::new(), UsageField::Totals(usage.into())))
+            }
+            StreamState::Done => self.step_done(),
+            StreamState::Over => None,
+        }
+    }
+
+    fn step_done(&mut self) -> Option<Bytes> {
+        self.state = StreamState::Over;
+        Some(sse::chunked_data(b"[DONE]"))
+    }
+}
+
+impl EventStream for OpenAiStream {
+    fn next_event(&mut self) -> Pin<Box<dyn Future<Output = Option<Bytes>> + '_>> {
+        Box::pin(self.step())
+    }
+}
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: Vec<ModelEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct ModelEntry<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'a str,
+}
+
+/// `GET /v1/models`: the catalogue in OpenAI's list shape; `created` is the time the
+/// gateway started, `owned_by` the provider's name.
+pub fn models(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let shared = &ctx.worker.shared;
+    let created = clock::now_unix().saturating_sub(shared.started.elapsed().as_secs());
+    let list = ModelList {
+        object: "list",
+        data: ctx
+            .snap
+            .config
+            .models
+            .iter()
+            .map(|m| ModelEntry { id: &m.id, object: "model", created, owned_by: &m.provider })
+            .collect(),
+    };
+    let bytes = sonic_rs::to_vec(&list).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?;
+    Ok(Response::json(200, Bytes::from(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(body: &str) -> Parsed {
+        parse(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn without_a_session_the_request_messages_are_the_history() {
+        let mut p = parsed(
+            r#"{"model":"mock","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},{"role":"user","content":[{"type":"text","text":"again"}]}]}"#,
+        );
+        let t = into_turn(&mut p, None).unwrap();
+        assert_eq!(&*t.message, "again");
+        let TurnContext::Explicit(h) = t.context else { panic!("explicit context expected") };
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[0].role, MessageRole::System);
+    }
+
+    #[test]
+    fn with_a_session_only_leading_system_messages_are_kept() {
+        let mut p = parsed(
+            r#"{"messages":[{"role":"developer","content":"rules"},{"role":"user","content":"old"},{"role":"user","content":"new"}]}"#,
+        );
+        let t = into_turn(&mut p, Some("s1".into())).unwrap();
+        assert_eq!(&*t.message, "new");
+        let TurnContext::SessionWithPrefix(h) = t.context else { panic!("session context expected") };
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn the_last_message_must_be_from_the_user() {
+        let mut p = parsed(r#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}"#);
+        assert!(into_turn(&mut p, None).is_err());
+        assert!(parse(br#"{"messages":[{"role":"tool","content":"x"}]}"#).is_err());
+        assert!(parse(br#"{"model":"m"}"#).is_err());
+    }
+
+    #[test]
+    fn content_chunks_carry_null_usage_only_when_asked() {
+        let with = serde_json::to_value(Chunk {
+            id: "c",
+            object: "chat.completion.chunk",
+            created: 1,
+            model: "m",
+            system_fingerprint: None,
+            choices: Vec::new(),
+            usage: UsageField::Null,
+        })
+        .unwrap();
+        assert!(with.get("usage").unwrap().is_null());
+        let without = serde_json::to_value(Chunk {
+            id: "c",
+            object: "chat.completion.chunk",
+            created: 1,
+            model: "m",
+            system_fingerprint: None,
+            choices: Vec::new(),
+            usage: UsageField::Absent,
+        })
+        .unwrap();
+        assert!(without.get("usage").is_none());
+    }
+}

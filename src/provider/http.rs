@@ -1,0 +1,250 @@
+//! Providers reached over HTTP (`openai`, `anthropic`, `openai_compat`): the policy
+//! around one call. Picks the API key with the fewest requests in flight on this
+//! worker, asks the breaker, sends through the worker's upstream client, and on a
+//! retryable failure (connect error, reset before the response, 429, 5xx, 529) backs
+//! off and tries again, up to `max_retries` and within the request deadline. Once the
+//! response head is 2xx the stream is handed to the caller and never retried: a
+//! streamed answer that reached a client is not replayed. Provider error messages are
+//! kept (they help users) with every configured secret scrubbed out.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::provider::resilience::{backoff, Breaker, ProviderHealth};
+use crate::provider::{anthropic, openai, openai_compat, ChatRequest, ChatStream, ProviderError, Usage};
+use crate::upstream::{tls, Client, Endpoint, Outgoing, Timeouts, UpstreamError};
+
+/// Largest non-streamed answer read from a provider.
+const MAX_COMPLETION: usize = 16 << 20;
+/// Largest error body read from a provider.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Which wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    Anthropic,
+}
+
+struct KeySlot {
+    /// The header value as sent (`Bearer sk-...` or the raw Anthropic key).
+    value: String,
+    in_flight: Rc<Cell<u32>>,
+}
+
+/// Counts a request against its key until dropped (the stream holds it).
+pub struct InFlight(Option<Rc<Cell<u32>>>);
+
+impl InFlight {
+    fn new(slot: Option<&KeySlot>) -> Self {
+        InFlight(slot.map(|s| {
+            s.in_flight.set(s.in_flight.get() + 1);
+            s.in_flight.clone()
+        }))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.set(c.get().saturating_sub(1));
+        }
+    }
+}
+
+/// One HTTP provider on one worker.
+pub struct HttpProvider {
+    name: String,
+    wire: Wire,
+    endpoint: Endpoint,
+    path: &'static str,
+    keys: Vec<KeySlot>,
+    headers: Vec<(String, String)>,
+    anthropic_version: String,
+    timeouts: Timeouts,
+    max_retries: u32,
+    client: Rc<Client>,
+    breaker: RefCell<Breaker>,
+    health: Arc<ProviderHealth>,
+    secrets: Vec<String>,
+}
+
+impl HttpProvider {
+    pub fn new(
+        cfg: &ProviderConfig,
+        tls: Option<tls::Connector>,
+        client: Rc<Client>,
+        health: Arc<ProviderHealth>,
+    ) -> Result<Self, String> {
+        let endpoint = Endpoint::parse(&cfg.base_url, tls).map_err(|e| format!("providers.{}: {e}", cfg.name))?;
+        let (wire, path) = match cfg.kind {
+            ProviderKind::Anthropic => (Wire::Anthropic, "/v1/messages"),
+            ProviderKind::OpenAi => (Wire::OpenAi, "/chat/completions"),
+            ProviderKind::OpenAiCompat => (Wire::OpenAi, openai_compat::CHAT_PATH),
+            ProviderKind::Mock => return Err(format!("providers.{}: mock is not an HTTP provider", cfg.name)),
+        };
+        let sends_auth = cfg.kind != ProviderKind::OpenAiCompat || openai_compat::sends_auth(cfg);
+        let keys = if sends_auth {
+            cfg.api_keys
+                .iter()
+                .map(|k| KeySlot {
+                    value: match wire {
+                        Wire::OpenAi => format!("Bearer {}", k.expose()),
+                        Wire::Anthropic => k.expose().to_string(),
+                    },
+                    in_flight: Rc::new(Cell::new(0)),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut secrets: Vec<String> = cfg.api_keys.iter().map(|k| k.expose().to_string()).filter(|k| k.len() >= 4).collect();
+        secrets.extend(cfg.headers.iter().map(|(_, v)| v.clone()).filter(|v| v.len() >= 8));
+        Ok(HttpProvider {
+            name: cfg.name.clone(),
+            wire,
+            endpoint,
+            path,
+            keys,
+            headers: cfg.headers.clone(),
+            anthropic_version: cfg.anthropic_version.clone(),
+            timeouts: Timeouts {
+                connect: Duration::from_millis(cfg.connect_timeout_ms),
+                first_byte: Duration::from_millis(cfg.first_byte_timeout_ms),
+                chunk: Duration::from_millis(cfg.chunk_timeout_ms),
+                total: Duration::from_millis(cfg.request_timeout_ms),
+            },
+            max_retries: cfg.max_retries,
+            client,
+            breaker: RefCell::new(Breaker::default()),
+            health,
+            secrets,
+        })
+    }
+
+    fn pick_key(&self) -> Option<&KeySlot> {
+        self.keys.iter().min_by_key(|k| k.in_flight.get())
+    }
+
+    fn scrub(&self, mut message: String) -> String {
+        for s in &self.secrets {
+            if message.contains(s.as_str()) {
+                message = message.replace(s.as_str(), "[redacted]");
+            }
+        }
+        message.truncate(message.floor_char_boundary(500));
+        message
+    }
+
+    /// Starts a chat, retrying what may be retried. See the module doc.
+    pub async fn chat(&self, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
+        let body = match self.wire {
+            Wire::OpenAi => openai::encode(req)?,
+            Wire::Anthropic => anthropic::encode(req)?,
+        };
+        let deadline = Instant::now() + self.timeouts.total;
+        let mut attempt = 0u32;
+        loop {
+            if !self.breaker.borrow_mut().admit(Instant::now()) {
+                return Err(ProviderError::upstream(format!(
+                    "provider {} is marked down after repeated failures; it is probed again shortly",
+                    self.name
+                )));
+            }
+            let slot = self.pick_key();
+            let guard = InFlight::new(slot);
+            let started = Instant::now();
+            let left = deadline.saturating_duration_since(started);
+            let timeouts = Timeouts { total: left, ..self.timeouts };
+            let outcome = self.attempt(req, body.clone(), slot, guard, timeouts).await;
+            let latency = started.elapsed();
+            match outcome {
+                Ok(stream) => {
+                    let mut b = self.breaker.borrow_mut();
+                    b.success();
+                    self.health.record(Some(latency), false, b.state());
+                    return Ok(stream);
+                }
+                Err(e) => {
+                    let provider_fault = !matches!(e, UpstreamError::Status { status, .. } if status < 500);
+                    {
+                        let mut b = self.breaker.borrow_mut();
+                        if provider_fault {
+                            b.failure(Instant::now());
+                        }
+                        self.health.record(None, provider_fault, b.state());
+                    }
+                    let give_up = |e: UpstreamError| Err(self.error(e));
+                    if !e.retryable() || attempt >= self.max_retries {
+                        return give_up(e);
+                    }
+                    let Some(delay) = backoff(attempt, e.retry_after(), fastrand::f64()) else { return give_up(e) };
+                    if Instant::now() + delay >= deadline {
+                        return give_up(e);
+                    }
+                    monoio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn error(&self, e: UpstreamError) -> ProviderError {
+        let retry_after = e.retry_after().map(|d| d.as_secs().max(1));
+        let mut err = ProviderError::from_upstream(e);
+        err.message = self.scrub(format!("{}: {}", self.name, err.message));
+        err.retry_after = retry_after;
+        err
+    }
+
+    async fn attempt(
+        &self,
+        req: &ChatRequest,
+        body: bytes::Bytes,
+        slot: Option<&KeySlot>,
+        guard: InFlight,
+        timeouts: Timeouts,
+    ) -> Result<ChatStream, UpstreamError> {
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(4 + self.headers.len());
+        match (self.wire, slot) {
+            (Wire::OpenAi, Some(k)) => headers.push(("authorization", &k.value)),
+            (Wire::Anthropic, Some(k)) => headers.push(("x-api-key", &k.value)),
+            (_, None) => {}
+        }
+        if self.wire == Wire::Anthropic {
+            headers.push(("anthropic-version", &self.anthropic_version));
+        }
+        if req.stream {
+            headers.push(("accept", "text/event-stream"));
+        }
+        headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let out = Outgoing { path: self.path, headers: &headers, body };
+        let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
+        if !(200..300).contains(&resp.status) {
+            let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();
+            let message = match self.wire {
+                Wire::OpenAi => openai::error_message(&body),
+                Wire::Anthropic => anthropic::error_message(&body),
+            }
+            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+            return Err(UpstreamError::Status { status: resp.status, retry_after: resp.retry_after, message });
+        }
+        let sse = resp.content_type.starts_with("text/event-stream");
+        if req.stream && sse {
+            return Ok(match self.wire {
+                Wire::OpenAi => ChatStream::OpenAi(openai::Stream::new(resp.body), guard),
+                Wire::Anthropic => ChatStream::Anthropic(anthropic::Stream::new(resp.body), guard),
+            });
+        }
+        let body = resp.body.collect(MAX_COMPLETION).await?;
+        let decoded = match self.wire {
+            Wire::OpenAi => openai::decode_completion(&body),
+            Wire::Anthropic => anthropic::decode_message(&body),
+        };
+        let (text, usage): (String, Usage) = decoded.map_err(|e| UpstreamError::Protocol(e.message))?;
+        Ok(ChatStream::complete(text, usage))
+    }
+}

@@ -1,0 +1,241 @@
+//! Quotas: per-key requests and tokens per minute, per-client-IP limits, and the
+//! per-socket message limit of `/ws`, sharded per core while holding a global limit.
+//!
+//! # Shape
+//! Every limit has one global [`Budget`](budget::Budget) (a token bucket of a minute's
+//! quota in one `AtomicU64`, see `budget.rs`), owned by the process-wide
+//! [`Global`](registry::Global) in `worker::Shared`. Each worker owns a [`Limiter`]
+//! (its [`Shard`](shard::Shard)) holding a [`Lease`](lease::Lease) per budget it
+//! uses: tokens already taken from the budget. A request spends one token from its
+//! lease with plain field arithmetic: no lock, no atomic, no shared cache line. Only
+//! when the lease is dry does the core take another batch with one compare-and-swap.
+//!
+//! # The global error bound
+//! With `W` workers and a limit of `L` per minute, a lease is
+//! `q = min(lease_size, max(1, L / (4 W)))` tokens (a key with `rpm = 60` on 2
+//! workers: `q = 7`, bound 14; the default `lease_size = 8` caps every request
+//! limit's error at `8 W`). A core holds at most `q` unspent tokens of a budget, so:
+//! - over any interval of length `t`, at most `L + L t / 60 s + q W` requests are
+//!   admitted (the token bucket's promise plus the leases held when it began);
+//! - a request is refused only when the budget cannot give even one token, while the
+//!   other cores hold at most `q (W - 1)` unspent tokens, which they return within
+//!   1 s ([`lease::LEASE_TTL_NS`]) when idle, or spend.
+//!
+//! So with all traffic on one core the limit is exact, and spread over `W` cores it
+//! is within `q W`. `shard/tests.rs` checks both, and the bound across real threads;
+//! `tests/ratelimit.rs` checks it end to end. Token limits work the same way with
+//! leases of up to `256 lease_size` tokens, plus the overshoot of turns in flight
+//! (settled from the provider's usage, possibly into debt; see `turn.rs`).
+//!
+//! # What is limited, and what the client sees
+//! - Requests to authenticated routes: per key, `keys[].rpm`, else `limits.rpm`. In
+//!   open mode (no keys) per client IP with `limits.ip_rpm`. A failed authentication
+//!   counts against its IP's `limits.ip_rpm`, so a key-guessing flood gets `429`.
+//!   Open routes (`/health`, `/metrics`, webhooks) are not limited: probes, scrapers
+//!   and platforms must get through, and webhooks are verified by signature.
+//! - Tokens of chat turns: per key, `keys[].tpm`, else `limits.tpm` (`turn.rs`).
+//! - Every response to an authenticated route whose caller has a request limit
+//!   carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` (this core's estimate: the
+//!   budget as of its last lease, refilled to now, plus its lease) and
+//!   `X-RateLimit-Reset` (unix seconds when the budget is full again); with a token
+//!   limit also `X-RateLimit-Limit-Tokens` and `X-RateLimit-Remaining-Tokens`. A
+//!   caller with no limit gets none of them: a number would be a lie, and absence is
+//!   what clients already read as "unlimited". A refusal is `429 RATE_LIMITED` with
+//!   `Retry-After` (whole seconds until the request would succeed, >= 1).
+//! - Client IPs are the socket peer (no proxy headers are trusted); IPv6 per /64.
+//!
+//! # WebSocket API (for `/ws`)
+//! - [`Limiter::ws_connect`]`(peer_ip)` before accepting an upgrade: `Err` is a
+//!   `429 RATE_LIMITED` `ApiError` with `retry_after` (`limits.ws_connects_per_minute_per_ip`);
+//!   answer it with `api::error_response` instead of upgrading.
+//! - [`Limiter::ws_socket`]`()` once per socket gives a [`SocketLimiter`]; call its
+//!   `check()` for every frame received. `Err` is `RATE_LIMITED` with `retry_after`;
+//!   send [`ws_error_frame`]`(&err)` (`{"type":"error","code":"RATE_LIMITED",
+//!   "message","retryAfter":N}`), drop the frame and keep the socket open.
+//! - A `message` frame is a turn: call [`Limiter::check_request`] with the socket's
+//!   identity first (the key's `rpm`), then `start_turn` reserves its tokens as for
+//!   REST, and a turn cut for tokens ends with `TurnEvent::Failed(RATE_LIMITED)`.
+//!
+//! # Memory
+//! Key state is bounded by the config. Per-client state is bounded by
+//! `limits.max_tracked_clients` per limit in the registry and per worker in the
+//! shards, whatever the traffic; idle clients are evicted (see `clients.rs`).
+//!
+//! # Reload
+//! [`Limiter::reload`] (from `Control::Reload`) moves the shard to the new config's
+//! budgets; spent quota carries over by key name (`registry.rs`). [`sweep_loop`]
+//! runs the once-a-second housekeeping of each worker.
+
+pub mod budget;
+pub mod clients;
+pub mod clock;
+pub mod lease;
+pub mod registry;
+pub mod shard;
+pub mod socket;
+pub mod turn;
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::Response;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use registry::Global;
+pub use shard::{ClientLimit, Denied, Shard, Verdict, Window};
+pub use socket::{ws_error_frame, SocketLimiter};
+pub use turn::TurnQuota;
+
+/// How often each worker runs [`Limiter::sweep`].
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a response to an admitted (or refused) request is told about its quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// The request limit's window; `None` = no request limit (no headers).
+    requests: Option<Window>,
+    /// The key whose token window goes in the token headers, if it has one.
+    token_slot: Option<usize>,
+}
+
+/// A refused request: the `429` and the quota for its headers.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub error: ApiError,
+    pub quota: Quota,
+}
+
+/// One worker's limiter: its shard, behind the worker's only `RefCell` for quotas.
+/// No method awaits while the shard is borrowed.
+#[derive(Debug)]
+pub struct Limiter {
+    clock: SharedClock,
+    shard: RefCell<Shard>,
+}
+
+impl Limiter {
+    /// Worker `worker`'s limiter on `global`, for `config`.
+    pub fn new(worker: usize, global: Arc<Global>, config: &Arc<Config>) -> Self {
+        let clock = global.clock().clone();
+        Limiter { clock, shard: RefCell::new(Shard::new(worker, global, config)) }
+    }
+
+    /// Applies a reloaded config's limits (see `registry.rs` for what carries over).
+    pub fn reload(&self, config: &Arc<Config>) {
+        self.shard.borrow_mut().sync(config);
+    }
+
+    /// Once-a-second housekeeping: stale leases go back, idle clients are evicted.
+    pub fn sweep(&self) {
+        let now = self.clock.now_ns();
+        self.shard.borrow_mut().sweep(now);
+    }
+
+    /// The shard, for tests and benches.
+    pub fn with_shard<R>(&self, f: impl FnOnce(&mut Shard) -> R) -> R {
+        f(&mut self.shard.borrow_mut())
+    }
+
+    /// Counts one request of an authenticated caller: its key's request limit, or in
+    /// open mode its IP's `limits.ip_rpm`. Runs after authentication, before the
+    /// handler. `config` is the snapshot the request was authenticated against.
+    pub fn check_request(&self, config: &Config, who: &Identity, peer: Option<IpAddr>) -> Result<Quota, Refused> {
+        let now = self.clock.now_ns();
+        let mut shard = self.shard.borrow_mut();
+        let Some(slot) = shard.slot(config, who.key_index, &who.name) else {
+            if who.key_index.is_some() {
+                // The key left the config in a reload while this request was on its way.
+                return Ok(Quota::default());
+            }
+            return client_check(&mut shard, ClientLimit::Http, peer, now);
+        };
+        let token_slot = shard.token_window(slot, now).map(|_| slot);
+        match shard.acquire_request(slot, now) {
+            None => Ok(Quota { requests: None, token_slot }),
+            Some(Ok(window)) => Ok(Quota { requests: Some(window), token_slot }),
+            Some(Err(denied)) => Err(Refused {
+                error: refusal(&denied, "requests per minute for this key"),
+                quota: Quota { requests: Some(denied.window), token_slot },
+            }),
+        }
+    }
+
+    /// Counts a request that failed authentication against its IP's `limits.ip_rpm`.
+    /// `Err`: answer `429` instead of `401`.
+    pub fn check_unauthenticated(&self, peer: Option<IpAddr>) -> Result<Quota, Refused> {
+        let now = self.clock.now_ns();
+        client_check(&mut self.shard.borrow_mut(), ClientLimit::Http, peer, now)
+    }
+
+    /// Adds the `X-RateLimit-*` headers of `quota` to `resp`. The token headers are
+    /// read now, so a non-streamed turn shows its settled usage.
+    pub fn add_headers(&self, quota: &Quota, resp: &mut Response) {
+        if let Some(w) = quota.requests {
+            resp.push_header("x-ratelimit-limit", w.limit.to_string());
+            resp.push_header("x-ratelimit-remaining", w.remaining.to_string());
+            resp.push_header("x-ratelimit-reset", self.clock.unix_secs(w.reset_ns).to_string());
+        }
+        let tokens = quota.token_slot.and_then(|slot| self.shard.borrow().token_window(slot, self.clock.now_ns()));
+        if let Some(t) = tokens {
+            resp.push_header("x-ratelimit-limit-tokens", t.limit.to_string());
+            resp.push_header("x-ratelimit-remaining-tokens", t.remaining.to_string());
+        }
+    }
+
+    /// Counts a WebSocket upgrade from `peer` (`limits.ws_connects_per_minute_per_ip`).
+    /// `Err`: refuse the upgrade with this `429`.
+    pub fn ws_connect(&self, peer: IpAddr) -> Result<(), ApiError> {
+        let now = self.clock.now_ns();
+        match self.shard.borrow_mut().acquire_client(ClientLimit::WsConnect, peer, now) {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(denied)) => Err(refusal(&denied, "WebSocket connects per minute from this address")),
+        }
+    }
+
+    /// A message limiter for a new WebSocket (`limits.ws_messages_per_minute`).
+    pub fn ws_socket(&self) -> SocketLimiter {
+        let per_minute = self.shard.borrow().table().settings.ws_messages_per_minute;
+        SocketLimiter::new(per_minute, self.clock.clone())
+    }
+}
+
+fn client_check(shard: &mut Shard, limit: ClientLimit, peer: Option<IpAddr>, now: u64) -> Result<Quota, Refused> {
+    let Some(ip) = peer else { return Ok(Quota::default()) };
+    match shard.acquire_client(limit, ip, now) {
+        None => Ok(Quota::default()),
+        Some(Ok(window)) => Ok(Quota { requests: Some(window), token_slot: None }),
+        Some(Err(denied)) => Err(Refused {
+            error: refusal(&denied, "requests per minute from this address"),
+            quota: Quota { requests: Some(denied.window), token_slot: None },
+        }),
+    }
+}
+
+fn refusal(denied: &Denied, what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "rate limit exceeded: {} {what}; retry in {} s",
+            denied.window.limit, denied.retry_after_secs
+        ),
+    )
+    .with_retry_after(denied.retry_after_secs)
+}
+
+/// Runs `limiter.sweep()` every [`SWEEP_INTERVAL`], forever (spawned per worker; it
+/// ends with the worker's runtime).
+pub async fn sweep_loop(limiter: Rc<Limiter>) {
+    loop {
+        monoio::time::sleep(SWEEP_INTERVAL).await;
+        limiter.sweep();
+    }
+}
+
+#[cfg(test)]
+mod tests;

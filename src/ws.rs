@@ -1,0 +1,144 @@
+//! WebSocket `/ws`: the OpenClaw Gateway protocol over RFC 6455 text frames of JSON.
+//!
+//! ```text
+//! GET /ws (Upgrade) -> api::dispatch -> ws::upgrade (handshake checks, optional
+//!   Authorization) -> Body::Upgrade -> http::conn writes the 101 and hands over the
+//!   TcpStream + the bytes it already read -> ws::serve
+//!     WsIo (io.rs): the one owner of the socket: reads for the codec, writes the
+//!       outbox, pings, deadlines; cancel-safe on io_uring
+//!     WebSocket (monoio-tungstenite): framing, masking, fragments, UTF-8, limits
+//!     session.rs: auth, message/ping/subscribe, one spawned task per turn
+//!     link.rs: the per-socket outbox (capped: backpressure) and timers
+//! ```
+//!
+//! Framing is the maintained library's (`monoio-tungstenite`, built on the raw socket
+//! after our own 101); the socket is never split. Instead the socket's reads run
+//! through `WsIo`, which also flushes frames queued by turn tasks and fires timers:
+//! when it must write while a read is pending it cancels that read and waits for its
+//! completion, so no byte the kernel already delivered is lost.
+//!
+//! Semantics decided here (PROTOCOL.md is silent):
+//! - Auth: `Authorization: Bearer` on the upgrade authenticates the socket at once
+//!   (no frame is sent); otherwise the first frame must be `auth` within
+//!   `server.ws_auth_timeout_ms`. An `auth` frame is answered `auth_ok` with the key's
+//!   name. Anything else before auth, a bad token or the deadline: `error UNAUTHORIZED`
+//!   and close 1008.
+//! - Turns: every frame of a turn (`chunk`, `message`, `done`, `error`) carries its
+//!   `sessionId`; a message without `sessionId` starts a new session whose id the
+//!   frames carry. Up to `server.ws_max_turns_per_socket` turns run at once.
+//! - `subscribe` sets the socket's optional event streams to exactly `events`:
+//!   `message` (on by default) adds the full reply `message` frame after a turn's
+//!   chunks; `status` sends `{"type":"status","workers","connections",
+//!   "webSocketClients","sessions","inFlight"}` at once and then whenever it changed,
+//!   checked every `server.ws_status_interval_ms`. Unknown event names are
+//!   `INVALID_REQUEST`. Chunks, `done`, `pong` and errors are always sent.
+//! - Close codes: 1000 on a client close, 1001 on server drain, 1002 protocol error,
+//!   1007 invalid UTF-8, 1008 auth failures, 1009 frame or message over the limits,
+//!   1013 when a slow reader overflows the send buffer.
+//!
+//! Memory: an idle authenticated socket holds its `Link`, the codec's 4 KiB read
+//! buffer (owned by the pending read), one pending timer and the session task; the
+//! figure is measured by `loadtest/ws_idle.py`.
+
+pub mod handshake;
+mod io;
+mod link;
+pub mod protocol;
+mod session;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use monoio::net::TcpStream;
+use monoio_tungstenite::protocol::frame::codec::FrameDecoder;
+use monoio_tungstenite::protocol::{FramedRead, Role, WebSocketConfig};
+use monoio_tungstenite::WebSocket;
+
+use crate::api::Ctx;
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::http::{Body, Response};
+use crate::worker::{Worker, WorkerStats};
+
+pub use io::WsIo;
+pub use link::{Fail, Link};
+
+/// Initial read buffer of a socket's codec (it grows for bigger frames).
+const READ_BUFFER: usize = 4096;
+
+/// What the upgrade decided, carried from `dispatch` to `serve`.
+#[derive(Debug)]
+pub struct Upgrade {
+    /// Set when the upgrade request carried a valid `Authorization`.
+    pub who: Option<Identity>,
+}
+
+/// Checks a `/ws` request and answers `101` with the accept key. `who` is the caller
+/// if the request authenticated by header (or the gateway is in open mode).
+pub fn upgrade(ctx: &Ctx<'_>, who: Option<Identity>) -> Result<Response, ApiError> {
+    let accept = handshake::accept_key(ctx.req)?;
+    // RATE-LIMIT HOOK (src/ratelimit*): the per-IP WebSocket connect limit belongs
+    // here, once the quota module exposes it: `crate::ratelimit::...(ctx.req.peer)?`.
+    let mut resp = Response::new(101, Body::Upgrade(Box::new(Upgrade { who })));
+    resp.push_header("upgrade", "websocket");
+    resp.push_header("connection", "Upgrade");
+    resp.push_header("sec-websocket-accept", accept);
+    Ok(resp)
+}
+
+thread_local! {
+    /// This worker's open sockets, so a drain can close them with 1001.
+    static LINKS: RefCell<HashMap<u64, Weak<Link>>> = RefCell::new(HashMap::new());
+    static NEXT_LINK: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Asks every WebSocket of the calling worker to close with 1001 (server drain).
+pub fn drain_worker() {
+    let links: Vec<Rc<Link>> = LINKS.with(|l| l.borrow().values().filter_map(Weak::upgrade).collect());
+    for link in links {
+        link.fail(Fail::Drain);
+    }
+}
+
+/// Runs an upgraded socket until it closes. `leftover` is what the client sent after
+/// the upgrade request's head (frames may already be there).
+pub async fn serve(stream: TcpStream, leftover: Bytes, worker: Rc<Worker>, up: Upgrade) {
+    let stats = worker.stats();
+    WorkerStats::add(&stats.ws_clients, 1);
+    let cfg = worker.snapshot().config.server.clone();
+    let link = Rc::new(Link::new(link::Limits {
+        send_buffer: cfg.ws_send_buffer_bytes,
+        ping_interval: Duration::from_millis(cfg.ws_ping_interval_ms),
+        pong_timeout: Duration::from_millis(cfg.ws_pong_timeout_ms),
+    }));
+    if up.who.is_none() {
+        link.set_auth_deadline(Some(Instant::now() + Duration::from_millis(cfg.ws_auth_timeout_ms)));
+    }
+    if worker.shared.draining() {
+        link.fail(Fail::Drain);
+    }
+    let key = NEXT_LINK.with(|n| {
+        let k = n.get();
+        n.set(k + 1);
+        k
+    });
+    LINKS.with(|l| l.borrow_mut().insert(key, Rc::downgrade(&link)));
+
+    let io = WsIo::new(stream, link.clone(), Duration::from_millis(cfg.write_timeout_ms));
+    let config = WebSocketConfig::default()
+        .write_buffer_size(0)
+        .max_frame_size(Some(cfg.ws_max_frame_bytes))
+        .max_message_size(Some(cfg.ws_max_message_bytes));
+    let mut framed = FramedRead::with_capacity(io, FrameDecoder::default(), READ_BUFFER.max(leftover.len()));
+    // Frames the client sent right behind the upgrade head are decoded first.
+    framed.read_buffer_mut().extend_from_slice(&leftover);
+    let ws = WebSocket::from_framed_read(framed, Role::Server, Some(config));
+    session::run(ws, link.clone(), worker.clone(), up.who, &cfg).await;
+
+    link.fail(Fail::Closed);
+    LINKS.with(|l| l.borrow_mut().remove(&key));
+    WorkerStats::sub(&worker.stats().ws_clients, 1);
+}

@@ -1,0 +1,369 @@
+//! Provider adapters end to end: the gateway in front of `mock_upstream`, which speaks
+//! OpenAI's and Anthropic's real wire formats (JSON and SSE) and injects faults on
+//! request. Each adapter is driven through `/api/chat` (JSON and SSE), over plain TCP
+//! and over TLS with the test CA, and every failure mode of issue 3 is exercised:
+//! retry then success, fallback, 429 with `Retry-After`, timeouts, a mid-stream reset
+//! (error event, pool still healthy), a client that disconnects (the upstream sees the
+//! cancel), non-retryable errors, and the circuit breaker.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const MOCK_BIN: &str = env!("CARGO_BIN_EXE_mock_upstream");
+
+/// A running `mock_upstream`; killed on drop.
+pub struct Upstream {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Upstream {
+    pub fn start(tls: bool) -> Upstream {
+        let mut cmd = Command::new(MOCK_BIN);
+        cmd.args(["--listen", "127.0.0.1:0", "--workers", "1"]);
+        if tls {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+            cmd.arg("--tls-cert").arg(format!("{dir}/test-server.pem"));
+            cmd.arg("--tls-key").arg(format!("{dir}/test-server.key"));
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn mock_upstream");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("mock_upstream prints its address");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.trim().trim_start_matches("https://").trim_start_matches("http://");
+                return Upstream { child, addr: addr.parse().expect("address") };
+            }
+        }
+    }
+
+    fn http(&self, method: &str, path: &str) -> Value {
+        let mut conn = Conn::open(self.addr);
+        let r = conn.exchange(&req(method, path).header("authorization", "Bearer x").body(Vec::new()));
+        r.json()
+    }
+
+    pub fn stats(&self) -> Value {
+        self.http("GET", "/__mock/stats")
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway with one provider of each kind in front of `up` (plain) and, if given,
+/// an OpenAI provider over TLS in front of `tls_up`.
+fn gateway(up: &Upstream, tls_up: Option<&Upstream>, extra_server: &str, provider_extra: &str) -> Gateway {
+    let a = up.addr;
+    let mut toml = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+workers = 1
+{extra_server}
+
+[[keys]]
+name = "ops"
+key = "sk-admin"
+role = "admin"
+
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "http://{a}/v1"
+api_key = "sk-upstream-secret-1"
+first_byte_timeout_ms = 1000
+{provider_extra}
+
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "http://{a}"
+api_key = "sk-ant-secret-1"
+{provider_extra}
+
+[[providers]]
+name = "compat"
+kind = "openai_compat"
+base_url = "http://{a}/v1"
+api_key = "compat-key"
+headers = {{ "X-Compat-Tenant" = "tenant-7" }}
+{provider_extra}
+
+[[providers]]
+name = "dead"
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+api_key = "sk-dead"
+max_retries = 0
+connect_timeout_ms = 500
+
+[[models]]
+id = "gpt"
+provider = "openai"
+upstream = "gpt-4o"
+default = true
+
+[[models]]
+id = "claude"
+provider = "anthropic"
+upstream = "claude-3-5-sonnet"
+
+[[models]]
+id = "llama"
+provider = "compat"
+upstream = "llama3"
+
+[[models]]
+id = "broken"
+provider = "dead"
+fallbacks = ["claude"]
+"#
+    );
+    if let Some(t) = tls_up {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-ca.pem");
+        toml.push_str(&format!(
+            r#"
+[[providers]]
+name = "secure"
+kind = "openai"
+base_url = "https://localhost:{}/v1"
+api_key = "sk-tls"
+ca_file = "{ca}"
+
+[[models]]
+id = "gpt-tls"
+provider = "secure"
+"#,
+            t.addr.port()
+        ));
+    }
+    Gateway::start(&toml)
+}
+
+fn chat(gw: &Gateway, model: &str, message: &str) -> Response {
+    gw.post("/api/chat", Some("sk-admin"), &json!({"message": message, "model": model}))
+}
+
+fn stream(gw: &Gateway, model: &str, message: &str) -> Vec<SseEvent> {
+    let mut conn = gw.conn();
+    conn.send(&req("POST", "/api/chat").key("sk-admin").json(&json!({"message": message, "model": model, "stream": true})).bytes());
+    let (_, events) = read_sse(&mut conn);
+    events.into_iter().map(|(_, e)| e).collect()
+}
+
+fn text_of(events: &[SseEvent]) -> String {
+    events.iter().filter(|e| e.data["type"] == "chunk").map(|e| e.data["content"].as_str().unwrap_or("")).collect()
+}
+
+/// Prompt tokens as the mock counts them: words + 3 per message.
+fn words(s: &str) -> u64 {
+    s.split_whitespace().count() as u64
+}
+
+#[test]
+fn each_adapter_answers_json_turns_with_provider_usage() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "");
+    for model in ["gpt", "claude", "llama"] {
+        let r = chat(&gw, model, "Hello there friend");
+        assert_eq!(r.status(), 200, "{model}: {}", r.text());
+        let data = &r.json()["data"];
+        assert_eq!(data["message"], "Echo: Hello there friend", "{model}");
+        assert_eq!(data["model"], model);
+        let prompt = words("Hello there friend") + 3;
+        let completion = words("Echo: Hello there friend");
+        assert_eq!(
+            data["usage"],
+            json!({"promptTokens": prompt, "completionTokens": completion, "totalTokens": prompt + completion}),
+            "{model}"
+        );
+    }
+    let last = &up.stats()["lastRequest"];
+    assert_eq!(last["body"]["model"], "llama3", "compat provider sent its upstream model: {last}");
+    assert_eq!(last["headers"]["x-compat-tenant"], "tenant-7", "extra headers are sent: {last}");
+}
+
+#[test]
+fn each_adapter_streams_chunks_as_they_arrive_with_provider_usage() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "");
+    for model in ["gpt", "claude", "llama"] {
+        let events = stream(&gw, model, "Write a short poem [fault:chunks=6,chunk-ms=20]");
+        let chunks = events.iter().filter(|e| e.data["type"] == "chunk").count();
+        assert_eq!(chunks, 6, "{model}: {events:?}");
+        assert!(text_of(&events).starts_with("Echo:"), "{model}");
+        let done = events.last().expect("events");
+        assert_eq!(done.data["type"], "done", "{model}: {events:?}");
+        assert_eq!(done.data["model"], model);
+        assert!(done.data["usage"]["completionTokens"].as_u64().unwrap_or(0) > 0, "{model}: usage from the provider");
+    }
+}
+
+#[test]
+fn history_reaches_the_provider_on_the_next_turn() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "");
+    let body = json!({"message": "first", "model": "claude", "sessionId": "hist-1"});
+    assert_eq!(gw.post("/api/chat", Some("sk-admin"), &body).status(), 200);
+    let body = json!({"message": "second", "model": "claude", "sessionId": "hist-1"});
+    assert_eq!(gw.post("/api/chat", Some("sk-admin"), &body).status(), 200);
+    let sent = up.stats()["lastRequest"].to_string();
+    for needle in ["first", "Echo: first", "second"] {
+        assert!(sent.contains(needle), "upstream request lacks {needle:?}: {sent}");
+    }
+}
+
+#[test]
+fn tls_provider_works_with_the_test_ca() {
+    let up = Upstream::start(false);
+    let tls = Upstream::start(true);
+    let gw = gateway(&up, Some(&tls), "", "");
+    let r = chat(&gw, "gpt-tls", "over tls");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.json()["data"]["message"], "Echo: over tls");
+    let events = stream(&gw, "gpt-tls", "streamed over tls");
+    assert_eq!(text_of(&events), "Echo: streamed over tls");
+}
+
+#[test]
+fn a_retryable_failure_is_retried_then_succeeds() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "");
+    let before = up.stats()["requests"].as_u64().unwrap_or(0);
+    let r = chat(&gw, "gpt", "hi [fault:status=503,fail-times=2,fail-key=retry-1]");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let after = up.stats()["requests"].as_u64().unwrap_or(0);
+    assert!(after - before >= 3, "two failures and one success reached the mock ({before} -> {after})");
+}
+
+#[test]
+fn retry_after_on_429_is_honoured() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "");
+    let started = Instant::now();
+    let r = chat(&gw, "claude", "hi [fault:status=429,retry-after=1,fail-times=1,fail-key=ra-1]");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert!(started.elapsed() >= Duration::from_millis(950), "waited {:?}", started.elapsed());
+}
+
+#[test]
+fn fallback_model_serves_when_the_provider_is_unreachable() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "");
+    let r = chat(&gw, "broken", "please answer");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.json()["data"]["model"], "claude");
+    assert_eq!(r.json()["data"]["message"], "Echo: please answer");
+}
+
+#[test]
+fn exhausted_retries_become_upstream_error_without_secrets() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "max_retries = 1");
+    let r = chat(&gw, "gpt", "hi [fault:status=500]");
+    assert_eq!(r.status(), 502, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["success"], false);
+    assert_eq!(v["error"]["code"], "UPSTREAM_ERROR");
+    assert!(!r.text().contains("sk-upstream-secret-1"));
+    let r = chat(&gw, "gpt", "hi [fault:status=400]");
+    assert_eq!(r.status(), 502);
+    assert!(r.json()["error"]["message"].as_str().unwrap_or("").contains("400"), "{}", r.text());
+}
+
+#[test]
+fn a_slow_first_byte_is_a_504() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let r = chat(&gw, "gpt", "hi [fault:first-byte-ms=3000]");
+    assert_eq!(r.status(), 504, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "UPSTREAM_TIMEOUT");
+}
+
+#[test]
+fn a_reset_mid_stream_ends_with_an_error_event_and_the_pool_recovers() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "");
+    let events = stream(&gw, "gpt", "tell me more [fault:chunks=8,reset-mid-stream=2]");
+    let chunks = events.iter().filter(|e| e.data["type"] == "chunk").count();
+    assert_eq!(chunks, 2, "{events:?}");
+    let last = events.last().expect("an error event");
+    assert_eq!(last.data["type"], "error", "{events:?}");
+    assert_eq!(last.data["code"], "UPSTREAM_ERROR");
+    for i in 0..3 {
+        let r = chat(&gw, "gpt", &format!("after reset {i}"));
+        assert_eq!(r.status(), 200, "{}", r.text());
+    }
+}
+
+#[test]
+fn a_client_that_disconnects_cancels_the_upstream_stream() {
+    let up = Upstream::start(false);
+    // The turn outlives its client only for the resume window (resumable SSE), then
+    // it is cut and the upstream call with it.
+    let gw = gateway(&up, None, "sse_resume_window_ms = 200", "");
+    let cancelled_before = up.stats()["cancelled"].as_u64().unwrap_or(0);
+    let mut conn = gw.conn();
+    conn.send(
+        &req("POST", "/api/chat")
+            .key("sk-admin")
+            .json(&json!({"message": "long [fault:chunks=50,chunk-ms=100]", "model": "gpt", "stream": true}))
+            .bytes(),
+    );
+    let head = conn.read_head();
+    assert_eq!(head.status, 200);
+    assert!(conn.read_chunk().is_some());
+    drop(conn);
+    let seen = eventually(Duration::from_secs(10), || {
+        up.stats()["cancelled"].as_u64().unwrap_or(0) > cancelled_before
+    });
+    assert!(seen, "the mock saw the cancel: {}", up.stats());
+}
+
+#[test]
+fn a_provider_that_keeps_failing_is_marked_down() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    for _ in 0..6 {
+        let _ = chat(&gw, "llama", "x [fault:status=502]");
+    }
+    let r = chat(&gw, "llama", "now healthy");
+    assert_eq!(r.status(), 502, "the breaker refuses while open: {}", r.text());
+    assert!(r.text().contains("marked down"), "{}", r.text());
+    let health = gw.get("/health/detailed", None).json();
+    let compat = health["data"]["providers"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["name"] == "compat").cloned())
+        .expect("compat in /health/detailed");
+    assert_eq!(compat["state"], "down", "{health}");
+}
+
+#[test]
+fn models_show_provider_and_upstream_names() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "");
+    let v = gw.get("/api/models", Some("sk-admin")).json();
+    let claude = v["data"].as_array().and_then(|l| l.iter().find(|m| m["id"] == "claude").cloned()).expect("claude");
+    assert_eq!(claude, json!({"id": "claude", "provider": "anthropic", "upstreamModel": "claude-3-5-sonnet", "default": false}));
+}

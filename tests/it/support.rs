@@ -1,0 +1,918 @@
+//! The harness: starts the real `clawgate` binary on port 0 with a temp config (the
+//! built-in mock provider, no network) and talks to it with a tiny blocking HTTP/1.1
+//! client over `std::net::TcpStream`, so tests can send raw bytes (pipelining,
+//! byte-by-byte writes, garbage) and see every byte of the answer, chunk boundaries
+//! included. JSON bodies are compared whole after the volatile fields (`timestamp`,
+//! ids, times) are checked and masked.
+//!
+//! `Gateway::start` reads stderr until the `listening on http://ADDR` line, then keeps
+//! draining it into a shared `Vec<String>` so tests can assert on logs; dropping the
+//! `Gateway` kills the child and removes the temp file. `CLAWGATE_IO` is inherited.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
+/// Key `ops`, role admin.
+pub const ADMIN: &str = "sk-admin";
+/// Key `app`, role user.
+pub const USER: &str = "sk-user";
+/// Key `other`, role user.
+pub const OTHER: &str = "sk-other";
+/// Key `limited`, role user, may only use model `mock`.
+pub const LIMITED: &str = "sk-limited";
+
+/// How long a gateway may take to print its `listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default read/write timeout of test connections.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------
+// Config
+
+/// A test config: two workers on `127.0.0.1:0`, four keys, the mock provider, models
+/// `mock` (default) and `mock-large`, channels `support` (model `mock-large`) and the
+/// disabled `legacy`. Builder methods change one thing each.
+#[derive(Clone, Debug)]
+pub struct Cfg {
+    workers: usize,
+    listen: String,
+    server: Vec<String>,
+    chunk_delay_ms: u64,
+    chunk_words: usize,
+    keys: bool,
+    extra: String,
+}
+
+impl Default for Cfg {
+    fn default() -> Self {
+        Cfg {
+            workers: 2,
+            listen: "127.0.0.1:0".into(),
+            server: Vec::new(),
+            chunk_delay_ms: 0,
+            chunk_words: 3,
+            keys: true,
+            extra: String::new(),
+        }
+    }
+}
+
+impl Cfg {
+    pub fn new() -> Cfg {
+        Cfg::default()
+    }
+
+    pub fn workers(mut self, n: usize) -> Cfg {
+        self.workers = n;
+        self
+    }
+
+    pub fn listen(mut self, addr: &str) -> Cfg {
+        self.listen = addr.into();
+        self
+    }
+
+    /// One more `key = value` line in `[server]`.
+    pub fn server(mut self, line: &str) -> Cfg {
+        self.server.push(line.into());
+        self
+    }
+
+    pub fn chunk_delay_ms(mut self, ms: u64) -> Cfg {
+        self.chunk_delay_ms = ms;
+        self
+    }
+
+    pub fn chunk_words(mut self, n: usize) -> Cfg {
+        self.chunk_words = n;
+        self
+    }
+
+    /// No `[[keys]]`: open mode.
+    pub fn open_mode(mut self) -> Cfg {
+        self.keys = false;
+        self
+    }
+
+    /// TOML appended at the end of the file (e.g. more `[[models]]`).
+    pub fn extra(mut self, toml: &str) -> Cfg {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let mut s = format!("[server]\nlisten = \"{}\"\nworkers = {}\n", self.listen, self.workers);
+        for line in &self.server {
+            s.push_str(line);
+            s.push('\n');
+        }
+        if self.keys {
+            s.push_str(
+                r#"
+[[keys]]
+name = "ops"
+key = "sk-admin"
+role = "admin"
+
+[[keys]]
+name = "app"
+key = "sk-user"
+role = "user"
+
+[[keys]]
+name = "other"
+key = "sk-other"
+role = "user"
+
+[[keys]]
+name = "limited"
+key = "sk-limited"
+role = "user"
+models = ["mock"]
+"#,
+            );
+        }
+        s.push_str(&format!(
+            r#"
+[[providers]]
+name = "mock"
+kind = "mock"
+
+[providers.mock]
+chunk_delay_ms = {}
+chunk_words = {}
+
+[[models]]
+id = "mock"
+provider = "mock"
+default = true
+
+[[models]]
+id = "mock-large"
+provider = "mock"
+upstream = "mock-large-v2"
+context_window = 128000
+
+[[channels]]
+name = "support"
+type = "generic"
+secret = "support-secret"
+model = "mock-large"
+
+[[channels]]
+name = "legacy"
+type = "generic"
+enabled = false
+"#,
+            self.chunk_delay_ms, self.chunk_words
+        ));
+        s.push_str(&self.extra);
+        s
+    }
+
+    pub fn start(&self) -> Gateway {
+        Gateway::start(&self.toml())
+    }
+}
+
+/// A unique path in the temp directory (no tempfile crate).
+pub fn temp_path(ext: &str) -> PathBuf {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("clawgate-it-{}-{n}-{nanos}.{ext}", std::process::id()))
+}
+
+/// Writes `text` to a fresh temp file and returns its path; removed on drop.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    pub fn new(text: &str) -> TempFile {
+        let path = temp_path("toml");
+        std::fs::write(&path, text).expect("write temp config");
+        TempFile(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn display(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The gateway process
+
+/// A running `clawgate` child process.
+pub struct Gateway {
+    child: Child,
+    addr: SocketAddr,
+    config: Option<TempFile>,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    /// Writes `toml` to a temp file and runs `clawgate --config FILE`.
+    pub fn start(toml: &str) -> Gateway {
+        let file = TempFile::new(toml);
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(file.path());
+        Gateway::spawn(cmd, Some(file))
+    }
+
+    /// Runs a prepared command and waits for its `listening on http://` line.
+    pub fn spawn(mut cmd: Command, config: Option<TempFile>) -> Gateway {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            // Keep draining to EOF so the child never blocks on a full pipe.
+            let mut reader = BufReader::new(stderr);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                        sink.lock().unwrap().push(line.clone());
+                        let _ = tx.send(line);
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = parse_listening(&line) {
+                        break addr;
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    std::thread::sleep(Duration::from_millis(50));
+                    panic!(
+                        "clawgate did not print `listening on http://` within {START_TIMEOUT:?} \
+                         ({e}; exit: {status:?}); stderr:\n{}",
+                        logs.lock().unwrap().join("\n")
+                    );
+                }
+            }
+        };
+        Gateway { child, addr, config, logs }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A new connection to the gateway.
+    pub fn conn(&self) -> Conn {
+        Conn::open(self.addr)
+    }
+
+    /// Sends one request on a new connection and reads its response.
+    pub fn send(&self, req: &Req) -> Response {
+        self.conn().exchange(req)
+    }
+
+    /// `GET path` with an optional key, on a new connection.
+    pub fn get(&self, path: &str, key: Option<&str>) -> Response {
+        self.send(&req("GET", path).key_opt(key))
+    }
+
+    /// `POST path` with a JSON body and an optional key, on a new connection.
+    pub fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Response {
+        self.send(&req("POST", path).key_opt(key).json(body))
+    }
+
+    /// `POST /api/chat` as `key`; panics unless it is a 200, returns `data`.
+    pub fn chat(&self, key: &str, body: Value) -> Value {
+        let resp = self.post("/api/chat", Some(key), &body);
+        assert_eq!(resp.status(), 200, "chat {body} failed: {}", resp.text());
+        resp.json()["data"].clone()
+    }
+
+    /// Every stderr line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until a stderr line contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.logs.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `HUP`) to the process with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!("clawgate did not exit within {within:?}; stderr:\n{}", self.logs().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Replaces the config file's contents (for SIGHUP reloads).
+    pub fn rewrite_config(&self, toml: &str) {
+        let file = self.config.as_ref().expect("gateway started from a temp config");
+        std::fs::write(file.path(), toml).expect("rewrite config");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn parse_listening(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on http://")? + "listening on http://".len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Runs the binary to completion (bounded) and returns its exit status and stderr.
+pub fn run_bin(args: &[&str], env: &[(&str, &str)], within: Duration) -> (ExitStatus, String) {
+    let err_path = temp_path("stderr");
+    let err_file = std::fs::File::create(&err_path).expect("create stderr file");
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn clawgate");
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = std::fs::read_to_string(&err_path).unwrap_or_default();
+            let _ = std::fs::remove_file(&err_path);
+            panic!("clawgate {args:?} did not exit within {within:?}; stderr:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let text = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&err_path);
+    (status, text)
+}
+
+// ---------------------------------------------------------------------------------
+// Requests
+
+/// A request to serialise by hand: `Host` and `Content-Length` are added for you.
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub version: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// A request builder.
+pub fn req(method: &str, path: &str) -> Req {
+    Req { method: method.into(), path: path.into(), version: "HTTP/1.1", headers: Vec::new(), body: None }
+}
+
+impl Req {
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn key(self, key: &str) -> Req {
+        self.header("Authorization", &format!("Bearer {key}"))
+    }
+
+    pub fn key_opt(self, key: Option<&str>) -> Req {
+        match key {
+            Some(k) => self.key(k),
+            None => self,
+        }
+    }
+
+    pub fn id(self, request_id: &str) -> Req {
+        self.header("X-Request-Id", request_id)
+    }
+
+    pub fn json(mut self, body: &Value) -> Req {
+        self.headers.push(("Content-Type".into(), "application/json".into()));
+        self.body = Some(serde_json::to_vec(body).expect("serialise"));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Req {
+        self.body = Some(body.into());
+        self
+    }
+
+    pub fn http10(mut self) -> Req {
+        self.version = "HTTP/1.0";
+        self
+    }
+
+    /// The bytes on the wire.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = format!("{} {} {}\r\nHost: 127.0.0.1\r\n", self.method, self.path, self.version).into_bytes();
+        for (n, v) in &self.headers {
+            out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+        }
+        if let Some(body) = &self.body {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        if let Some(body) = &self.body {
+            out.extend_from_slice(body);
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Responses
+
+/// A response head.
+#[derive(Clone, Debug)]
+pub struct Head {
+    pub version: String,
+    pub status: u16,
+    pub reason: String,
+    /// Names lowercased, in wire order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn parse(raw: &[u8]) -> Head {
+        let text = std::str::from_utf8(raw).unwrap_or_else(|_| panic!("non-UTF-8 response head: {raw:?}"));
+        let mut lines = text.trim_end_matches("\r\n").split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("").to_string();
+        let status = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let reason = parts.next().unwrap_or("").to_string();
+        let headers = lines
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap_or_else(|| panic!("bad header line {l:?}"));
+                (n.trim().to_ascii_lowercase(), v.trim().to_string())
+            })
+            .collect();
+        Head { version, status, reason, headers }
+    }
+
+    /// The first value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn is_chunked(&self) -> bool {
+        self.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    }
+}
+
+/// A whole response.
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub head: Head,
+    pub body: Vec<u8>,
+    /// The chunks as they came on the wire (chunked bodies only).
+    pub chunks: Vec<Vec<u8>>,
+}
+
+impl Response {
+    pub fn status(&self) -> u16 {
+        self.head.status
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.header(name)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; also checks the content type.
+    pub fn json(&self) -> Value {
+        assert_eq!(self.header("content-type"), Some("application/json"), "content type of {}", self.text());
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// The generated or echoed request id.
+    pub fn request_id(&self) -> &str {
+        self.header("x-request-id").unwrap_or_else(|| panic!("no X-Request-Id in {:?}", self.head))
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The client
+
+/// One client connection with its own read buffer.
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+        stream.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Conn { stream, buf: Vec::new() }
+    }
+
+    pub fn set_read_timeout(&self, d: Duration) {
+        self.stream.set_read_timeout(Some(d)).expect("read timeout");
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("write failed: {e}"));
+    }
+
+    /// Writes one byte per `write` call, pausing between them so each leaves alone.
+    pub fn send_bytewise(&mut self, bytes: &[u8], pause: Duration) {
+        for b in bytes {
+            self.stream.write_all(std::slice::from_ref(b)).unwrap_or_else(|e| panic!("write failed: {e}"));
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
+    }
+
+    /// Sends a request and reads its response (`HEAD` aware).
+    pub fn exchange(&mut self, req: &Req) -> Response {
+        self.send(&req.bytes());
+        if req.method == "HEAD" {
+            self.read_response_to_head()
+        } else {
+            self.read_response()
+        }
+    }
+
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut tmp = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut tmp)?;
+        self.buf.extend_from_slice(&tmp[..n]);
+        Ok(n)
+    }
+
+    fn fill_or_panic(&mut self, what: &str) {
+        match self.fill() {
+            Ok(0) => panic!(
+                "connection closed while reading {what}; unread bytes: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            ),
+            Ok(_) => {}
+            Err(e) => panic!("error reading {what}: {e}; unread bytes: {:?}", String::from_utf8_lossy(&self.buf)),
+        }
+    }
+
+    /// Reads one response head.
+    pub fn read_head(&mut self) -> Head {
+        loop {
+            if let Some(pos) = find(&self.buf, b"\r\n\r\n") {
+                let head: Vec<u8> = self.buf.drain(..pos + 4).collect();
+                return Head::parse(&head);
+            }
+            self.fill_or_panic("a response head");
+        }
+    }
+
+    fn read_exact_buf(&mut self, n: usize, what: &str) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill_or_panic(what);
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    fn read_line(&mut self, what: &str) -> String {
+        loop {
+            if let Some(pos) = find(&self.buf, b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..pos + 2).collect();
+                return String::from_utf8_lossy(&line[..pos]).into_owned();
+            }
+            self.fill_or_panic(what);
+        }
+    }
+
+    /// Reads one chunk of a chunked body; `None` at the last chunk (trailers consumed).
+    pub fn read_chunk(&mut self) -> Option<Vec<u8>> {
+        let line = self.read_line("a chunk size line");
+        let digits = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(digits, 16).unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+        if size == 0 {
+            while !self.read_line("a trailer line").is_empty() {}
+            return None;
+        }
+        let data = self.read_exact_buf(size, "chunk data");
+        let crlf = self.read_exact_buf(2, "the CRLF after chunk data");
+        assert_eq!(crlf, b"\r\n", "chunk data not followed by CRLF");
+        Some(data)
+    }
+
+    /// Reads the body that follows `head` (for a response to a non-HEAD request).
+    pub fn read_body(&mut self, head: Head) -> Response {
+        let mut chunks = Vec::new();
+        let body = if head.status < 200 || head.status == 204 || head.status == 304 {
+            Vec::new()
+        } else if head.is_chunked() {
+            let mut body = Vec::new();
+            while let Some(c) = self.read_chunk() {
+                body.extend_from_slice(&c);
+                chunks.push(c);
+            }
+            body
+        } else if let Some(len) = head.header("content-length") {
+            let n: usize = len.parse().unwrap_or_else(|_| panic!("bad content-length {len:?}"));
+            self.read_exact_buf(n, "a content-length body")
+        } else {
+            self.read_to_eof()
+        };
+        Response { head, body, chunks }
+    }
+
+    pub fn read_response(&mut self) -> Response {
+        let head = self.read_head();
+        self.read_body(head)
+    }
+
+    /// Reads a response to a `HEAD` request: no body whatever the headers say.
+    pub fn read_response_to_head(&mut self) -> Response {
+        let head = self.read_head();
+        Response { head, body: Vec::new(), chunks: Vec::new() }
+    }
+
+    /// Reads until the peer closes (a reset after data counts as the end).
+    pub fn read_to_eof(&mut self) -> Vec<u8> {
+        loop {
+            match self.fill() {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("error reading to EOF: {e}; read so far {:?}", String::from_utf8_lossy(&self.buf)),
+            }
+        }
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Asserts that the server closes the connection within `within` without sending
+    /// anything more.
+    pub fn expect_closed(&mut self, within: Duration) {
+        assert!(self.buf.is_empty(), "unread bytes before close: {:?}", String::from_utf8_lossy(&self.buf));
+        self.set_read_timeout(within);
+        match self.fill() {
+            Ok(0) => {}
+            Ok(_) => panic!("expected a close, got bytes: {:?}", String::from_utf8_lossy(&self.buf)),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("expected the server to close the connection within {within:?}: {e}"),
+        }
+        self.set_read_timeout(IO_TIMEOUT);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------------
+// JSON assertions
+
+/// Checks `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn assert_rfc3339(s: &str) {
+    let b = s.as_bytes();
+    let ok = b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    assert!(ok, "{s:?} is not an RFC 3339 UTC timestamp YYYY-MM-DDTHH:MM:SSZ");
+}
+
+/// Checks the value at `ptr` is an RFC 3339 timestamp and masks it with `"<time>"`.
+pub fn mask_time(v: &mut Value, ptr: &str) -> String {
+    let slot = v.pointer_mut(ptr).unwrap_or_else(|| panic!("no {ptr}"));
+    let s = slot.as_str().unwrap_or_else(|| panic!("{ptr} is not a string: {slot}")).to_string();
+    assert_rfc3339(&s);
+    *slot = json!("<time>");
+    s
+}
+
+/// Replaces the value at `ptr` with `"<masked>"` and returns it.
+pub fn mask(v: &mut Value, ptr: &str) -> Value {
+    let slot = v.pointer_mut(ptr).unwrap_or_else(|| panic!("no {ptr} in the body"));
+    std::mem::replace(slot, json!("<masked>"))
+}
+
+/// Checks and masks the envelope's `timestamp`.
+pub fn stamped(mut v: Value) -> Value {
+    mask_time(&mut v, "/timestamp");
+    v
+}
+
+/// The success envelope around `data`, timestamp masked.
+pub fn ok_envelope(data: Value) -> Value {
+    json!({"success": true, "data": data, "timestamp": "<time>"})
+}
+
+/// The error envelope, timestamp masked.
+pub fn err_envelope(code: &str, message: &str) -> Value {
+    json!({"success": false, "error": {"code": code, "message": message}, "timestamp": "<time>"})
+}
+
+/// Asserts a whole error response: status, JSON content type, exact envelope, and an
+/// `X-Request-Id`.
+pub fn assert_error(resp: &Response, status: u16, code: &str, message: &str) {
+    assert_eq!(resp.status(), status, "status of {}", resp.text());
+    assert_eq!(stamped(resp.json()), err_envelope(code, message), "body");
+    assert_request_id(resp);
+}
+
+/// Asserts an error whose message is only known by its start.
+pub fn assert_error_prefix(resp: &Response, status: u16, code: &str, prefix: &str) {
+    assert_eq!(resp.status(), status, "status of {}", resp.text());
+    let mut v = stamped(resp.json());
+    let msg = mask(&mut v, "/error/message");
+    let msg = msg.as_str().expect("message is a string");
+    assert!(msg.starts_with(prefix), "message {msg:?} should start with {prefix:?}");
+    assert_eq!(v, err_envelope(code, "<masked>"));
+    assert_request_id(resp);
+}
+
+/// Asserts a 200 with the success envelope around exactly `data`.
+pub fn assert_ok(resp: &Response, data: Value) {
+    assert_eq!(resp.status(), 200, "status of {}", resp.text());
+    assert_eq!(stamped(resp.json()), ok_envelope(data));
+    assert_request_id(resp);
+}
+
+/// Asserts an `X-Request-Id` is present and non-empty.
+pub fn assert_request_id(resp: &Response) {
+    assert!(!resp.request_id().is_empty());
+}
+
+/// A gateway-generated request id: `req_` and 20 hex digits.
+pub fn is_generated_request_id(id: &str) -> bool {
+    id.strip_prefix("req_").is_some_and(|h| h.len() == 20 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A gateway-generated session id: `s_` and 32 lowercase hex digits.
+pub fn is_generated_session_id(id: &str) -> bool {
+    id.strip_prefix("s_")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+// ---------------------------------------------------------------------------------
+// The mock provider's arithmetic (src/provider/mock.rs)
+
+/// The mock's reply to a conversation whose last user message is `last` and which has
+/// `turn` user messages.
+pub fn mock_reply(last: &str, turn: usize) -> String {
+    format!("You said \"{last}\". This is turn {turn} of our conversation.")
+}
+
+pub fn words(s: &str) -> u64 {
+    s.split_whitespace().count() as u64
+}
+
+/// The mock's usage for a prompt of `messages` (history + new) and `reply`.
+pub fn mock_usage(messages: &[&str], reply: &str) -> Value {
+    let prompt: u64 = messages.iter().map(|m| words(m) + 3).sum();
+    let completion = words(reply);
+    json!({"promptTokens": prompt, "completionTokens": completion, "totalTokens": prompt + completion})
+}
+
+// ---------------------------------------------------------------------------------
+// SSE
+
+/// One parsed event.
+#[derive(Clone, Debug)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+}
+
+/// Parses exactly one event in the contract's framing:
+/// `event: message\nid: <id>\ndata: <json>\n\n`.
+pub fn parse_event(raw: &[u8]) -> SseEvent {
+    let text = std::str::from_utf8(raw).expect("SSE event is UTF-8");
+    let body = text
+        .strip_suffix("\n\n")
+        .unwrap_or_else(|| panic!("event does not end with a blank line: {text:?}"));
+    let lines: Vec<&str> = body.split('\n').collect();
+    assert_eq!(lines.len(), 3, "an event is exactly event/id/data lines: {text:?}");
+    let event = lines[0].strip_prefix("event: ").unwrap_or_else(|| panic!("no event line: {text:?}"));
+    let id = lines[1].strip_prefix("id: ").unwrap_or_else(|| panic!("no id line: {text:?}"));
+    let data = lines[2].strip_prefix("data: ").unwrap_or_else(|| panic!("no data line: {text:?}"));
+    SseEvent {
+        event: event.into(),
+        id: id.into(),
+        data: serde_json::from_str(data).unwrap_or_else(|e| panic!("data is not JSON ({e}): {data:?}")),
+    }
+}
+
+/// Reads an SSE response to its end: the head, then every chunk (one event each) with
+/// the instant it arrived.
+pub fn read_sse(conn: &mut Conn) -> (Head, Vec<(Instant, SseEvent)>) {
+    let head = conn.read_head();
+    assert_eq!(head.status, 200, "SSE head {head:?}");
+    assert!(head.is_chunked(), "SSE must be chunked: {head:?}");
+    let mut events = Vec::new();
+    while let Some(chunk) = conn.read_chunk() {
+        events.push((Instant::now(), parse_event(&chunk)));
+    }
+    (head, events)
+}
+
+/// The concatenated `content` of the chunk events.
+pub fn concat_chunks(events: &[(Instant, SseEvent)]) -> String {
+    events
+        .iter()
+        .filter(|(_, e)| e.data["type"] == "chunk")
+        .map(|(_, e)| e.data["content"].as_str().expect("chunk content is a string"))
+        .collect()
+}
+
+/// Polls `f` until it returns true.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
