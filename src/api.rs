@@ -1,5 +1,7 @@
 //! The request path after decoding, top to bottom in one place:
-//! route (404/405/version) -> authenticate (open routes skip it) -> handler -> render.
+//! route (404/405/version) -> authenticate (open routes skip it) -> limit (the caller's
+//! request quota, `ratelimit`; a failed key counts against its IP) -> handler -> render
+//! (with the `X-RateLimit-*` headers of the caller's quotas).
 //! Handlers are thin: parse the body, call the library, render the envelope. Every
 //! error of every route leaves through `error_response`, so the envelope, the status
 //! and the extra headers (`Allow`, `Retry-After`) are decided in one place. The caller
@@ -41,16 +43,41 @@ pub async fn dispatch(worker: &Rc<Worker>, snap: &Arc<Snapshot>, req: &Request, 
         Err(e) => return error_response(&e, router::is_openai_path(path)),
     };
     let ctx = Ctx { worker, snap, req, request_id };
+    let peer = req.peer.map(|p| p.ip());
     let who = if route.needs_auth() || route == Route::HealthDetailed {
         match snap.keys.authenticate_header(req.header_bytes("authorization")) {
             Ok(id) => Some(id),
             // A WebSocket upgrade without `Authorization` authenticates by its first frame.
             Err(_) if route == Route::WebSocket && req.header_bytes("authorization").is_none() => None,
-            Err(e) if route.needs_auth() => return error_response(&e, route.openai_errors()),
+            Err(e) if route.needs_auth() => {
+                // A failed key counts against its IP (`limits.ip_rpm`): guessing gets 429.
+                let (e, quota) = match worker.limiter.check_unauthenticated(peer) {
+                    Ok(quota) => (e, quota),
+                    Err(refused) => (refused.error, refused.quota),
+                };
+                let mut resp = error_response(&e, route.openai_errors());
+                worker.limiter.add_headers(&quota, &mut resp);
+                return resp;
+            }
             Err(_) => None,
         }
     } else {
         None
+    };
+    // The caller's request quota, before the handler runs. Open routes are not limited;
+    // `/ws` limits its own connects and messages (`Limiter::ws_connect`, `ws_socket`).
+    let quota = match &who {
+        Some(id) if route.needs_auth() && route != Route::WebSocket => {
+            match worker.limiter.check_request(&snap.config, id, peer) {
+                Ok(quota) => Some(quota),
+                Err(refused) => {
+                    let mut resp = error_response(&refused.error, route.openai_errors());
+                    worker.limiter.add_headers(&refused.quota, &mut resp);
+                    return resp;
+                }
+            }
+        }
+        _ => None,
     };
     let result = match (route, who) {
         (Route::Health, _) => Ok(health::health(&ctx)),
@@ -76,7 +103,11 @@ pub async fn dispatch(worker: &Rc<Worker>, snap: &Arc<Snapshot>, req: &Request, 
         )),
         (_, None) => Err(ApiError::internal("authentication skipped on a protected route")),
     };
-    result.unwrap_or_else(|e| error_response(&e, route.openai_errors()))
+    let mut resp = result.unwrap_or_else(|e| error_response(&e, route.openai_errors()));
+    if let Some(quota) = &quota {
+        worker.limiter.add_headers(quota, &mut resp);
+    }
+    resp
 }
 
 /// The one place an `ApiError` becomes a response.
@@ -110,10 +141,20 @@ pub fn ok<T: Serialize>(data: &T) -> Result<Response, ApiError> {
 /// Checks that a body is present, for routes that need one.
 pub fn require_body(req: &Request) -> Result<&[u8], ApiError> {
     let body = &req.body[..];
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid("request body must be a JSON object"));
+    // serde's derived structs also accept arrays; the contract takes objects only.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(body),
+        None => Err(ApiError::invalid("request body must be a JSON object")),
+        Some(_) => match sonic_rs::from_slice::<sonic_rs::Value>(body) {
+            Ok(_) => Err(ApiError::invalid("request body must be a JSON object")),
+            Err(e) => Err(ApiError::invalid(format!("malformed JSON: {}", first_line(&e)))),
+        },
     }
-    Ok(body)
+}
+
+/// sonic-rs errors carry a multi-line excerpt of the input; the first line says it all.
+fn first_line(e: &sonic_rs::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().trim_end().to_string()
 }
 
 /// Turns a JSON parse failure into a message that names the offending field when it
@@ -121,7 +162,7 @@ pub fn require_body(req: &Request) -> Result<&[u8], ApiError> {
 pub fn json_error(body: &[u8], err: &sonic_rs::Error, fields: &[(&str, JsonKind)]) -> ApiError {
     use sonic_rs::JsonValueTrait;
     let Ok(value) = sonic_rs::from_slice::<sonic_rs::Value>(body) else {
-        return ApiError::invalid(format!("malformed JSON: {err}"));
+        return ApiError::invalid(format!("malformed JSON: {}", first_line(err)));
     };
     if !value.is_object() {
         return ApiError::invalid("request body must be a JSON object");
@@ -138,7 +179,7 @@ pub fn json_error(body: &[u8], err: &sonic_rs::Error, fields: &[(&str, JsonKind)
             }
         }
     }
-    ApiError::invalid(format!("invalid request: {err}"))
+    ApiError::invalid(format!("invalid request: {}", first_line(err)))
 }
 
 /// The JSON types request fields are checked against.

@@ -351,6 +351,9 @@ pub struct SessionsConfig {
     pub max_bytes: usize,
     /// A session idle this long is forgotten.
     pub idle_ttl_secs: u64,
+    /// Sessions held in memory by the whole process; beyond it the least recently
+    /// used idle ones are forgotten first (a flood of new sessions cannot exhaust memory).
+    pub max_sessions: usize,
 }
 
 impl Default for SessionsConfig {
@@ -359,6 +362,7 @@ impl Default for SessionsConfig {
             max_messages: 200,
             max_bytes: 262_144,
             idle_ttl_secs: 86_400,
+            max_sessions: 100_000,
         }
     }
 }

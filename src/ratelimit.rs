@@ -111,19 +111,20 @@ pub struct Refused {
     pub quota: Quota,
 }
 
-/// One worker's limiter: its shard, behind the worker's only `RefCell` for quotas.
-/// No method awaits while the shard is borrowed.
+/// One worker's limiter: its shard, behind a `RefCell` (shared with the turns'
+/// reservations, which settle through it when dropped). No method awaits while the
+/// shard is borrowed.
 #[derive(Debug)]
 pub struct Limiter {
     clock: SharedClock,
-    shard: RefCell<Shard>,
+    shard: Rc<RefCell<Shard>>,
 }
 
 impl Limiter {
     /// Worker `worker`'s limiter on `global`, for `config`.
     pub fn new(worker: usize, global: Arc<Global>, config: &Arc<Config>) -> Self {
         let clock = global.clock().clone();
-        Limiter { clock, shard: RefCell::new(Shard::new(worker, global, config)) }
+        Limiter { clock, shard: Rc::new(RefCell::new(Shard::new(worker, global, config))) }
     }
 
     /// Applies a reloaded config's limits (see `registry.rs` for what carries over).

@@ -282,9 +282,10 @@ async fn worker_main(args: WorkerArgs) {
         return;
     };
     let count = shared.workers.get(id).map(|w| w.sessions.clone()).unwrap_or_default();
-    let shard = Rc::new(RefCell::new(Shard::new(snapshot.config.sessions.clone(), me, count)));
-    monoio::spawn(SessionHub::serve(shard.clone(), session_rx));
-    let hub = SessionHub::new(id, shard, session_txs);
+    let workers = session_txs.len();
+    let shard = Rc::new(RefCell::new(Shard::new(snapshot.config.sessions.clone(), me, count, workers)));
+    monoio::spawn(SessionHub::serve(shard.clone(), session_rx.clone()));
+    let hub = SessionHub::new(id, shard, session_txs, session_rx);
     let worker = Rc::new(Worker::new(id, snapshot, shared.clone(), hub));
     worker.turns.connect(resume_txs);
     if let Some(rx) = resume_rx {
@@ -293,6 +294,8 @@ async fn worker_main(args: WorkerArgs) {
     let canceller = Canceller::new();
     let handle = canceller.handle();
     monoio::spawn(control_loop(worker.clone(), control_rx, canceller));
+    // Rate-limit housekeeping: stale leases go back, idle clients are evicted.
+    monoio::spawn(crate::ratelimit::sweep_loop(worker.limiter.clone()));
     let _ = ready.send(Ok(()));
 
     loop {
@@ -301,7 +304,7 @@ async fn worker_main(args: WorkerArgs) {
                 let max = worker.snapshot().config.server.max_connections_per_worker as u64;
                 if WorkerStats::get(&worker.stats().connections) >= max {
                     WorkerStats::add(&worker.stats().rejected_connections, 1);
-                    monoio::spawn(conn::reject_overloaded(stream));
+                    monoio::spawn(conn::reject_overloaded(stream, worker.next_request_id()));
                 } else {
                     monoio::spawn(conn::serve(stream, peer, worker.clone(), handle.clone()));
                 }

@@ -164,6 +164,9 @@ struct Session {
     bytes: usize,
     busy: Option<u64>,
     waiters: VecDeque<(BeginTurn, Reply<TurnGrant>)>,
+    /// The turn that created this session: if it aborts before anything is recorded,
+    /// the session goes too (no empty sessions left behind by failed turns).
+    created_by: Option<u64>,
 }
 
 /// The sessions owned by one worker.
@@ -175,11 +178,37 @@ pub struct Shard {
     me: flume::Sender<Cmd>,
     /// Published count for `/api/status` (written only by this shard).
     count: Arc<AtomicUsize>,
+    /// Most sessions this shard keeps (`sessions.max_sessions` / workers).
+    capacity: usize,
 }
 
 impl Shard {
-    pub fn new(limits: SessionsConfig, me: flume::Sender<Cmd>, count: Arc<AtomicUsize>) -> Self {
-        Shard { sessions: HashMap::new(), limits, next_token: 1, me, count }
+    pub fn new(limits: SessionsConfig, me: flume::Sender<Cmd>, count: Arc<AtomicUsize>, workers: usize) -> Self {
+        let capacity = (limits.max_sessions / workers.max(1)).max(1);
+        Shard { sessions: HashMap::new(), limits, next_token: 1, me, count, capacity }
+    }
+
+    /// Makes room for one more session: forgets the least recently updated idle tenth
+    /// of the shard at once, so a flood of new sessions costs one scan per many inserts.
+    fn make_room(&mut self) -> bool {
+        if self.sessions.len() < self.capacity {
+            return true;
+        }
+        let mut idle: Vec<(u64, String)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.busy.is_none() && s.waiters.is_empty())
+            .map(|(id, s)| (s.info.updated_at_ms, id.clone()))
+            .collect();
+        let evict = (self.capacity / 10).clamp(1, idle.len().max(1)).min(idle.len());
+        if evict == 0 {
+            return false;
+        }
+        idle.select_nth_unstable(evict - 1);
+        for (_, id) in idle.into_iter().take(evict) {
+            self.sessions.remove(&id);
+        }
+        true
     }
 
     /// Applies one command. Replies go out on their channels (local or remote alike).
@@ -210,6 +239,10 @@ impl Shard {
             None => (new_id(), true),
         };
         if created {
+            if !self.make_room() {
+                let _ = reply.send(Err(ApiError::new(ErrorCode::Overloaded, "too many sessions in flight").with_retry_after(1)));
+                return;
+            }
             let model = req.requested_model.clone().unwrap_or_else(|| req.default_model.clone());
             let info = SessionInfo {
                 id: id.clone(),
@@ -220,7 +253,14 @@ impl Shard {
                 created_at_ms: now,
                 updated_at_ms: now,
             };
-            let s = Session { info, messages: VecDeque::new(), bytes: 0, busy: None, waiters: VecDeque::new() };
+            let s = Session {
+                info,
+                messages: VecDeque::new(),
+                bytes: 0,
+                busy: None,
+                waiters: VecDeque::new(),
+                created_by: None,
+            };
             self.sessions.insert(id.clone(), s);
         }
         let Some(s) = self.sessions.get_mut(&id) else {
@@ -245,6 +285,9 @@ impl Shard {
         self.next_token += 1;
         let Some(s) = self.sessions.get_mut(id) else { return };
         s.busy = Some(token);
+        if created {
+            s.created_by = Some(token);
+        }
         let model = req.requested_model.clone().unwrap_or_else(|| s.info.model.clone());
         let history = s
             .messages
@@ -284,6 +327,7 @@ impl Shard {
                 s.info.model = model;
                 s.info.updated_at_ms = now;
                 s.info.message_count = s.messages.len();
+                s.created_by = None;
             }
         }
         self.release(id, token);
@@ -297,6 +341,8 @@ impl Shard {
         s.busy = None;
         if let Some((req, reply)) = s.waiters.pop_front() {
             self.grant(id, req, reply, false);
+        } else if s.created_by == Some(token) && s.messages.is_empty() {
+            self.sessions.remove(id);
         }
     }
 
@@ -373,11 +419,20 @@ pub struct SessionHub {
     me: usize,
     local: Rc<RefCell<Shard>>,
     senders: Arc<[flume::Sender<Cmd>]>,
+    /// This worker's own queue: drained before a local command, so a command sent
+    /// earlier by another worker (e.g. the `Finish` of a turn whose reply a client
+    /// has already read) is never overtaken by a later local one.
+    inbox: flume::Receiver<Cmd>,
 }
 
 impl SessionHub {
-    pub fn new(me: usize, local: Rc<RefCell<Shard>>, senders: Arc<[flume::Sender<Cmd>]>) -> Self {
-        SessionHub { me, local, senders }
+    pub fn new(
+        me: usize,
+        local: Rc<RefCell<Shard>>,
+        senders: Arc<[flume::Sender<Cmd>]>,
+        inbox: flume::Receiver<Cmd>,
+    ) -> Self {
+        SessionHub { me, local, senders, inbox }
     }
 
     /// Runs this worker's shard: serves commands from every worker and evicts idle
@@ -400,6 +455,9 @@ impl SessionHub {
 
     fn send(&self, owner: usize, cmd: Cmd) {
         if owner == self.me {
+            while let Ok(earlier) = self.inbox.try_recv() {
+                self.local.borrow_mut().handle(earlier);
+            }
             self.local.borrow_mut().handle(cmd);
         } else if let Some(tx) = self.senders.get(owner) {
             let _ = tx.send(cmd);
@@ -495,8 +553,8 @@ mod tests {
 
     fn shard() -> (Rc<RefCell<Shard>>, flume::Receiver<Cmd>) {
         let (tx, rx) = flume::unbounded();
-        let limits = SessionsConfig { max_messages: 4, max_bytes: 1 << 20, idle_ttl_secs: 60 };
-        (Rc::new(RefCell::new(Shard::new(limits, tx, Arc::new(AtomicUsize::new(0))))), rx)
+        let limits = SessionsConfig { max_messages: 4, max_bytes: 1 << 20, idle_ttl_secs: 60, max_sessions: 20 };
+        (Rc::new(RefCell::new(Shard::new(limits, tx, Arc::new(AtomicUsize::new(0)), 1))), rx)
     }
 
     fn begin(sh: &Rc<RefCell<Shard>>, id: &str, w: &Identity) -> flume::Receiver<Result<TurnGrant, ApiError>> {
@@ -509,7 +567,7 @@ mod tests {
     #[test]
     fn second_turn_waits_for_the_first_and_sees_its_reply() {
         let (sh, rx) = shard();
-        let hub = SessionHub::new(0, sh.clone(), Arc::from(vec![sh.borrow().me.clone()]));
+        let hub = SessionHub::new(0, sh.clone(), Arc::from(vec![sh.borrow().me.clone()]), flume::unbounded().1);
         let u = who("app", Role::User);
         let first = begin(&sh, "s1", &u).try_recv().unwrap().unwrap();
         assert!(first.created && first.history.is_empty());
@@ -529,7 +587,7 @@ mod tests {
     #[test]
     fn history_is_bounded_and_other_keys_cannot_see_it() {
         let (sh, _rx) = shard();
-        let hub = SessionHub::new(0, sh.clone(), Arc::from(vec![sh.borrow().me.clone()]));
+        let hub = SessionHub::new(0, sh.clone(), Arc::from(vec![sh.borrow().me.clone()]), flume::unbounded().1);
         let u = who("app", Role::User);
         for i in 0..3 {
             let g = begin(&sh, "s1", &u).try_recv().unwrap().unwrap();
@@ -545,12 +603,35 @@ mod tests {
     #[test]
     fn idle_sessions_are_evicted() {
         let (sh, _rx) = shard();
-        let hub = SessionHub::new(0, sh.clone(), Arc::from(vec![sh.borrow().me.clone()]));
+        let hub = SessionHub::new(0, sh.clone(), Arc::from(vec![sh.borrow().me.clone()]), flume::unbounded().1);
         let g = begin(&sh, "s1", &who("a", Role::User)).try_recv().unwrap().unwrap();
         hub.finish(g, Arc::from("q"), Arc::from("a"));
         let now = clock::now_unix_ms();
         assert_eq!(sh.borrow_mut().evict_idle(now), 0);
         assert_eq!(sh.borrow_mut().evict_idle(now + 61_000), 1);
+    }
+
+    #[test]
+    fn a_session_created_by_a_failed_turn_is_removed() {
+        let (sh, rx) = shard();
+        let g = begin(&sh, "s1", &who("a", Role::User)).try_recv().unwrap().unwrap();
+        drop(g);
+        let cmd = rx.try_recv().unwrap();
+        sh.borrow_mut().handle(cmd);
+        assert_eq!(sh.borrow().get("s1", &who("a", Role::User), None).unwrap_err().code, ErrorCode::InvalidSession);
+    }
+
+    #[test]
+    fn a_flood_of_sessions_is_capped_by_forgetting_the_oldest() {
+        let (sh, _rx) = shard();
+        let hub = SessionHub::new(0, sh.clone(), Arc::from(vec![sh.borrow().me.clone()]), flume::unbounded().1);
+        let u = who("a", Role::User);
+        for i in 0..100 {
+            let g = begin(&sh, &format!("s{i}"), &u).try_recv().unwrap().unwrap();
+            hub.finish(g, Arc::from("q"), Arc::from("a"));
+        }
+        assert!(sh.borrow().sessions.len() <= 20);
+        assert!(sh.borrow().get("s99", &u, None).is_ok(), "the newest stays");
     }
 
     #[test]

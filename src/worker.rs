@@ -97,6 +97,8 @@ pub struct Shared {
     /// Each worker's health record per provider name. A mutex, not the hot path:
     /// touched when providers are built (start, reload) and by `/health/detailed`.
     pub provider_health: Mutex<Vec<(String, usize, Arc<ProviderHealth>)>>,
+    /// Every global rate-limit budget; each worker's `limiter` leases from them.
+    pub limits: Arc<crate::ratelimit::Global>,
 }
 
 impl Shared {
@@ -108,6 +110,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             rss_bytes: AtomicU64::new(0),
             provider_health: Mutex::new(Vec::new()),
+            limits: Arc::new(crate::ratelimit::Global::new(workers, crate::ratelimit::SystemClock::shared())),
         }
     }
 
@@ -147,6 +150,8 @@ pub struct Worker {
     pub client: Rc<Client>,
     /// Streamed turns buffered for `Last-Event-ID` reconnects (`api::resume`).
     pub turns: crate::api::resume::TurnHub,
+    /// This core's rate-limit shard (`ratelimit`): checked per request, no locks.
+    pub limiter: Rc<crate::ratelimit::Limiter>,
     request_seq: Cell<u64>,
     request_prefix: u32,
 }
@@ -155,6 +160,7 @@ impl Worker {
     pub fn new(id: usize, snapshot: Arc<Snapshot>, shared: Arc<Shared>, sessions: SessionHub) -> Self {
         let client = Rc::new(Client::new());
         let providers = Rc::new(Providers::new(&snapshot, &client, |name| shared.health_of(name, id)));
+        let limiter = Rc::new(crate::ratelimit::Limiter::new(id, shared.limits.clone(), &snapshot.config));
         Worker {
             id,
             snapshot: RefCell::new(snapshot),
@@ -163,6 +169,7 @@ impl Worker {
             providers: RefCell::new(providers),
             client,
             turns: crate::api::resume::TurnHub::new(id),
+            limiter,
             request_seq: Cell::new(0),
             request_prefix: fastrand::u32(..),
         }
@@ -186,6 +193,8 @@ impl Worker {
     pub fn reload(&self, snap: Arc<Snapshot>) {
         let providers = Providers::new(&snap, &self.client, |name| self.shared.health_of(name, self.id));
         *self.providers.borrow_mut() = Rc::new(providers);
+        // New limits apply before the first request on the new snapshot.
+        self.limiter.reload(&snap.config);
         *self.snapshot.borrow_mut() = snap;
     }
 

@@ -135,10 +135,34 @@ pub async fn serve(stream: TcpStream, leftover: Bytes, worker: Rc<Worker>, up: U
     let mut framed = FramedRead::with_capacity(io, FrameDecoder::default(), READ_BUFFER.max(leftover.len()));
     // Frames the client sent right behind the upgrade head are decoded first.
     framed.read_buffer_mut().extend_from_slice(&leftover);
+    // `leftover` shares the connection's 16 KiB read buffer: let it go now.
+    drop(leftover);
     let ws = WebSocket::from_framed_read(framed, Role::Server, Some(config));
     session::run(ws, link.clone(), worker.clone(), up.who, &cfg).await;
 
     link.fail(Fail::Closed);
     LINKS.with(|l| l.borrow_mut().remove(&key));
     WorkerStats::sub(&worker.stats().ws_clients, 1);
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_future_sizes() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        rt.block_on(async {
+            let l = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let s = monoio::net::TcpStream::connect(addr).await.unwrap();
+            let link = std::rc::Rc::new(super::Link::new(super::link::Limits { send_buffer: 1, ping_interval: std::time::Duration::from_secs(1), pong_timeout: std::time::Duration::from_secs(1) }));
+            let io = super::WsIo::new(s, link.clone(), std::time::Duration::from_secs(1));
+            let framed = super::FramedRead::with_capacity(io, super::FrameDecoder::default(), 4096);
+            let mut ws = super::WebSocket::from_framed_read(framed, super::Role::Server, None);
+            eprintln!("WebSocket<WsIo> = {}", std::mem::size_of_val(&ws));
+            let f = ws.read();
+            eprintln!("ws.read() future = {}", std::mem::size_of_val(&f));
+            drop(f);
+            eprintln!("Link = {}", std::mem::size_of::<super::Link>());
+        });
+    }
 }

@@ -147,6 +147,9 @@ pub struct StartedTurn {
     pub session_id: String,
     pub model_id: String,
     pub user_message: Arc<str>,
+    /// The turn's token reservation (`ratelimit::turn`): settled in `account`,
+    /// charged for what was streamed if the turn is dropped.
+    pub quota: crate::ratelimit::TurnQuota,
 }
 
 impl StartedTurn {
@@ -162,6 +165,7 @@ impl StartedTurn {
         let stats = self.worker.stats();
         WorkerStats::add(&stats.prompt_tokens, usage.prompt_tokens);
         WorkerStats::add(&stats.completion_tokens, usage.completion_tokens);
+        self.worker.limiter.settle_turn(&self.quota, usage);
     }
 }
 
@@ -214,6 +218,8 @@ pub async fn start_turn(worker: &Rc<Worker>, cfg: &Config, who: &Identity, turn:
     messages.extend(prefix);
     messages.extend(history);
     messages.push(Message { role: MessageRole::User, content: turn.message.clone() });
+    // The key's token quota: the estimate is reserved before any upstream call (429).
+    let quota = worker.limiter.reserve_turn(cfg, who, &messages, model.max_tokens)?;
     // The model first, then its fallbacks in order; each provider retries on its own.
     let providers = worker.providers();
     let chain = std::iter::once(model.id.as_str()).chain(model.fallbacks.iter().map(String::as_str));
@@ -239,6 +245,7 @@ pub async fn start_turn(worker: &Rc<Worker>, cfg: &Config, who: &Identity, turn:
                     grant,
                     stream,
                     user_message: turn.message,
+                    quota,
                 })
             }
             Err(e) => last_err = Some(e.to_api()),
@@ -301,6 +308,11 @@ impl LiveTurn {
         let started = self.started.as_mut()?;
         match started.stream.next().await {
             Ok(Some(StreamEvent::Delta(d))) => {
+                // A reply that runs past the key's token quota ends here (RATE_LIMITED).
+                if let Err(e) = started.worker.limiter.turn_delta(&started.quota, &d) {
+                    self.started = None;
+                    return Some(TurnEvent::Failed(e));
+                }
                 self.text.push_str(&d);
                 Some(TurnEvent::Delta(d))
             }

@@ -213,6 +213,8 @@ pub(super) struct RawSessions {
     pub max_bytes: Option<usize>,
     /// Idle time before a session is forgotten, seconds.
     pub idle_ttl_secs: Option<u64>,
+    /// Sessions held in memory by the whole process.
+    pub max_sessions: Option<usize>,
 }
 
 /// `[limits]`.

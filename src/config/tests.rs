@@ -153,7 +153,8 @@ fn sessions_and_mock_defaults_match_the_documented_values() {
         SessionsConfig {
             max_messages: 200,
             max_bytes: 262_144,
-            idle_ttl_secs: 86_400
+            idle_ttl_secs: 86_400,
+            max_sessions: 100_000
         }
     );
     assert_eq!(
@@ -163,13 +164,14 @@ fn sessions_and_mock_defaults_match_the_documented_values() {
             chunk_words: 3
         }
     );
-    let c = parse_ok("[sessions]\nmax_messages = 5\nmax_bytes = 100\nidle_ttl_secs = 60\n");
+    let c = parse_ok("[sessions]\nmax_messages = 5\nmax_bytes = 100\nidle_ttl_secs = 60\nmax_sessions = 7\n");
     assert_eq!(
         c.sessions,
         SessionsConfig {
             max_messages: 5,
             max_bytes: 100,
-            idle_ttl_secs: 60
+            idle_ttl_secs: 60,
+            max_sessions: 7
         }
     );
 }
@@ -655,4 +657,81 @@ fn the_mock_config_has_an_admin_and_a_user_key_and_two_workers() {
     let user = c.keys.iter().find(|k| k.role == Role::User).unwrap();
     assert_eq!(admin.key_sha256, hash_key("sk-clawgate-demo-admin"));
     assert_eq!(user.key_sha256, hash_key("sk-clawgate-demo-user"));
+}
+
+#[test]
+fn limits_default_to_no_limits_and_documented_tuning() {
+    let l = parse_ok("").limits;
+    assert_eq!(l, LimitsConfig::default());
+    assert_eq!((l.rpm, l.tpm, l.ip_rpm), (None, None, None));
+    assert_eq!((l.ws_connects_per_minute_per_ip, l.ws_messages_per_minute), (None, None));
+    assert_eq!((l.lease_size, l.max_tracked_clients, l.completion_reserve_tokens), (8, 100_000, 256));
+    assert_eq!(Config::builtin_default().limits, l);
+}
+
+#[test]
+fn limits_are_read_from_the_file() {
+    let l = parse_ok(
+        "[limits]\nrpm = 1\ntpm = 2\nip_rpm = 3\nws_connects_per_minute_per_ip = 4\n\
+         ws_messages_per_minute = 5\nlease_size = 6\nmax_tracked_clients = 7\n\
+         completion_reserve_tokens = 8\n",
+    )
+    .limits;
+    assert_eq!(
+        l,
+        LimitsConfig {
+            rpm: Some(1),
+            tpm: Some(2),
+            ip_rpm: Some(3),
+            ws_connects_per_minute_per_ip: Some(4),
+            ws_messages_per_minute: Some(5),
+            lease_size: 6,
+            max_tracked_clients: 7,
+            completion_reserve_tokens: 8,
+        }
+    );
+}
+
+#[test]
+fn bad_limits_are_errors_naming_the_key() {
+    for (text, expected) in [
+        ("[limits]\nrpm = 0\n", "limits.rpm: must be at least 1 (omit it for no limit) (in /etc/clawgate/test.toml)"),
+        ("[limits]\ntpm = 0\n", "limits.tpm: must be at least 1"),
+        ("[limits]\nip_rpm = 0\n", "limits.ip_rpm: must be at least 1"),
+        ("[limits]\nws_connects_per_minute_per_ip = 0\n", "limits.ws_connects_per_minute_per_ip: must be"),
+        ("[limits]\nws_messages_per_minute = 0\n", "limits.ws_messages_per_minute: must be"),
+        ("[limits]\nlease_size = 0\n", "limits.lease_size: must be at least 1 (got 0)"),
+        ("[limits]\nlease_size = 70000\n", "limits.lease_size: must be at most 65536 (got 70000)"),
+        ("[limits]\nmax_tracked_clients = 0\n", "limits.max_tracked_clients: must be at least 1"),
+        ("[limits]\ncompletion_reserve_tokens = 0\n", "limits.completion_reserve_tokens: must be at least 1"),
+        ("[limits]\nburst = 5\n", "unknown field `burst`"),
+        // Type errors come from the TOML parser, which shows the line.
+        ("[limits]\nrpm = -1\n", "rpm = -1"),
+    ] {
+        let e = parse(text).unwrap_err().0;
+        assert!(e.contains(expected), "{text:?}: {e}");
+        assert!(e.contains(FILE), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn the_example_file_documents_every_limits_key() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/clawgate.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = Config::from_toml_str_with_env(&text, Some(&path), &env).unwrap();
+    assert_eq!(c.limits.rpm, Some(600));
+    assert!(text.lines().any(|l| l == "[limits]"));
+    for key in [
+        "rpm",
+        "tpm",
+        "ip_rpm",
+        "ws_connects_per_minute_per_ip",
+        "ws_messages_per_minute",
+        "lease_size",
+        "max_tracked_clients",
+        "completion_reserve_tokens",
+    ] {
+        let written = text.lines().any(|l| l.trim_start_matches(['#', ' ']).starts_with(&format!("{key} =")));
+        assert!(written, "example does not document limits.{key}");
+    }
 }

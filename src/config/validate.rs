@@ -662,6 +662,7 @@ impl Ctx<'_> {
                 1,
                 None,
             )?,
+            max_sessions: self.ranged("sessions.max_sessions", raw.max_sessions, d.max_sessions, 1, None)?,
         })
     }
 }

@@ -27,8 +27,8 @@ use crate::config::{AccessLog, ServerConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::body::{too_large, ChunkedDecoder, Progress};
 use crate::http::request::{probe_head, BodyKind, Parsed};
-use crate::http::response::{write_head, Body, Framing, Response};
-use crate::http::sse::LAST_CHUNK;
+use crate::http::response::{write_head, write_head_for, Body, Framing, Response};
+use crate::http::sse::{unchunk, LAST_CHUNK};
 use crate::http::{Method, Request};
 use crate::log;
 use crate::worker::{Worker, WorkerStats};
@@ -76,7 +76,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, canc
         // The 101 is out: the socket and any bytes the client sent after the head
         // belong to the WebSocket now.
         Some(up) => {
-            let Conn { stream, rbuf, .. } = conn;
+            // Everything but the socket and the unread bytes is freed before the
+            // (long-lived) WebSocket starts.
+            let Conn { stream, rbuf, wbuf, worker: conn_worker, cancel, .. } = conn;
+            drop((wbuf, conn_worker, cancel));
             crate::ws::serve(stream, rbuf.freeze(), worker.clone(), *up).await;
         }
         None => {
@@ -87,12 +90,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, canc
 }
 
 /// Answers a connection over the worker's limit with 503 and closes it.
-pub async fn reject_overloaded(mut stream: TcpStream) {
+pub async fn reject_overloaded(mut stream: TcpStream, request_id: String) {
     let err = ApiError::new(ErrorCode::Overloaded, "too many connections; retry shortly").with_retry_after(1);
     let mut resp = api::error_response(&err, false);
     resp.close = true;
+    resp.push_header("x-request-id", request_id);
     let mut out = BytesMut::new();
-    encode_full(&mut out, resp, false, false, "overloaded");
+    encode_full(&mut out, resp, false, false, false);
     let _ = monoio::time::timeout(Duration::from_secs(1), stream.write_all(out)).await;
     let _ = stream.shutdown().await;
 }
@@ -175,10 +179,10 @@ impl Conn {
             resp.push_header("x-request-id", request_id.clone());
             self.access_log(cfg, &req, resp.status, started, &request_id);
             if e.close || !self.rbuf.is_empty() {
-                encode_full(&mut self.wbuf, resp, false, false, &request_id);
+                encode_full(&mut self.wbuf, resp, false, false, req.minor == 0);
                 return false;
             }
-            encode_full(&mut self.wbuf, resp, req.keep_alive, req.method == Method::Head, &request_id);
+            encode_full(&mut self.wbuf, resp, req.keep_alive, req.method == Method::Head, req.minor == 0);
             return req.keep_alive;
         }
         if !self.wbuf.is_empty() && self.flush().await.is_err() {
@@ -200,9 +204,9 @@ impl Conn {
             return false;
         }
         let ok = match resp.body {
-            Body::Sse(_) => self.stream_sse(resp, keep, cfg).await,
+            Body::Sse(_) => self.stream_sse(resp, keep, req.minor == 0, cfg).await,
             _ => {
-                encode_full(&mut self.wbuf, resp, keep, req.method == Method::Head, &request_id);
+                encode_full(&mut self.wbuf, resp, keep, req.method == Method::Head, req.minor == 0);
                 true
             }
         };
@@ -308,29 +312,31 @@ impl Conn {
     }
 
     /// Streams an SSE body: the head at once, then one chunk per event. Returns false
-    /// if the client went away (the stream is dropped, cancelling its producer).
-    async fn stream_sse(&mut self, mut resp: Response, keep: bool, cfg: &ServerConfig) -> bool {
+    /// if the client went away (the stream is dropped, cancelling its producer). An
+    /// HTTP/1.0 client gets the events unchunked and the end of the body is the close.
+    async fn stream_sse(&mut self, mut resp: Response, keep: bool, http10: bool, cfg: &ServerConfig) -> bool {
         let Body::Sse(mut events) = std::mem::replace(&mut resp.body, Body::Empty) else { return false };
-        write_head(&mut self.wbuf, &resp, Framing::Chunked, keep);
+        let framing = if http10 { Framing::Close } else { Framing::Chunked };
+        write_head_for(&mut self.wbuf, &resp, framing, keep && !http10, http10);
         if self.flush().await.is_err() {
             return false;
         }
         let timeout = Duration::from_millis(cfg.write_timeout_ms);
         while let Some(event) = events.next_event().await {
+            let event = if http10 { unchunk(&event) } else { event };
             if self.write_bytes(event, timeout).await.is_err() {
                 return false;
             }
         }
         drop(events);
-        self.write_bytes(Bytes::from_static(LAST_CHUNK), timeout).await.is_ok()
+        !http10 && self.write_bytes(Bytes::from_static(LAST_CHUNK), timeout).await.is_ok()
     }
 
     /// Answers a protocol error and closes.
     async fn fail(&mut self, e: ApiError) {
         let mut resp = api::error_response(&e, false);
-        let id = self.worker.next_request_id();
-        resp.push_header("x-request-id", id.clone());
-        encode_full(&mut self.wbuf, resp, false, false, &id);
+        resp.push_header("x-request-id", self.worker.next_request_id());
+        encode_full(&mut self.wbuf, resp, false, false, false);
         let _ = self.flush().await;
     }
 
@@ -343,12 +349,12 @@ impl Conn {
 }
 
 /// Encodes a whole response (head + body) into `out`.
-fn encode_full(out: &mut BytesMut, resp: Response, keep_alive: bool, head_only: bool, _id: &str) {
+fn encode_full(out: &mut BytesMut, resp: Response, keep_alive: bool, head_only: bool, http10: bool) {
     let body = match &resp.body {
         Body::Full(b) => b.clone(),
         Body::Empty | Body::Sse(_) | Body::Upgrade(_) => Bytes::new(),
     };
-    write_head(out, &resp, Framing::Length(body.len()), keep_alive);
+    write_head_for(out, &resp, Framing::Length(body.len()), keep_alive, http10);
     if !head_only {
         out.extend_from_slice(&body);
     }

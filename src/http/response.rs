@@ -116,10 +116,20 @@ pub enum Framing {
     Chunked,
     /// No body and no framing headers (`101 Switching Protocols`).
     None,
+    /// A body that ends when the connection closes (streams to HTTP/1.0 clients,
+    /// which must not be sent `Transfer-Encoding`).
+    Close,
 }
 
-/// Encodes the status line and headers (plus framing and `Connection`) into `out`.
+/// Encodes the status line and headers (plus framing and `Connection`) into `out`,
+/// for an HTTP/1.1 client.
 pub fn write_head(out: &mut BytesMut, resp: &Response, framing: Framing, keep_alive: bool) {
+    write_head_for(out, resp, framing, keep_alive, false);
+}
+
+/// As `write_head`; an HTTP/1.0 client (`http10`) kept alive is told so with
+/// `Connection: keep-alive`, since 1.0 closes by default.
+pub fn write_head_for(out: &mut BytesMut, resp: &Response, framing: Framing, keep_alive: bool, http10: bool) {
     out.reserve(128 + resp.headers.len() * 48);
     out.put_slice(b"HTTP/1.1 ");
     put_u64(out, u64::from(resp.status));
@@ -139,10 +149,12 @@ pub fn write_head(out: &mut BytesMut, resp: &Response, framing: Framing, keep_al
             out.put_slice(b"\r\n");
         }
         Framing::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::None => {}
+        Framing::None | Framing::Close => {}
     }
     if !keep_alive {
         out.put_slice(b"connection: close\r\n");
+    } else if http10 {
+        out.put_slice(b"connection: keep-alive\r\n");
     }
     out.put_slice(b"\r\n");
 }

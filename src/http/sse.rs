@@ -33,6 +33,14 @@ pub fn chunked_data(data: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// The event inside one chunk made by `chunked_event`/`chunked_data` (a slice, no
+/// copy), for clients that cannot take chunked bodies (HTTP/1.0).
+pub fn unchunk(chunk: &Bytes) -> Bytes {
+    let start = chunk.windows(2).position(|w| w == b"\r\n").map_or(0, |i| i + 2);
+    let end = chunk.len().saturating_sub(2).max(start);
+    chunk.slice(start..end)
+}
+
 /// The chunk that ends a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
@@ -62,6 +70,12 @@ mod tests {
         let payload = rest.strip_suffix("\r\n").unwrap();
         assert_eq!(usize::from_str_radix(len, 16).unwrap(), payload.len());
         assert_eq!(payload, "event: message\nid: t1:0\ndata: {\"type\":\"chunk\",\"content\":\"Roses\"}\n\n");
+    }
+
+    #[test]
+    fn unchunk_returns_the_event_inside() {
+        let b = chunked_data(b"[DONE]");
+        assert_eq!(&unchunk(&b)[..], b"data: [DONE]\n\n");
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! ([`super::lease`]). The struct is 128-byte aligned so that two budgets (or a budget
 //! and its `Arc` counters) never share a cache line.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The refill period of every budget: limits are per minute.

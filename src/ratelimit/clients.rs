@@ -20,12 +20,17 @@
 //! memory stays bounded. IPv6 clients are limited per /64 (one subscriber's prefix),
 //! so rotating addresses inside a prefix neither escapes the limit nor fills the map.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::budget::{Budget, Shortfall};
 use super::lease::Lease;
+
+/// One registry shard: client -> budget.
+type ClientMap = HashMap<IpAddr, Arc<Budget>>;
 
 /// Mutex-guarded maps per registry; a power of two.
 pub const REGISTRY_SHARDS: usize = 16;
@@ -49,7 +54,7 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 pub struct ClientRegistry {
     per_minute: u64,
     shard_cap: usize,
-    shards: Box<[Mutex<HashMap<IpAddr, Arc<Budget>>>]>,
+    shards: Box<[Mutex<ClientMap>]>,
 }
 
 impl ClientRegistry {
@@ -125,7 +130,7 @@ fn forgettable(b: &Arc<Budget>, now: u64) -> bool {
 
 /// Makes room in a full registry map: forgettable entries first, then the eighth of
 /// the map closest to a full bucket.
-fn evict(map: &mut HashMap<IpAddr, Arc<Budget>>, cap: usize, now: u64) {
+fn evict(map: &mut ClientMap, cap: usize, now: u64) {
     map.retain(|_, b| !forgettable(b, now));
     let batch = (cap / 8).max(1);
     if map.len() + batch <= cap {

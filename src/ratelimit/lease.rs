@@ -15,6 +15,8 @@
 //! operation on it and estimates the remaining quota from that without reading the
 //! budget; other cores' spending since then shows up at the next lease.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 
 use super::budget::{available_at, Budget, Shortfall};

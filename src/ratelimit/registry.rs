@@ -10,6 +10,8 @@
 //! config are forgotten. The table is cached per config (`Arc` identity), so every
 //! worker syncing to the same reloaded config gets the same budgets.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -184,7 +186,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ratelimit::clock::ManualClock;
+    use crate::ratelimit::clock::{Clock, ManualClock};
 
     fn config(text: &str) -> Arc<Config> {
         Arc::new(Config::from_toml_str(text, None).unwrap())

@@ -18,6 +18,8 @@
 //! clock. Costs: a request on a fresh lease is a `Vec` index, a compare and a
 //! subtraction, plus ~10 ns of integer math for the headers' remaining count.
 
+#![forbid(unsafe_code)]
+
 use std::net::IpAddr;
 use std::sync::Arc;
 

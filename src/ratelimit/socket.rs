@@ -6,6 +6,8 @@
 //! about 40 ns per message. [`ws_error_frame`] renders the refusal as the `/ws` error
 //! frame, `{"type":"error","code":"RATE_LIMITED","message":"...","retryAfter":N}`.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use ::ratelimit::{Builder, Ratelimiter, TryWaitError};

@@ -8,10 +8,13 @@
 //!    plus one token; with less than the whole estimate left it takes what is left
 //!    (the turn may still fit). Nothing left: `429 RATE_LIMITED` with `Retry-After`,
 //!    and the provider is never called.
-//! 2. [`Limiter::turn_delta`] (per streamed chunk) adds the chunk's estimate; once
-//!    prompt + completion so far pass the reservation it takes more (a lease's worth
-//!    when it can). When the budget has no more, the turn ends with `RATE_LIMITED`:
-//!    the stream gets an `error` event and the provider call is dropped.
+//! 2. [`Limiter::turn_delta`] (per chunk, from `LiveTurn::next`, the loop streamed
+//!    turns of every front door run) adds the chunk's estimate; once prompt +
+//!    completion so far pass the reservation it takes more (a lease's worth when it
+//!    can). When the budget has no more, the turn ends with `RATE_LIMITED`: the stream
+//!    gets an `error` event and the provider call is dropped. Non-streamed turns
+//!    (`run_to_end`) are not cut: their client gets all or nothing, so they settle,
+//!    possibly into debt.
 //! 3. [`Limiter::settle_turn`] (from `StartedTurn::account`, with the provider's
 //!    usage) gives back what the turn did not use, or charges what it used beyond the
 //!    reservation, possibly leaving the key in debt for the next turns to wait out.
@@ -21,12 +24,15 @@
 //! chunks' estimates. A turn costs three lease operations; the budget is touched only
 //! when the lease cannot cover them.
 
-use std::cell::Cell;
+#![forbid(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use super::budget::Budget;
 use super::clock::SharedClock;
-use super::shard::Denied;
+use super::shard::{Denied, Shard};
 use super::Limiter;
 use crate::auth::Identity;
 use crate::config::Config;
@@ -40,6 +46,8 @@ pub struct TurnQuota(Option<Reservation>);
 
 #[derive(Debug)]
 struct Reservation {
+    /// The shard that reserved, to give unused tokens back to its lease.
+    shard: Weak<RefCell<Shard>>,
     slot: usize,
     budget: Arc<Budget>,
     clock: SharedClock,
@@ -70,11 +78,18 @@ impl Drop for Reservation {
         let used = if streamed > 0 { self.prompt + streamed } else { 0 };
         let reserved = self.reserved.get();
         let now = self.clock.now_ns();
-        if used < reserved {
-            self.budget.give(reserved - used, now);
-        } else if used > reserved {
-            self.budget.force(used - reserved, now);
-        }
+        let shard = self.shard.upgrade();
+        match shard.as_ref().and_then(|s| s.try_borrow_mut().ok()) {
+            Some(mut shard) if used < reserved => shard.refund_tokens(self.slot, &self.budget, reserved - used, now),
+            Some(mut shard) => shard.charge_tokens(self.slot, &self.budget, used - reserved, now),
+            // The worker is gone (or busy, which no code path does): settle globally.
+            None if used < reserved => {
+                self.budget.give(reserved - used, now);
+            }
+            None => {
+                self.budget.force(used - reserved, now);
+            }
+        };
     }
 }
 
@@ -114,6 +129,7 @@ impl Limiter {
         match shard.reserve_tokens(slot, prompt + 1, prompt + completion, now) {
             None => Ok(TurnQuota::unlimited()),
             Some(Ok(r)) => Ok(TurnQuota(Some(Reservation {
+                shard: Rc::downgrade(&self.shard),
                 slot,
                 budget: r.budget,
                 clock: self.clock.clone(),

@@ -217,15 +217,17 @@ fn stream_true_answers_server_sent_events_with_exact_framing() {
         r#"{"type":"chunk","content":" conversation."}"#,
     ];
     assert_eq!(chunks.len(), expected.len() + 1, "{chunks:#?}");
+    let ids: Vec<String> = chunks.iter().map(|c| parse_event(c.as_bytes()).id).collect();
+    let turn = assert_event_ids(ids.iter().map(String::as_str));
     for (i, data) in expected.iter().enumerate() {
-        assert_eq!(chunks[i], format!("event: message\nid: sse-1:{i}\ndata: {data}\n\n"));
+        assert_eq!(chunks[i], format!("event: message\nid: {turn}:{i}\ndata: {data}\n\n"));
     }
     let sid = parse_event(chunks[4].as_bytes()).data["sessionId"].as_str().unwrap().to_string();
     assert!(is_generated_session_id(&sid), "{sid}");
     assert_eq!(
         chunks[4],
         format!(
-            "event: message\nid: sse-1:4\ndata: {{\"type\":\"done\",\"sessionId\":\"{sid}\",\"model\":\"mock\",\
+            "event: message\nid: {turn}:4\ndata: {{\"type\":\"done\",\"sessionId\":\"{sid}\",\"model\":\"mock\",\
              \"usage\":{{\"promptTokens\":4,\"completionTokens\":10,\"totalTokens\":14}}}}\n\n"
         )
     );
@@ -248,10 +250,8 @@ fn accept_event_stream_answers_server_sent_events() {
         let (_, last) = events.last().unwrap();
         assert_eq!(last.data["type"], "done");
         assert_eq!(last.data["usage"], mock_usage(&["Roses are red"], &mock_reply("Roses are red", 1)));
-        for (i, (_, e)) in events.iter().enumerate() {
-            assert_eq!(e.event, "message");
-            assert_eq!(e.id, format!("{}:{i}", head.header("x-request-id").unwrap()));
-        }
+        assert!(events.iter().all(|(_, e)| e.event == "message"));
+        assert_event_ids(events.iter().map(|(_, e)| e.id.as_str()));
     }
     // Without the header and with stream false, the answer is JSON.
     let resp = gw.post("/api/chat", Some(USER), &json!({"message": "plain", "stream": false}));
@@ -305,10 +305,9 @@ fn mock_error_mid_stream_ends_the_stream_with_an_error_event() {
     let (_, events) = read_sse(&mut c);
     let events: Vec<SseEvent> = events.into_iter().map(|(_, e)| e).collect();
     assert_eq!(events.len(), 2, "{events:#?}");
-    assert_eq!(events[0].id, "mid:0");
+    assert_event_ids(events.iter().map(|e| e.id.as_str()));
     assert_eq!(events[0].data, json!({"type": "chunk", "content": "You said \"[mock:error-mid]"}));
     assert_eq!(events[1].event, "message");
-    assert_eq!(events[1].id, "mid:1");
     assert_eq!(
         events[1].data,
         json!({"type": "error", "code": "UPSTREAM_ERROR", "message": "mock provider failed mid-stream as asked"})
