@@ -1,8 +1,9 @@
 //! The rate limiter's per-request check: clawgate's per-core shard (a lease of tokens
 //! held by the core, refilled from the global budget with one CAS every `lease_size`
 //! checks) against the naive alternative, one `Mutex<HashMap<key, bucket>>` shared by
-//! every thread. Both read the clock on every check (`Instant::now`), both on one key
-//! with a limit that never runs out during the bench. At 1 thread the difference is
+//! every thread. Both read the same clock on every check (the limiter's
+//! `SystemClock`, `CLOCK_MONOTONIC_COARSE`), both on one key with a limit that never
+//! runs out during the bench. At 1 thread the difference is
 //! the lock; at 2 threads it is the contention on the lock's cache line versus one
 //! shared CAS per lease. Inputs are built outside the timed loops.
 //!
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clawgate::auth::Identity;
 use clawgate::config::{Config, Role};
-use clawgate::ratelimit::{Global, Limiter, Shard, SystemClock};
+use clawgate::ratelimit::{Global, Limiter, Shard, SharedClock, SystemClock};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 /// 4e9 requests a minute: never exhausted while the bench runs.
@@ -32,29 +33,30 @@ fn config() -> Arc<Config> {
 
 /// The naive limiter: a token bucket per key behind one global mutex.
 struct MutexLimiter {
+    clock: SharedClock,
     buckets: Mutex<HashMap<u64, Bucket>>,
 }
 
 struct Bucket {
     tokens: f64,
-    last: Instant,
+    last_ns: u64,
     per_ns: f64,
     cap: f64,
 }
 
 impl MutexLimiter {
-    fn new() -> Self {
+    fn new(clock: SharedClock) -> Self {
         let cap = RPM as f64;
-        let bucket = Bucket { tokens: cap, last: Instant::now(), per_ns: cap / 60e9, cap };
-        MutexLimiter { buckets: Mutex::new(HashMap::from([(7, bucket)])) }
+        let bucket = Bucket { tokens: cap, last_ns: clock.now_ns(), per_ns: cap / 60e9, cap };
+        MutexLimiter { clock, buckets: Mutex::new(HashMap::from([(7, bucket)])) }
     }
 
     fn check(&self, key: u64) -> bool {
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let Some(b) = map.get_mut(&key) else { return true };
-        let now = Instant::now();
-        let elapsed = now.duration_since(b.last).as_nanos() as f64;
-        b.last = now;
+        let now = self.clock.now_ns();
+        let elapsed = now.saturating_sub(b.last_ns) as f64;
+        b.last_ns = now;
         b.tokens = (b.tokens + elapsed * b.per_ns).min(b.cap);
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
@@ -104,7 +106,7 @@ fn bench(c: &mut Criterion) {
                 })
             })
         });
-        let naive = Arc::new(MutexLimiter::new());
+        let naive = Arc::new(MutexLimiter::new(global.clock().clone()));
         group.bench_function(format!("mutex_hashmap/{threads}_threads"), |b| {
             b.iter_custom(|iters| {
                 contended(threads, iters, &|_| {

@@ -319,7 +319,11 @@ async fn worker_main(args: WorkerArgs) {
     }
     drop(listener);
     let deadline = Instant::now() + Duration::from_millis(worker.snapshot().config.server.shutdown_timeout_ms);
-    while shared.total(|w| &w.in_flight) > 0 && Instant::now() < deadline {
+    // WebSockets were told to close with 1001 (`ws::drain_worker`); give them the same
+    // deadline to finish their close handshake.
+    while (shared.total(|w| &w.in_flight) > 0 || WorkerStats::get(&worker.stats().ws_clients) > 0)
+        && Instant::now() < deadline
+    {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
 }

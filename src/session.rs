@@ -189,25 +189,23 @@ impl Shard {
     }
 
     /// Makes room for one more session: forgets the least recently updated idle tenth
-    /// of the shard at once, so a flood of new sessions costs one scan per many inserts.
+    /// of the shard at once (a cut-off time found with one selection over timestamps,
+    /// then one `retain` pass), so a flood of new sessions costs one scan per many
+    /// inserts and no per-session allocation.
     fn make_room(&mut self) -> bool {
         if self.sessions.len() < self.capacity {
             return true;
         }
-        let mut idle: Vec<(u64, String)> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.busy.is_none() && s.waiters.is_empty())
-            .map(|(id, s)| (s.info.updated_at_ms, id.clone()))
-            .collect();
-        let evict = (self.capacity / 10).clamp(1, idle.len().max(1)).min(idle.len());
-        if evict == 0 {
+        let idle = |s: &Session| s.busy.is_none() && s.waiters.is_empty();
+        let mut times: Vec<u64> =
+            self.sessions.values().filter(|s| idle(s)).map(|s| s.info.updated_at_ms).collect();
+        if times.is_empty() {
             return false;
         }
-        idle.select_nth_unstable(evict - 1);
-        for (_, id) in idle.into_iter().take(evict) {
-            self.sessions.remove(&id);
-        }
+        let evict = (self.capacity / 10).clamp(1, times.len());
+        let (_, cutoff, _) = times.select_nth_unstable(evict - 1);
+        let cutoff = *cutoff;
+        self.sessions.retain(|_, s| !idle(s) || s.info.updated_at_ms > cutoff);
         true
     }
 
@@ -419,9 +417,9 @@ pub struct SessionHub {
     me: usize,
     local: Rc<RefCell<Shard>>,
     senders: Arc<[flume::Sender<Cmd>]>,
-    /// This worker's own queue: drained before a local command, so a command sent
-    /// earlier by another worker (e.g. the `Finish` of a turn whose reply a client
-    /// has already read) is never overtaken by a later local one.
+    /// This worker's own queue, only looked at (never received from) so that a local
+    /// command never overtakes one sent earlier by another worker (e.g. the `Finish`
+    /// of a turn whose reply a client has already read).
     inbox: flume::Receiver<Cmd>,
 }
 
@@ -455,8 +453,15 @@ impl SessionHub {
 
     fn send(&self, owner: usize, cmd: Cmd) {
         if owner == self.me {
-            while let Ok(earlier) = self.inbox.try_recv() {
-                self.local.borrow_mut().handle(earlier);
+            // Commands from other workers are waiting: queue behind them (FIFO) rather
+            // than overtake them. Only `serve` receives from the inbox: a second
+            // receiver racing its pending `recv_async` makes flume re-register wakers
+            // without bound.
+            if !self.inbox.is_empty() {
+                if let Some(tx) = self.senders.get(owner) {
+                    let _ = tx.send(cmd);
+                    return;
+                }
             }
             self.local.borrow_mut().handle(cmd);
         } else if let Some(tx) = self.senders.get(owner) {
@@ -482,7 +487,15 @@ impl SessionHub {
         let id = match &req.id {
             Some(id) => id.clone(),
             None => {
-                let id = new_id();
+                // A new session may live anywhere: pick an id this worker owns, so the
+                // turn (and later turns on this keep-alive connection) stay local.
+                let mut id = new_id();
+                for _ in 0..64 {
+                    if self.owner(&id) == self.me {
+                        break;
+                    }
+                    id = new_id();
+                }
                 req.id = Some(id.clone());
                 id
             }

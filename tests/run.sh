@@ -34,7 +34,7 @@ echo "== unit and integration tests (io_uring)"
 CLAWGATE_IO=uring cargo nextest run --release --no-fail-fast
 
 echo "== integration tests (epoll fallback)"
-CLAWGATE_IO=epoll cargo nextest run --release --no-fail-fast --test it
+CLAWGATE_IO=epoll cargo nextest run --release --no-fail-fast --test it --test ws_edges
 
 echo "== python client tests (io_uring, then epoll)"
 CLAWGATE_IO=uring .venv/bin/python -m pytest -q tests/python

@@ -4,6 +4,9 @@
 //! between fragments, close codes (1000, 1002, 1007, 1009), server pings and the
 //! dead-peer timeout, and frames sent in the same packet as the upgrade request.
 
+// Test helpers outside `#[test]` functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

@@ -10,8 +10,11 @@
 //!
 //! Window rules: in closed loop a result counts when it completes inside the window;
 //! in open loop when it was *scheduled* inside the window, and its latency runs from
-//! that scheduled time, so a stalled server is charged for every request it delayed
-//! (coordinated omission). An open-loop connection that falls behind sends its backlog
+//! that scheduled time whenever the connection was still busy with the previous
+//! answer at that time, so a stalled server is charged for every request it delayed
+//! (coordinated omission). When the connection was idle the latency runs from the
+//! actual send instead: the only delay then is our own timer's (monoio's wheel ticks
+//! in milliseconds), which is not the server's doing. An open-loop connection that falls behind sends its backlog
 //! back to back; whatever is still unsent `timeout` after the window is counted as
 //! `unsent`. Each connection has at most one request in flight (HTTP/1.1 without
 //! pipelining), so an open-loop rate needs enough connections to be reachable.
@@ -126,6 +129,8 @@ async fn connection(plan: Arc<Plan>, idx: usize, rec: Rc<RefCell<Recorder>>) {
     let mut seq: u64 = 0;
     let mut req_buf: Vec<u8> = Vec::new();
     let mut connected_once = false;
+    // When the previous exchange on this connection ended.
+    let mut prev_done = plan.start;
     loop {
         let scheduled = match plan.interval {
             None => {
@@ -189,6 +194,9 @@ async fn connection(plan: Arc<Plan>, idx: usize, rec: Rc<RefCell<Recorder>>) {
         let sent = Instant::now();
         let outcome = monoio::time::timeout(args.timeout, exchange(&plan, l, idx, this_seq, &mut req_buf)).await;
         let done_at = Instant::now();
+        // The latency's origin (see the module doc).
+        let origin = if plan.interval.is_some() && prev_done <= scheduled { sent } else { scheduled };
+        prev_done = done_at;
         let result = match outcome {
             Ok(r) => r,
             Err(_) => Err(Failure::Timeout),
@@ -199,7 +207,7 @@ async fn connection(plan: Arc<Plan>, idx: usize, rec: Rc<RefCell<Recorder>>) {
                     link = None;
                 }
                 if plan.counts(scheduled, done_at) {
-                    record(&plan, &rec, scheduled, sent, done_at, done);
+                    record(&plan, &rec, origin, sent, done_at, done);
                 }
             }
             Err(f) => {
@@ -221,14 +229,14 @@ fn nanos(from: Instant, to: Instant) -> u64 {
     (to.saturating_duration_since(from).as_nanos() as u64).max(1)
 }
 
-fn record(plan: &Plan, rec: &Rc<RefCell<Recorder>>, scheduled: Instant, sent: Instant, done_at: Instant, done: Done) {
+fn record(plan: &Plan, rec: &Rc<RefCell<Recorder>>, origin: Instant, sent: Instant, done_at: Instant, done: Done) {
     let mut r = rec.borrow_mut();
     r.ok += 1;
     r.body_bytes += done.body_bytes;
-    r.latency.saturating_record(nanos(scheduled, done_at));
+    r.latency.saturating_record(nanos(origin, done_at));
     r.service.saturating_record(nanos(sent, done_at));
     if let Some(first) = done.first_at {
-        r.ttfb.saturating_record(nanos(scheduled, first));
+        r.ttfb.saturating_record(nanos(origin, first));
     }
     let expect = plan.args.expect_events;
     if let Some(t) = &done.sse {

@@ -80,7 +80,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, canc
             // (long-lived) WebSocket starts.
             let Conn { stream, rbuf, wbuf, worker: conn_worker, cancel, .. } = conn;
             drop((wbuf, conn_worker, cancel));
-            crate::ws::serve(stream, rbuf.freeze(), worker.clone(), *up).await;
+            // Its own task: this one's state (sized for every HTTP handler) is freed.
+            // The socket stays counted as a connection until the WebSocket ends.
+            monoio::spawn(async move {
+                crate::ws::serve(stream, rbuf.freeze(), worker.clone(), *up).await;
+                WorkerStats::sub(&worker.stats().connections, 1);
+            });
+            return;
         }
         None => {
             let _ = conn.stream.shutdown().await;

@@ -16,7 +16,9 @@
 //!
 //! Every call takes `now` from the caller, so tests drive the shard with a manual
 //! clock. Costs: a request on a fresh lease is a `Vec` index, a compare and a
-//! subtraction, plus ~10 ns of integer math for the headers' remaining count.
+//! subtraction, plus a few integer operations for the headers' remaining count:
+//! ~13 ns per check with the clock read, against ~31 ns for one `Mutex<HashMap>` of
+//! buckets on one thread (`benches/limiter.rs`).
 
 #![forbid(unsafe_code)]
 

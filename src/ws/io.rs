@@ -79,8 +79,12 @@ impl WsIo {
             if let Some(why) = self.link.failure() {
                 return (Err(io::Error::other(format!("websocket closing: {why:?}"))), buf);
             }
-            if let Err(e) = self.drain().await {
-                return (Err(e), buf);
+            // Boxed: the write path's state only exists while writing, so an idle
+            // socket's parked read stays small.
+            if self.link.queued() > 0 {
+                if let Err(e) = Box::pin(self.drain()).await {
+                    return (Err(e), buf);
+                }
             }
             if self.link.wants_io() {
                 continue;
@@ -127,7 +131,7 @@ impl WsIo {
                     if self.link.on_timer(Instant::now()) == TimerAction::SendPing {
                         let mut out = BytesMut::with_capacity(2);
                         let _ = FrameEncoder.encode(Frame::ping(Bytes::new()), &mut out);
-                        if let Err(e) = self.write_all_timed(out.freeze()).await {
+                        if let Err(e) = Box::pin(self.write_all_timed(out.freeze())).await {
                             return (Err(e), buf);
                         }
                     }

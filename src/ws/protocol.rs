@@ -13,6 +13,7 @@ use monoio_tungstenite::protocol::frame::codec::FrameEncoder;
 use serde::{Deserialize, Serialize};
 
 use crate::api::chat::UsageView;
+use crate::error::ApiError;
 
 /// A client frame; which fields matter depends on `type`.
 #[derive(Debug, Deserialize)]
@@ -61,6 +62,9 @@ pub enum ServerFrame<'a> {
         message: &'a str,
         #[serde(rename = "sessionId", skip_serializing_if = "Option::is_none")]
         session_id: Option<&'a str>,
+        /// Seconds, on rate-limit refusals.
+        #[serde(rename = "retryAfter", skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
     Status(StatusView),
 }
@@ -76,7 +80,12 @@ pub struct StatusView {
     pub in_flight: u64,
 }
 
-impl ServerFrame<'_> {
+impl<'a> ServerFrame<'a> {
+    /// The `error` frame of `e`, tagged with the turn's session when there is one.
+    pub fn error(e: &'a ApiError, session_id: Option<&'a str>) -> Self {
+        ServerFrame::Error { code: e.code.as_str(), message: &e.message, session_id, retry_after: e.retry_after }
+    }
+
     /// The frame as JSON text.
     pub fn to_json(&self) -> Vec<u8> {
         sonic_rs::to_vec(self).unwrap_or_else(|_| br#"{"type":"error","code":"INTERNAL","message":"render failed"}"#.to_vec())
@@ -107,8 +116,13 @@ mod tests {
         assert_eq!(f.to_json(), br#"{"type":"chunk","content":"hi","sessionId":"s1"}"#);
         assert_eq!(ServerFrame::Pong.to_json(), br#"{"type":"pong"}"#);
         assert_eq!(ServerFrame::AuthOk { user: "ops" }.to_json(), br#"{"type":"auth_ok","user":"ops"}"#);
-        let e = ServerFrame::Error { code: "INVALID_REQUEST", message: "bad", session_id: None };
-        assert_eq!(e.to_json(), br#"{"type":"error","code":"INVALID_REQUEST","message":"bad"}"#);
+        let err = ApiError::invalid("bad");
+        assert_eq!(ServerFrame::error(&err, None).to_json(), br#"{"type":"error","code":"INVALID_REQUEST","message":"bad"}"#);
+        let limited = ApiError::new(crate::error::ErrorCode::RateLimited, "slow").with_retry_after(3);
+        assert_eq!(
+            ServerFrame::error(&limited, Some("s1")).to_json(),
+            br#"{"type":"error","code":"RATE_LIMITED","message":"slow","sessionId":"s1","retryAfter":3}"#
+        );
         let d = ServerFrame::Done {
             session_id: "s1",
             usage: UsageView { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },

@@ -24,12 +24,14 @@ use monoio_tungstenite::error::Error as WsError;
 use monoio_tungstenite::protocol::frame::coding::CloseCode;
 use monoio_tungstenite::protocol::frame::Utf8Bytes;
 use monoio_tungstenite::protocol::CloseFrame;
+use monoio::io::AsyncWriteRent;
 use monoio_tungstenite::{Message, WebSocket};
 
 use crate::api::chat::{start_turn, LiveTurn, TurnContext, TurnEvent, TurnRequest};
 use crate::auth::Identity;
 use crate::config::{Config, ServerConfig};
 use crate::error::{ApiError, ErrorCode};
+use crate::ratelimit::SocketLimiter;
 use crate::ws::io::WsIo;
 use crate::ws::link::{Fail, Link};
 use crate::ws::protocol::{ClientFrame, ServerFrame, StatusView};
@@ -61,12 +63,13 @@ struct Socket {
     in_flight: Rc<Cell<usize>>,
     max_turns: usize,
     status_every: Duration,
+    /// `limits.ws_messages_per_minute` for this socket.
+    messages: SocketLimiter,
 }
 
 /// Runs the socket until it closes.
 pub async fn run(mut ws: WebSocket<WsIo>, link: Rc<Link>, worker: Rc<Worker>, who: Option<Identity>, cfg: &ServerConfig) {
     let mut sock = Socket {
-        worker,
         link,
         who,
         subs: Rc::new(Cell::new(Subs { message: true, status: false })),
@@ -74,6 +77,8 @@ pub async fn run(mut ws: WebSocket<WsIo>, link: Rc<Link>, worker: Rc<Worker>, wh
         in_flight: Rc::new(Cell::new(0)),
         max_turns: cfg.ws_max_turns_per_socket,
         status_every: Duration::from_millis(cfg.ws_status_interval_ms),
+        messages: worker.limiter.ws_socket(),
+        worker,
     };
     let flow = loop {
         let flow = match ws.read().await {
@@ -123,13 +128,16 @@ async fn close(ws: &mut WebSocket<WsIo>, link: &Link, code: CloseCode, reason: &
     let limit = CLOSE_WAIT;
     let send = async {
         if let Some(e) = error {
-            let frame = ServerFrame::Error { code: e.code.as_str(), message: &e.message, session_id: None };
+            let frame = ServerFrame::error(&e, None);
             let text = String::from_utf8(frame.to_json()).unwrap_or_default();
             ws.write(Message::Text(Utf8Bytes::from(text))).await?;
         }
         ws.close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) })).await
     };
     let _ = monoio::time::timeout(limit, send).await;
+    // Half-close after our close frame: the peer answers and closes its side, which
+    // ends the linger at once; unread input is drained, never reset.
+    let _ = ws.get_mut().shutdown().await;
     ws.get_mut().linger(limit).await;
 }
 
@@ -139,7 +147,7 @@ impl Socket {
     }
 
     fn send_error(&self, e: &ApiError, session_id: Option<&str>) {
-        self.push(&ServerFrame::Error { code: e.code.as_str(), message: &e.message, session_id });
+        self.push(&ServerFrame::error(e, session_id));
     }
 
     /// A frame that is not JSON (or not text): before auth that is a policy violation.
@@ -161,25 +169,22 @@ impl Socket {
             }
         };
         match (&*frame.kind, &self.who) {
-            ("auth", _) => self.on_auth(&frame),
-            (_, None) => unauthorized("authenticate first: send {\"type\":\"auth\",\"token\":\"<key>\"}"),
-            ("ping", Some(_)) => {
-                self.push(&ServerFrame::Pong);
-                Flow::Continue
-            }
-            ("message", Some(_)) => {
-                self.on_message(frame);
-                Flow::Continue
-            }
-            ("subscribe", Some(_)) => {
-                self.on_subscribe(&frame);
-                Flow::Continue
-            }
-            (other, Some(_)) => {
-                self.send_error(&ApiError::invalid(format!("unknown frame type `{other}`")), None);
-                Flow::Continue
-            }
+            ("auth", _) => return self.on_auth(&frame),
+            (_, None) => return unauthorized("authenticate first: send {\"type\":\"auth\",\"token\":\"<key>\"}"),
+            (_, Some(_)) => {}
         }
+        // The socket's message quota: a refused frame is dropped, the socket stays.
+        if let Err(e) = self.messages.check() {
+            self.send_error(&e, frame.session_id.as_deref());
+            return Flow::Continue;
+        }
+        match &*frame.kind {
+            "ping" => self.push(&ServerFrame::Pong),
+            "message" => self.on_message(frame),
+            "subscribe" => self.on_subscribe(&frame),
+            other => self.send_error(&ApiError::invalid(format!("unknown frame type `{other}`")), None),
+        }
+        Flow::Continue
     }
 
     fn on_auth(&mut self, frame: &ClientFrame<'_>) -> Flow {
@@ -258,9 +263,10 @@ impl Socket {
     }
 }
 
-/// The single call site for per-key quotas on WebSocket turns.
-// RATE-LIMIT HOOK (src/ratelimit*): call the quota module's per-key request/token
-// check here once it exposes one; an `Err` becomes an `error` frame for the turn.
+/// Per-key quotas of a WebSocket turn beyond the socket's message limit. The token
+/// quota (`limits`/`keys[].tpm`) is enforced inside `start_turn`/`LiveTurn` for every
+/// front door, so nothing more is needed here today; this is the one place to add a
+/// per-key request check for `/ws` turns.
 fn admit_turn(_worker: &Worker, _who: &Identity) -> Result<(), ApiError> {
     Ok(())
 }
@@ -326,7 +332,7 @@ impl TurnTask {
     }
 
     fn error(&self, e: &ApiError, session_id: Option<&str>) {
-        self.link.push(ServerFrame::Error { code: e.code.as_str(), message: &e.message, session_id }.encode());
+        self.link.push(ServerFrame::error(e, session_id).encode());
     }
 
     fn done(&self) {

@@ -290,3 +290,55 @@ def test_a_slow_reader_has_its_turns_cut_and_the_socket_closed_1013(start_gatewa
         assert closed.value.rcvd.code in (1008, 1013)
 
     run(go())
+
+
+def test_a_draining_server_closes_its_sockets_with_1001(start_gateway):
+    import signal
+
+    gw = start_gateway()
+
+    async def go():
+        ws = await authed(gw)
+        gw.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+    run(go())
+
+
+def test_the_socket_message_quota_refuses_with_rate_limited_and_stays_open(start_gateway):
+    gw = start_gateway("\n[limits]\nws_messages_per_minute = 3\nws_connects_per_minute_per_ip = 100")
+
+    async def go():
+        ws = await authed(gw)
+        for _ in range(3):
+            await ws.send(json.dumps({"type": "ping"}))
+            assert await recv_json(ws) == {"type": "pong"}
+        await ws.send(json.dumps({"type": "ping"}))
+        f = await recv_json(ws)
+        assert (f["type"], f["code"]) == ("error", "RATE_LIMITED") and f["retryAfter"] >= 1
+        await ws.close()
+
+    run(go())
+
+
+def test_the_per_ip_connect_quota_refuses_the_upgrade_with_429(start_gateway):
+    gw = start_gateway("\n[limits]\nws_connects_per_minute_per_ip = 2")
+
+    async def go():
+        for _ in range(2):
+            ws = await authed(gw)
+            await ws.close()
+        # Per-core leases let the global limit overshoot by a bounded few (ratelimit.rs).
+        statuses = []
+        for _ in range(6):
+            try:
+                ws = await websockets.connect(gw.ws)
+                await ws.close()
+                statuses.append(101)
+            except websockets.InvalidStatus as refused:
+                statuses.append(refused.response.status_code)
+        assert 429 in statuses, statuses
+
+    run(go())
