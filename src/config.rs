@@ -150,7 +150,7 @@ impl Default for ServerConfig {
             ws_max_turns_per_socket: 16,
             ws_status_interval_ms: 5_000,
             sse_resume_buffer_bytes: 262_144,
-            sse_resume_window_ms: 60_000,
+            sse_resume_window_ms: 15_000,
             sse_max_buffered_turns: 1_024,
         }
     }
