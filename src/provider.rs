@@ -144,7 +144,7 @@ impl ChatStream {
 /// A configured provider instance owned by one worker.
 pub enum ProviderImpl {
     Mock(mock::MockProvider),
-    Http(http::HttpProvider),
+    Http(Box<http::HttpProvider>),
     /// Configured, but it could not be set up (the reason is the error every call gets).
     Broken(String),
 }
@@ -160,7 +160,7 @@ impl ProviderImpl {
             ProviderKind::Mock => ProviderImpl::Mock(mock::MockProvider::new(&cfg.mock)),
             ProviderKind::OpenAi | ProviderKind::Anthropic | ProviderKind::OpenAiCompat => {
                 match http::HttpProvider::new(cfg, tls, client.clone(), health) {
-                    Ok(p) => ProviderImpl::Http(p),
+                    Ok(p) => ProviderImpl::Http(Box::new(p)),
                     Err(e) => ProviderImpl::Broken(e),
                 }
             }

@@ -25,6 +25,9 @@ echo "== python venv (.venv) with the client SDKs"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
+echo "== lints (clippy denies unwrap/expect/panic outside tests)"
+cargo clippy --all-targets --quiet -- -D warnings
+
 echo "== build"
 cargo build --release --bins
 export CLAWGATE_BIN="$root/target/release/clawgate"
@@ -34,7 +37,7 @@ echo "== unit and integration tests (io_uring)"
 CLAWGATE_IO=uring cargo nextest run --release --no-fail-fast
 
 echo "== integration tests (epoll fallback)"
-CLAWGATE_IO=epoll cargo nextest run --release --no-fail-fast --test it --test ws_edges
+CLAWGATE_IO=epoll cargo nextest run --release --no-fail-fast -E 'kind(test)'
 
 echo "== python client tests (io_uring, then epoll)"
 CLAWGATE_IO=uring .venv/bin/python -m pytest -q tests/python

@@ -131,10 +131,8 @@ impl Conn {
                 let _ = self.flush().await;
                 return;
             }
-            if self.rbuf.is_empty() || self.wbuf.len() >= FLUSH_AT {
-                if self.flush().await.is_err() {
-                    return;
-                }
+            if (self.rbuf.is_empty() || self.wbuf.len() >= FLUSH_AT) && self.flush().await.is_err() {
+                return;
             }
         }
     }

@@ -40,10 +40,13 @@ fn resolver() -> &'static flume::Sender<Query> {
     })
 }
 
+/// Resolved addresses of `(host, port)` and when they were resolved.
+type Entries = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
+
 /// A worker's DNS cache.
 #[derive(Default)]
 pub struct Cache {
-    entries: RefCell<HashMap<(String, u16), (Vec<SocketAddr>, Instant)>>,
+    entries: RefCell<Entries>,
 }
 
 impl Cache {

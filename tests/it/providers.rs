@@ -25,6 +25,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    #[allow(clippy::zombie_processes)] // `Drop` kills and waits for it
     pub fn start(tls: bool) -> Upstream {
         let mut cmd = Command::new(MOCK_BIN);
         cmd.args(["--listen", "127.0.0.1:0", "--workers", "1"]);
