@@ -1,7 +1,7 @@
 //! The connection loop: one task per accepted socket, on the worker that accepted it.
 //!
 //! ```text
-//! read (deadline) -> probe head (size limits) -> Request (framing rules)
+//! read (deadline) -> Request::take (one parse: size limits, framing rules)
 //!   -> body (Content-Length split off as Bytes | chunked decoder) (deadline, 413)
 //!   -> api::dispatch -> encode into the output buffer -> flush when no request is
 //!      waiting in the input (pipelined responses leave in order, in one write)
@@ -26,7 +26,7 @@ use crate::api;
 use crate::config::{AccessLog, ServerConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::body::{too_large, ChunkedDecoder, Progress};
-use crate::http::request::{probe_head, BodyKind, Parsed};
+use crate::http::request::BodyKind;
 use crate::http::response::{write_head, write_head_for, Body, Framing, Response};
 use crate::http::sse::{unchunk, LAST_CHUNK};
 use crate::http::{Method, Request};
@@ -111,14 +111,9 @@ impl Conn {
     async fn run(&mut self) {
         loop {
             let cfg = self.worker.snapshot().config.server.clone();
-            let head_len = match self.next_head(&cfg).await {
-                Ok(Some(n)) => n,
+            let mut req = match self.next_head(&cfg).await {
+                Ok(Some(r)) => r,
                 Ok(None) => return,
-                Err(e) => return self.fail(e).await,
-            };
-            let head = self.rbuf.split_to(head_len).freeze();
-            let mut req = match Request::from_head(head, cfg.max_headers) {
-                Ok(r) => r,
                 Err(e) => return self.fail(e).await,
             };
             req.peer = Some(self.peer);
@@ -137,13 +132,14 @@ impl Conn {
         }
     }
 
-    /// Reads until a whole head is buffered. `Ok(None)`: the peer closed, went idle or
-    /// the worker is draining, with nothing pending.
-    async fn next_head(&mut self, cfg: &ServerConfig) -> Result<Option<usize>, ApiError> {
+    /// Reads until a whole head is buffered and returns it parsed (one parse pass).
+    /// `Ok(None)`: the peer closed, went idle or the worker is draining, with nothing
+    /// pending.
+    async fn next_head(&mut self, cfg: &ServerConfig) -> Result<Option<Request>, ApiError> {
         let mut started: Option<Instant> = (!self.rbuf.is_empty()).then(Instant::now);
         loop {
-            if let Parsed::Complete(n) = probe_head(&self.rbuf, cfg.max_header_bytes, cfg.max_headers)? {
-                return Ok(Some(n));
+            if let Some(req) = Request::take(&mut self.rbuf, cfg.max_header_bytes, cfg.max_headers)? {
+                return Ok(Some(req));
             }
             if !self.wbuf.is_empty() && self.flush().await.is_err() {
                 return Ok(None);

@@ -93,23 +93,12 @@ pub enum Parsed {
 }
 
 /// Checks whether `buf` starts with a complete head, enforcing the size limits.
-/// The spans are computed by `Request::from_head` once the head bytes are split off.
+/// (`Request::take` does the same and builds the request in the same pass.)
 pub fn probe_head(buf: &[u8], max_head: usize, max_headers: usize) -> Result<Parsed, ApiError> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_HARD];
-    let limit = max_headers.clamp(1, MAX_HEADERS_HARD);
-    let mut req = httparse::Request::new(&mut storage[..limit]);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n > max_head => Err(head_too_large()),
-        Ok(httparse::Status::Complete(n)) => Ok(Parsed::Complete(n)),
-        Ok(httparse::Status::Partial) if buf.len() > max_head => Err(head_too_large()),
-        Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
-        Err(httparse::Error::TooManyHeaders) => Err(ApiError::new(
-            ErrorCode::HeadersTooLarge,
-            format!("too many header fields (limit {limit})"),
-        )
-        .closing()),
-        Err(e) => Err(ApiError::invalid(format!("malformed request head: {e}")).closing()),
-    }
+    Ok(match parse(buf, max_head, max_headers)? {
+        Some((n, _)) => Parsed::Complete(n),
+        None => Parsed::Partial,
+    })
 }
 
 /// The most header fields any configuration may allow.
@@ -119,94 +108,125 @@ fn head_too_large() -> ApiError {
     ApiError::new(ErrorCode::HeadersTooLarge, "request head exceeds the size limit").closing()
 }
 
+/// One `httparse` pass over the front of `buf`: `None` if the head is incomplete,
+/// else its length and the request with spans relative to `buf`'s start (head bytes
+/// not yet attached). Header storage is uninitialised stack space: no per-request
+/// memset of 256 header slots.
+fn parse(buf: &[u8], max_head: usize, max_headers: usize) -> Result<Option<(usize, Request)>, ApiError> {
+    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_HARD];
+    let limit = max_headers.clamp(1, MAX_HEADERS_HARD);
+    let mut parsed = httparse::Request::new(&mut []);
+    let n = match parsed.parse_with_uninit_headers(buf, &mut storage[..limit]) {
+        Ok(httparse::Status::Complete(n)) if n > max_head => return Err(head_too_large()),
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > max_head => return Err(head_too_large()),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ApiError::new(
+                ErrorCode::HeadersTooLarge,
+                format!("too many header fields (limit {limit})"),
+            )
+            .closing())
+        }
+        Err(e) => return Err(ApiError::invalid(format!("malformed request head: {e}")).closing()),
+    };
+    let base = buf.as_ptr() as usize;
+    let span = |s: &[u8]| -> Span {
+        let start = s.as_ptr() as usize - base;
+        (start as u32, (start + s.len()) as u32)
+    };
+    let method = Method::parse(parsed.method.unwrap_or(""));
+    let target = parsed.path.unwrap_or("/");
+    if !target.starts_with('/') {
+        return Err(ApiError::invalid("request target must be an absolute path").closing());
+    }
+    let (path, query) = match target.find('?') {
+        Some(q) => (&target[..q], Some(&target[q + 1..])),
+        None => (target, None),
+    };
+    let minor = parsed.version.unwrap_or(1);
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+    for h in parsed.headers.iter() {
+        headers.push((span(h.name.as_bytes()), span(h.value)));
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let v = parse_length(h.value)?;
+            if content_length.is_some_and(|old| old != v) {
+                return Err(ApiError::invalid("conflicting Content-Length headers").closing());
+            }
+            content_length = Some(v);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let v = trim(h.value);
+            if chunked || !v.eq_ignore_ascii_case(b"chunked") {
+                return Err(ApiError::new(
+                    ErrorCode::NotImplemented,
+                    "only Transfer-Encoding: chunked is supported",
+                )
+                .closing());
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let t = trim(token);
+                if t.eq_ignore_ascii_case(b"close") {
+                    conn_close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    conn_keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue = trim(h.value).eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    let body_kind = match (content_length, chunked) {
+        (Some(_), true) => {
+            return Err(ApiError::invalid("both Content-Length and Transfer-Encoding are present").closing())
+        }
+        (Some(0), false) | (None, false) => BodyKind::None,
+        (Some(n), false) => BodyKind::Length(n),
+        (None, true) => BodyKind::Chunked,
+    };
+    let keep_alive = if minor == 0 { conn_keep_alive && !conn_close } else { !conn_close };
+    let req = Request {
+        method,
+        path: span(path.as_bytes()),
+        query: query.map(|q| span(q.as_bytes())),
+        headers,
+        minor,
+        body_kind,
+        keep_alive,
+        expect_continue,
+        body: Bytes::new(),
+        peer: None,
+        head: Bytes::new(),
+    };
+    Ok(Some((n, req)))
+}
+
 impl Request {
+    /// Parses a head off the front of `buf` in one pass: `Ok(None)` while it is
+    /// incomplete; otherwise the head bytes are split off `buf` (no copy) and owned by
+    /// the request, and any pipelined bytes stay in `buf`.
+    pub fn take(buf: &mut bytes::BytesMut, max_head: usize, max_headers: usize) -> Result<Option<Request>, ApiError> {
+        let Some((n, mut req)) = parse(buf, max_head, max_headers)? else { return Ok(None) };
+        req.head = buf.split_to(n).freeze();
+        Ok(Some(req))
+    }
+
     /// Builds a request from exactly one complete head (as found by `probe_head`).
     pub fn from_head(head: Bytes, max_headers: usize) -> Result<Request, ApiError> {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_HARD];
-        let limit = max_headers.clamp(1, MAX_HEADERS_HARD);
-        let mut parsed = httparse::Request::new(&mut storage[..limit]);
-        match parsed.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            _ => return Err(ApiError::invalid("malformed request head").closing()),
-        }
-        let base = head.as_ptr() as usize;
-        let span = |s: &[u8]| -> Span {
-            let start = s.as_ptr() as usize - base;
-            (start as u32, (start + s.len()) as u32)
-        };
-        let method = Method::parse(parsed.method.unwrap_or(""));
-        let target = parsed.path.unwrap_or("/");
-        if !target.starts_with('/') {
-            return Err(ApiError::invalid("request target must be an absolute path").closing());
-        }
-        let (path, query) = match target.find('?') {
-            Some(q) => (&target[..q], Some(&target[q + 1..])),
-            None => (target, None),
-        };
-        let minor = parsed.version.unwrap_or(1);
-        let mut headers = Vec::with_capacity(parsed.headers.len());
-        let mut content_length: Option<u64> = None;
-        let mut chunked = false;
-        let mut conn_close = false;
-        let mut conn_keep_alive = false;
-        let mut expect_continue = false;
-        for h in parsed.headers.iter() {
-            headers.push((span(h.name.as_bytes()), span(h.value)));
-            let name = h.name;
-            if name.eq_ignore_ascii_case("content-length") {
-                let v = parse_length(h.value)?;
-                if content_length.is_some_and(|old| old != v) {
-                    return Err(ApiError::invalid("conflicting Content-Length headers").closing());
-                }
-                content_length = Some(v);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                let v = trim(h.value);
-                if chunked || !v.eq_ignore_ascii_case(b"chunked") {
-                    return Err(ApiError::new(
-                        ErrorCode::NotImplemented,
-                        "only Transfer-Encoding: chunked is supported",
-                    )
-                    .closing());
-                }
-                chunked = true;
-            } else if name.eq_ignore_ascii_case("connection") {
-                for token in h.value.split(|b| *b == b',') {
-                    let t = trim(token);
-                    if t.eq_ignore_ascii_case(b"close") {
-                        conn_close = true;
-                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                        conn_keep_alive = true;
-                    }
-                }
-            } else if name.eq_ignore_ascii_case("expect") {
-                expect_continue = trim(h.value).eq_ignore_ascii_case(b"100-continue");
+        match parse(&head, usize::MAX, max_headers)? {
+            Some((_, mut req)) => {
+                req.head = head;
+                Ok(req)
             }
+            None => Err(ApiError::invalid("malformed request head").closing()),
         }
-        let body_kind = match (content_length, chunked) {
-            (Some(_), true) => {
-                return Err(ApiError::invalid(
-                    "both Content-Length and Transfer-Encoding are present",
-                )
-                .closing())
-            }
-            (Some(0), false) | (None, false) => BodyKind::None,
-            (Some(n), false) => BodyKind::Length(n),
-            (None, true) => BodyKind::Chunked,
-        };
-        let keep_alive = if minor == 0 { conn_keep_alive && !conn_close } else { !conn_close };
-        Ok(Request {
-            method,
-            path: span(path.as_bytes()),
-            query: query.map(|q| span(q.as_bytes())),
-            headers,
-            minor,
-            body_kind,
-            keep_alive,
-            expect_continue,
-            body: Bytes::new(),
-            peer: None,
-            head,
-        })
     }
 
     fn slice(&self, (a, b): Span) -> &[u8] {

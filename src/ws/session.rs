@@ -263,12 +263,13 @@ impl Socket {
     }
 }
 
-/// Per-key quotas of a WebSocket turn beyond the socket's message limit. The token
-/// quota (`limits`/`keys[].tpm`) is enforced inside `start_turn`/`LiveTurn` for every
-/// front door, so nothing more is needed here today; this is the one place to add a
-/// per-key request check for `/ws` turns.
-fn admit_turn(_worker: &Worker, _who: &Identity) -> Result<(), ApiError> {
-    Ok(())
+/// Per-key quotas of a WebSocket turn beyond the socket's message limit: each turn
+/// counts against the key's `rpm` like a REST request (the token quota is enforced
+/// inside `start_turn`/`LiveTurn` for every front door). A refusal is an `error`
+/// frame `RATE_LIMITED`; the socket stays open.
+fn admit_turn(worker: &Worker, who: &Identity) -> Result<(), ApiError> {
+    let config = worker.snapshot().config.clone();
+    worker.limiter.check_request(&config, who, None).map(|_| ()).map_err(|r| r.error)
 }
 
 fn unauthorized(message: &'static str) -> Flow {

@@ -174,7 +174,6 @@ fn two_threads_racing_on_one_key_admit_exactly_the_limit() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(counts.iter().sum::<usize>(), LIMIT as usize, "{counts:?}");
-
 }
 
 #[test]
