@@ -167,6 +167,14 @@ impl ProviderImpl {
         }
     }
 
+    /// The HTTP provider behind this one if it speaks OpenAI's format.
+    pub fn openai_http(&self) -> Option<&http::HttpProvider> {
+        match self {
+            ProviderImpl::Http(p) if p.speaks_openai() => Some(p),
+            _ => None,
+        }
+    }
+
     pub async fn chat(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
         match self {
             ProviderImpl::Mock(p) => p.chat(req).await,

@@ -22,6 +22,13 @@ const MAX_COMPLETION: usize = 16 << 20;
 /// Largest error body read from a provider.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
+/// A provider's answer handed on untouched (`forward`).
+#[derive(Debug)]
+pub struct Forwarded {
+    pub status: u16,
+    pub body: bytes::Bytes,
+}
+
 /// Which wire format a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
@@ -145,6 +152,49 @@ impl HttpProvider {
             Wire::OpenAi => openai::encode(req)?,
             Wire::Anthropic => anthropic::encode(req)?,
         };
+        self.with_retries(async |slot, guard, timeouts| self.attempt(req, body.clone(), slot, guard, timeouts).await)
+            .await
+    }
+
+    /// Whether this provider speaks OpenAI's chat-completions format (so an OpenAI
+    /// request can be forwarded to it as is).
+    pub fn speaks_openai(&self) -> bool {
+        self.wire == Wire::OpenAi
+    }
+
+    /// Forwards an OpenAI chat-completions body as is (non-streaming) and returns the
+    /// provider's answer untouched: the pass-through of `/v1/chat/completions`. Same
+    /// key choice, breaker and retries as `chat`. A 4xx that is the client's doing
+    /// (400, 404, 409, 413, 422) comes back as `Ok` so the caller can hand it on;
+    /// everything else that is not 2xx is an error.
+    pub async fn forward(&self, body: bytes::Bytes) -> Result<Forwarded, ProviderError> {
+        self.with_retries(async |slot, _guard, timeouts| {
+            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2 + self.headers.len());
+            if let Some(k) = slot {
+                headers.push(("authorization", &k.value));
+            }
+            headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let out = Outgoing { path: self.path, headers: &headers, body: body.clone() };
+            let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
+            let client_fault = matches!(resp.status, 400 | 404 | 409 | 413 | 422);
+            if (200..300).contains(&resp.status) || client_fault {
+                let body = resp.body.collect(MAX_COMPLETION).await?;
+                return Ok(Forwarded { status: resp.status, body });
+            }
+            let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();
+            let message = openai::error_message(&body)
+                .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+            Err(UpstreamError::Status { status: resp.status, retry_after: resp.retry_after, message })
+        })
+        .await
+    }
+
+    /// The policy around one call (see the module doc): breaker, key choice, attempt,
+    /// backoff, until success, a non-retryable error, `max_retries` or the deadline.
+    async fn with_retries<T>(
+        &self,
+        attempt_once: impl AsyncFn(Option<&KeySlot>, InFlight, Timeouts) -> Result<T, UpstreamError>,
+    ) -> Result<T, ProviderError> {
         let deadline = Instant::now() + self.timeouts.total;
         let mut attempt = 0u32;
         loop {
@@ -159,14 +209,14 @@ impl HttpProvider {
             let started = Instant::now();
             let left = deadline.saturating_duration_since(started);
             let timeouts = Timeouts { total: left, ..self.timeouts };
-            let outcome = self.attempt(req, body.clone(), slot, guard, timeouts).await;
+            let outcome = attempt_once(slot, guard, timeouts).await;
             let latency = started.elapsed();
             match outcome {
-                Ok(stream) => {
+                Ok(value) => {
                     let mut b = self.breaker.borrow_mut();
                     b.success();
                     self.health.record(Some(latency), false, b.state());
-                    return Ok(stream);
+                    return Ok(value);
                 }
                 Err(e) => {
                     let provider_fault = !matches!(e, UpstreamError::Status { status, .. } if status < 500);

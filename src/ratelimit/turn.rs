@@ -119,12 +119,23 @@ impl Limiter {
         messages: &[Message],
         max_tokens: Option<u32>,
     ) -> Result<TurnQuota, ApiError> {
+        self.reserve_prompt(config, who, estimate_prompt(messages), max_tokens)
+    }
+
+    /// As `reserve_turn`, with the prompt's token estimate already made (the OpenAI
+    /// pass-through estimates from the raw request body without parsing messages).
+    pub fn reserve_prompt(
+        &self,
+        config: &Config,
+        who: &Identity,
+        prompt: u64,
+        max_tokens: Option<u32>,
+    ) -> Result<TurnQuota, ApiError> {
         let now = self.clock.now_ns();
         let mut shard = self.shard.borrow_mut();
         let Some(slot) = shard.slot(config, who.key_index, &who.name) else {
             return Ok(TurnQuota::unlimited());
         };
-        let prompt = estimate_prompt(messages);
         let completion = max_tokens.map_or(shard.table().settings.completion_reserve_tokens, u64::from);
         match shard.reserve_tokens(slot, prompt + 1, prompt + completion, now) {
             None => Ok(TurnQuota::unlimited()),

@@ -368,3 +368,38 @@ fn models_show_provider_and_upstream_names() {
     let claude = v["data"].as_array().and_then(|l| l.iter().find(|m| m["id"] == "claude").cloned()).expect("claude");
     assert_eq!(claude, json!({"id": "claude", "provider": "anthropic", "upstreamModel": "claude-3-5-sonnet", "default": false}));
 }
+
+#[test]
+fn openai_requests_pass_through_untouched_but_for_the_model() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let body = json!({
+        "model": "gpt",
+        "messages": [{"role": "system", "content": "be terse"}, {"role": "user", "content": "hi there"}],
+        "temperature": 0.25,
+        "response_format": {"type": "text"}
+    });
+    let r = gw.post("/v1/chat/completions", Some("sk-admin"), &body);
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], "Echo: hi there");
+    let prompt = words("be terse") + 3 + words("hi there") + 3;
+    assert_eq!(v["usage"]["prompt_tokens"], prompt);
+    let sent = &up.stats()["lastRequest"]["body"];
+    assert_eq!(sent["model"], "gpt-4o", "the model is rewritten to the upstream name: {sent}");
+    assert_eq!(sent["temperature"], 0.25, "other fields reach the provider: {sent}");
+    assert_eq!(sent["response_format"], json!({"type": "text"}));
+    let totals = gw.get("/api/status", Some("sk-admin")).json()["data"]["totals"].clone();
+    assert_eq!(totals["promptTokens"], prompt, "usage is counted: {totals}");
+
+    let bad = json!({"model": "gpt", "messages": [{"role": "user", "content": "x [fault:status=400]"}]});
+    let r = gw.post("/v1/chat/completions", Some("sk-admin"), &bad);
+    assert_eq!(r.status(), 400, "a client error from the provider is handed on: {}", r.text());
+    assert!(r.json()["error"]["message"].is_string());
+    let failing = json!({"model": "gpt", "messages": [{"role": "user", "content": "x [fault:status=500]"}]});
+    let r = gw.post("/v1/chat/completions", Some("sk-admin"), &failing);
+    assert_eq!(r.status(), 502, "{}", r.text());
+    assert_eq!(r.json()["error"]["type"], "server_error");
+    assert!(!r.text().contains("sk-upstream-secret-1"));
+}
