@@ -12,6 +12,7 @@ pub mod mock;
 pub mod openai;
 pub mod openai_compat;
 pub mod resilience;
+pub mod stream;
 
 use std::rc::Rc;
 use std::sync::Arc;

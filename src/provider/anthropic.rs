@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::provider::stream::{self, SseStream};
 use crate::provider::{ChatRequest, MessageRole, ProviderError, StreamEvent, Usage};
-use crate::upstream::sse;
 use crate::upstream::BodyReader;
 
 /// `max_tokens` when neither the request nor the model sets one.
@@ -136,52 +136,22 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 }
 
 /// A streamed message in progress.
-pub struct Stream {
-    body: BodyReader,
-    parser: sse::Parser,
-    events: Vec<sse::Event>,
-    pending: VecDeque<StreamEvent>,
-    usage: Usage,
-    finished: bool,
+pub type Stream = SseStream<Events>;
+
+/// Starts reading a streamed message.
+pub fn stream(body: BodyReader) -> Stream {
+    SseStream::new(body, Events { usage: Usage::default() })
 }
 
-impl Stream {
-    pub fn new(body: BodyReader) -> Self {
-        Stream {
-            body,
-            parser: sse::Parser::new(),
-            events: Vec::new(),
-            pending: VecDeque::new(),
-            usage: Usage::default(),
-            finished: false,
-        }
-    }
+/// Anthropic's stream of named events (see the module doc).
+pub struct Events {
+    usage: Usage,
+}
 
-    pub async fn next(&mut self) -> Result<Option<StreamEvent>, ProviderError> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Ok(Some(ev));
-            }
-            if self.finished {
-                return Ok(None);
-            }
-            let piece = self.body.next().await.map_err(ProviderError::from_upstream)?;
-            let Some(piece) = piece else {
-                return Err(ProviderError::upstream("provider stream ended before message_stop"));
-            };
-            self.parser
-                .feed(&piece, &mut self.events)
-                .map_err(|_| ProviderError::upstream("provider sent an over-long SSE line"))?;
-            for event in std::mem::take(&mut self.events) {
-                self.on_event(&event.data)?;
-            }
-        }
-    }
+impl stream::Events for Events {
+    const END: &'static str = "message_stop";
 
-    fn on_event(&mut self, data: &[u8]) -> Result<(), ProviderError> {
-        if self.finished {
-            return Ok(());
-        }
+    fn on_event(&mut self, _name: Option<&[u8]>, data: &[u8], out: &mut VecDeque<StreamEvent>) -> Result<bool, ProviderError> {
         let p: StreamPayload<'_> = sonic_rs::from_slice(data)
             .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable event: {e}")))?;
         match &*p.kind {
@@ -195,24 +165,24 @@ impl Stream {
                 if let Some(d) = p.delta {
                     if d.kind.as_deref() == Some("text_delta") {
                         if let Some(t) = d.text.filter(|t| !t.is_empty()) {
-                            self.pending.push_back(StreamEvent::Delta(t.into_owned()));
+                            out.push_back(StreamEvent::Delta(t.into_owned()));
                         }
                     }
                 }
             }
             "message_delta" => {
                 if let Some(u) = p.usage {
-                    if let Some(out) = u.output_tokens {
-                        self.usage.completion_tokens = out;
+                    if let Some(n) = u.output_tokens {
+                        self.usage.completion_tokens = n;
                     }
-                    if let Some(inp) = u.input_tokens {
-                        self.usage.prompt_tokens = inp;
+                    if let Some(n) = u.input_tokens {
+                        self.usage.prompt_tokens = n;
                     }
                 }
             }
             "message_stop" => {
-                self.finished = true;
-                self.pending.push_back(StreamEvent::Done(self.usage));
+                out.push_back(StreamEvent::Done(self.usage));
+                return Ok(true);
             }
             "error" => {
                 let msg = p.error.and_then(|e| e.message).map(Cow::into_owned).unwrap_or_default();
@@ -220,7 +190,7 @@ impl Stream {
             }
             _ => {} // ping, content_block_start/stop
         }
-        Ok(())
+        Ok(false)
     }
 }
 

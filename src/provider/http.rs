@@ -285,8 +285,8 @@ impl HttpProvider {
         let sse = resp.content_type.starts_with("text/event-stream");
         if req.stream && sse {
             return Ok(match self.wire {
-                Wire::OpenAi => ChatStream::OpenAi(openai::Stream::new(resp.body), guard),
-                Wire::Anthropic => ChatStream::Anthropic(anthropic::Stream::new(resp.body), guard),
+                Wire::OpenAi => ChatStream::OpenAi(openai::stream(resp.body), guard),
+                Wire::Anthropic => ChatStream::Anthropic(anthropic::stream(resp.body), guard),
             });
         }
         let body = resp.body.collect(MAX_COMPLETION).await?;

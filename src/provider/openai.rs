@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::provider::stream::{self, SseStream};
 use crate::provider::{ChatRequest, MessageRole, ProviderError, StreamEvent, Usage};
-use crate::upstream::sse;
 use crate::upstream::BodyReader;
 
 #[derive(Serialize)]
@@ -129,56 +129,26 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 }
 
 /// A streamed completion in progress.
-pub struct Stream {
-    body: BodyReader,
-    parser: sse::Parser,
-    events: Vec<sse::Event>,
-    pending: VecDeque<StreamEvent>,
-    usage: Option<Usage>,
-    finished: bool,
+pub type Stream = SseStream<Events>;
+
+/// Starts reading a streamed completion.
+pub fn stream(body: BodyReader) -> Stream {
+    SseStream::new(body, Events { usage: None })
 }
 
-impl Stream {
-    pub fn new(body: BodyReader) -> Self {
-        Stream {
-            body,
-            parser: sse::Parser::new(),
-            events: Vec::new(),
-            pending: VecDeque::new(),
-            usage: None,
-            finished: false,
-        }
-    }
+/// OpenAI's stream: `data:` chunks with `choices[].delta.content`, a usage chunk
+/// (asked for with `include_usage`), then `data: [DONE]`.
+pub struct Events {
+    usage: Option<Usage>,
+}
 
-    pub async fn next(&mut self) -> Result<Option<StreamEvent>, ProviderError> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Ok(Some(ev));
-            }
-            if self.finished {
-                return Ok(None);
-            }
-            let piece = self.body.next().await.map_err(ProviderError::from_upstream)?;
-            let Some(piece) = piece else {
-                return Err(ProviderError::upstream("provider stream ended before [DONE]"));
-            };
-            self.parser
-                .feed(&piece, &mut self.events)
-                .map_err(|_| ProviderError::upstream("provider sent an over-long SSE line"))?;
-            for event in std::mem::take(&mut self.events) {
-                self.on_event(&event.data)?;
-            }
-        }
-    }
+impl stream::Events for Events {
+    const END: &'static str = "[DONE]";
 
-    fn on_event(&mut self, data: &[u8]) -> Result<(), ProviderError> {
-        if self.finished {
-            return Ok(());
-        }
+    fn on_event(&mut self, _name: Option<&[u8]>, data: &[u8], out: &mut VecDeque<StreamEvent>) -> Result<bool, ProviderError> {
         if data == b"[DONE]" {
-            self.finished = true;
-            self.pending.push_back(StreamEvent::Done(self.usage.unwrap_or_default()));
-            return Ok(());
+            out.push_back(StreamEvent::Done(self.usage.unwrap_or_default()));
+            return Ok(true);
         }
         if let Some(msg) = error_message(data) {
             return Err(ProviderError::upstream(format!("provider stream failed: {msg}")));
@@ -190,10 +160,10 @@ impl Stream {
         }
         for choice in chunk.choices {
             if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
-                self.pending.push_back(StreamEvent::Delta(text.into_owned()));
+                out.push_back(StreamEvent::Delta(text.into_owned()));
             }
         }
-        Ok(())
+        Ok(false)
     }
 }
 
