@@ -12,8 +12,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::task::{Poll, Waker};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -141,18 +142,11 @@ impl Link {
     }
 
     /// Resolves once the link has failed (turn tasks race their provider against it).
-    pub async fn failed(&self) {
-        poll_fn(|cx| {
-            if self.failed.get().is_some() {
-                return Poll::Ready(());
-            }
-            let mut closers = self.closers.borrow_mut();
-            if !closers.iter().any(|w| w.will_wake(cx.waker())) {
-                closers.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+    /// The waiter's waker is removed when the future is dropped, so the many short
+    /// races of a long-lived socket leave nothing behind (each kept waker would keep
+    /// its finished turn task alive).
+    pub fn failed(&self) -> Failed<'_> {
+        Failed { link: self, registered: None }
     }
 
     /// Whether the I/O task has something to do besides reading.
@@ -231,6 +225,18 @@ mod tests {
     }
 
     #[test]
+    fn finished_races_leave_no_waker_behind() {
+        let l = link(1024);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for _ in 0..1000 {
+            let mut f = std::pin::pin!(l.failed());
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(l.closers.borrow().len(), 0);
+    }
+
+    #[test]
     fn push_over_the_cap_fails_the_link_and_drops_the_queue() {
         let l = link(10);
         assert!(l.push(Bytes::from_static(b"123456")));
@@ -285,5 +291,44 @@ mod tests {
         assert_eq!(l.next_deadline(), t0 + Duration::from_secs(10));
         l.on_timer(t0 + Duration::from_secs(10));
         assert_eq!(l.failure(), Some(Fail::AuthTimeout));
+    }
+}
+
+/// The future of `Link::failed`.
+pub struct Failed<'a> {
+    link: &'a Link,
+    registered: Option<Waker>,
+}
+
+impl Future for Failed<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.link.failed.get().is_some() {
+            return Poll::Ready(());
+        }
+        if self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        let mut closers = self.link.closers.borrow_mut();
+        if let Some(old) = &self.registered {
+            closers.retain(|w| !w.will_wake(old));
+        }
+        closers.push(cx.waker().clone());
+        drop(closers);
+        self.registered = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Failed<'_> {
+    fn drop(&mut self) {
+        if let Some(mine) = &self.registered {
+            if let Ok(mut closers) = self.link.closers.try_borrow_mut() {
+                if let Some(i) = closers.iter().position(|w| w.will_wake(mine)) {
+                    closers.swap_remove(i);
+                }
+            }
+        }
     }
 }
