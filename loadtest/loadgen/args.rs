@@ -38,7 +38,7 @@ Streams:
 Output:
   --label NAME          name shown in the table and the JSON
   --watch NAME=PID      report CPU time (utime+stime from /proc/PID/stat) and RSS of this
-                        process over the measured window (repeatable)
+                        process and its children over the measured window (repeatable)
   --json FILE           also write the report as JSON to FILE (`-` = stdout)
   --quiet               no table on stdout";
 

@@ -170,7 +170,7 @@ async fn connection(plan: Arc<Plan>, idx: usize, rec: Rc<RefCell<Recorder>>) {
         seq += 1;
 
         if link.is_none() {
-            match monoio::time::timeout(args.timeout, open(&plan, idx)).await {
+            match monoio::time::timeout(args.timeout, open(&plan)).await {
                 Ok(Ok(l)) => {
                     if connected_once {
                         rec.borrow_mut().reconnects += 1;
@@ -248,7 +248,7 @@ fn record(plan: &Plan, rec: &Rc<RefCell<Recorder>>, origin: Instant, sent: Insta
 }
 
 /// Opens a connection; for WebSocket also upgrades it and authenticates.
-async fn open(plan: &Plan, idx: usize) -> Result<Link, Failure> {
+async fn open(plan: &Plan) -> Result<Link, Failure> {
     let args = &plan.args;
     let conn = Conn::connect(args.target.addr).await?;
     if args.scenario != Scenario::Ws {
@@ -267,7 +267,6 @@ async fn open(plan: &Plan, idx: usize) -> Result<Link, Failure> {
             }
         }
     }
-    let _ = idx;
     Ok(Link::Ws(wsc))
 }
 

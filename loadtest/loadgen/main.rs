@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use crate::args::{Args, USAGE};
 use crate::drive::Plan;
 use crate::procstat::ProcWindow;
-use crate::stats::{Percentiles, Recorder, Report};
+use crate::stats::{HostReport, Percentiles, Recorder, Report};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -70,7 +70,7 @@ fn run() -> Result<(), String> {
     // Every watched process must exist before the load starts.
     let mut windows = Vec::new();
     for w in &args.watch {
-        let s = procstat::sample(Some(w.pid)).map_err(|e| format!("--watch {}={}: {e}", w.name, w.pid))?;
+        let s = procstat::sample_tree(w.pid).map_err(|e| format!("--watch {}={}: {e}", w.name, w.pid))?;
         windows.push(ProcWindow { name: w.name.clone(), pid: w.pid, start: s, end: s });
     }
     let start = Instant::now() + START_DELAY;
@@ -89,14 +89,16 @@ fn run() -> Result<(), String> {
 
     // The window's edges: sample the watched processes and ourselves.
     wait_until(plan.window_start);
+    let host_start = procstat::host_sample()?;
     let self_start = procstat::sample(None)?;
     for w in &mut windows {
-        w.start = procstat::sample(Some(w.pid)).unwrap_or(w.start);
+        w.start = procstat::sample_tree(w.pid).unwrap_or(w.start);
     }
     wait_until(plan.window_end);
+    let host_end = procstat::host_sample()?;
     let self_end = procstat::sample(None)?;
     for w in &mut windows {
-        w.end = procstat::sample(Some(w.pid)).map_err(|e| format!("{} (pid {}) died during the run: {e}", w.name, w.pid))?;
+        w.end = procstat::sample_tree(w.pid).map_err(|e| format!("{} (pid {}) died during the run: {e}", w.name, w.pid))?;
     }
     windows.push(ProcWindow { name: "loadgen".into(), pid: std::process::id(), start: self_start, end: self_end });
 
@@ -107,6 +109,14 @@ fn run() -> Result<(), String> {
     }
 
     let secs = args.duration.as_secs_f64();
+    let round2 = |x: f64| (x * 100.0).round() / 100.0;
+    let busy = procstat::cores(host_end.busy.saturating_sub(host_start.busy), secs);
+    let ours: f64 = windows.iter().map(|w| w.cpu_ms() / 1000.0 / secs).sum();
+    let host = HostReport {
+        busy_cores: round2(busy),
+        other_cores: round2((busy - ours).max(0.0)),
+        steal_cores: round2(procstat::cores(host_end.steal.saturating_sub(host_start.steal), secs)),
+    };
     let errors_total = total.errors.values().sum();
     let is_stream = args.scenario != args::Scenario::Http;
     let report = Report {
@@ -131,6 +141,7 @@ fn run() -> Result<(), String> {
         unsent: total.unsent,
         reconnects: total.reconnects,
         processes: Report::processes_from(&windows, total.ok, secs),
+        host,
     };
 
     let stdout = std::io::stdout();

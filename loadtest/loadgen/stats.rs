@@ -216,6 +216,17 @@ pub struct Report {
     pub unsent: u64,
     pub reconnects: u64,
     pub processes: Vec<ProcessReport>,
+    /// The whole machine over the window: cores busy, and the part of them no
+    /// watched process (nor loadgen) accounts for: other tenants, builds, the kernel.
+    pub host: HostReport,
+}
+
+/// Machine-wide CPU over the window, in cores.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub busy_cores: f64,
+    pub other_cores: f64,
+    pub steal_cores: f64,
 }
 
 impl Report {
@@ -278,6 +289,11 @@ impl Report {
                 p.rss_kb_peak
             )?;
         }
+        writeln!(
+            out,
+            "   host busy {:.2} cores, of which {:.2} not ours (steal {:.2})",
+            self.host.busy_cores, self.host.other_cores, self.host.steal_cores
+        )?;
         if self.unsent > 0 || self.reconnects > 0 {
             writeln!(out, "   unsent (open loop backlog) {}  reconnects {}", self.unsent, self.reconnects)?;
         }

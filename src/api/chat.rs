@@ -194,7 +194,7 @@ pub async fn start_turn(worker: &Rc<Worker>, cfg: &Config, who: &Identity, turn:
             (None, turn.model.unwrap_or(default_model), messages, Vec::new())
         }
         context => {
-            let grant = worker
+            let mut grant = worker
                 .sessions
                 .begin(BeginTurn {
                     id: turn.session_id,
@@ -208,7 +208,8 @@ pub async fn start_turn(worker: &Rc<Worker>, cfg: &Config, who: &Identity, turn:
                 TurnContext::SessionWithPrefix(p) => p,
                 TurnContext::Session | TurnContext::Explicit(_) => Vec::new(),
             };
-            let history = grant.history.clone();
+            // The snapshot is ours: move it out rather than copy it.
+            let history = std::mem::take(&mut grant.history);
             (Some(grant), String::new(), prefix, history)
         }
     };
@@ -223,19 +224,17 @@ pub async fn start_turn(worker: &Rc<Worker>, cfg: &Config, who: &Identity, turn:
     // The model first, then its fallbacks in order; each provider retries on its own.
     let providers = worker.providers();
     let chain = std::iter::once(model.id.as_str()).chain(model.fallbacks.iter().map(String::as_str));
+    let last = model.fallbacks.len();
     let mut last_err: Option<ApiError> = None;
-    for candidate in chain {
+    for (i, candidate) in chain.enumerate() {
         let Some(m) = cfg.model(candidate) else { continue };
         let Some(provider) = providers.get(&m.provider) else {
             last_err = Some(ApiError::internal(format!("provider {} is not running", m.provider)));
             continue;
         };
-        let request = ChatRequest {
-            upstream_model: m.upstream.clone(),
-            messages: messages.clone(),
-            max_tokens: m.max_tokens,
-            stream: turn.stream,
-        };
+        // Only a turn with fallbacks still to try needs to keep its own copy.
+        let messages = if i == last { std::mem::take(&mut messages) } else { messages.clone() };
+        let request = ChatRequest { upstream_model: m.upstream.clone(), messages, max_tokens: m.max_tokens, stream: turn.stream };
         match provider.chat(request).await {
             Ok(stream) => {
                 return Ok(StartedTurn {

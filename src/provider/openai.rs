@@ -56,6 +56,9 @@ struct Completion<'a> {
     choices: Vec<Choice<'a>>,
     #[serde(default)]
     usage: Option<WireUsage>,
+    /// Set when a stream reports a failure in-band (one parse serves both cases).
+    #[serde(borrow, default)]
+    error: Option<ErrorDetail<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -150,11 +153,12 @@ impl stream::Events for Events {
             out.push_back(StreamEvent::Done(self.usage.unwrap_or_default()));
             return Ok(true);
         }
-        if let Some(msg) = error_message(data) {
-            return Err(ProviderError::upstream(format!("provider stream failed: {msg}")));
-        }
         let chunk: Completion<'_> = sonic_rs::from_slice(data)
             .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable chunk: {e}")))?;
+        if let Some(e) = chunk.error {
+            let msg = e.message.map(Cow::into_owned).unwrap_or_default();
+            return Err(ProviderError::upstream(format!("provider stream failed: {msg}")));
+        }
         if let Some(u) = chunk.usage {
             self.usage = Some(u.into());
         }

@@ -27,7 +27,9 @@ pub trait Events {
 
 /// A provider's SSE answer in progress.
 pub struct SseStream<E> {
-    body: BodyReader,
+    /// `None` once the adapter saw the end: the rest of the body (the closing chunk)
+    /// is drained by a small task so the connection goes back to the pool.
+    body: Option<BodyReader>,
     parser: sse::Parser,
     events: Vec<sse::Event>,
     pending: VecDeque<StreamEvent>,
@@ -38,7 +40,7 @@ pub struct SseStream<E> {
 impl<E: Events> SseStream<E> {
     pub fn new(body: BodyReader, state: E) -> Self {
         SseStream {
-            body,
+            body: Some(body),
             parser: sse::Parser::new(),
             events: Vec::new(),
             pending: VecDeque::new(),
@@ -56,7 +58,8 @@ impl<E: Events> SseStream<E> {
             if self.finished {
                 return Ok(None);
             }
-            let piece = self.body.next().await.map_err(ProviderError::from_upstream)?;
+            let Some(body) = self.body.as_mut() else { return Ok(None) };
+            let piece = body.next().await.map_err(ProviderError::from_upstream)?;
             let Some(piece) = piece else {
                 return Err(ProviderError::upstream(format!("provider stream ended before {}", E::END)));
             };
@@ -66,6 +69,12 @@ impl<E: Events> SseStream<E> {
             for event in self.events.drain(..) {
                 if !self.finished {
                     self.finished = self.state.on_event(event.name.as_deref(), &event.data, &mut self.pending)?;
+                }
+            }
+            if self.finished {
+                if let Some(mut rest) = self.body.take() {
+                    // Bounded by the body's own chunk and total deadlines.
+                    monoio::spawn(async move { while let Ok(Some(_)) = rest.next().await {} });
                 }
             }
         }

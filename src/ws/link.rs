@@ -212,6 +212,45 @@ impl Link {
     }
 }
 
+/// The future of `Link::failed`.
+pub struct Failed<'a> {
+    link: &'a Link,
+    registered: Option<Waker>,
+}
+
+impl Future for Failed<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.link.failed.get().is_some() {
+            return Poll::Ready(());
+        }
+        if self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        let mut closers = self.link.closers.borrow_mut();
+        if let Some(old) = &self.registered {
+            closers.retain(|w| !w.will_wake(old));
+        }
+        closers.push(cx.waker().clone());
+        drop(closers);
+        self.registered = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Failed<'_> {
+    fn drop(&mut self) {
+        if let Some(mine) = &self.registered {
+            if let Ok(mut closers) = self.link.closers.try_borrow_mut() {
+                if let Some(i) = closers.iter().position(|w| w.will_wake(mine)) {
+                    closers.swap_remove(i);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,41 +333,3 @@ mod tests {
     }
 }
 
-/// The future of `Link::failed`.
-pub struct Failed<'a> {
-    link: &'a Link,
-    registered: Option<Waker>,
-}
-
-impl Future for Failed<'_> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.link.failed.get().is_some() {
-            return Poll::Ready(());
-        }
-        if self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            return Poll::Pending;
-        }
-        let mut closers = self.link.closers.borrow_mut();
-        if let Some(old) = &self.registered {
-            closers.retain(|w| !w.will_wake(old));
-        }
-        closers.push(cx.waker().clone());
-        drop(closers);
-        self.registered = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-impl Drop for Failed<'_> {
-    fn drop(&mut self) {
-        if let Some(mine) = &self.registered {
-            if let Ok(mut closers) = self.link.closers.try_borrow_mut() {
-                if let Some(i) = closers.iter().position(|w| w.will_wake(mine)) {
-                    closers.swap_remove(i);
-                }
-            }
-        }
-    }
-}
