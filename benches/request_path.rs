@@ -14,7 +14,8 @@ use clawgate::router;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const HEAD: &[u8] = b"POST /api/v1/chat HTTP/1.1\r\nHost: gateway.example.com\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\nAuthorization: Bearer sk-clawgate-demo-user\r\nContent-Type: application/json\r\nContent-Length: 98\r\nX-Request-Id: abc-123\r\n\r\n";
-const BODY: &[u8] = br#"{"channel":"api","message":"Hello there, how are you today?","sessionId":"session-123","stream":false}"#;
+const BODY: &[u8] =
+    br#"{"channel":"api","message":"Hello there, how are you today?","sessionId":"session-123","stream":false}"#;
 
 #[derive(serde::Deserialize)]
 #[allow(dead_code)]
@@ -50,7 +51,8 @@ fn ours(head: &Bytes) -> usize {
     let Ok(req) = Request::from_head(head.slice(..n), 64) else { return 0 };
     let route = router::route(req.method, req.path());
     let auth = req.header_bytes("authorization").map_or(0, <[u8]>::len);
-    let body = sonic_rs::to_vec(&Reply { success: true, data: "ok", timestamp: "2026-03-10T08:30:00Z" }).unwrap_or_default();
+    let body =
+        sonic_rs::to_vec(&Reply { success: true, data: "ok", timestamp: "2026-03-10T08:30:00Z" }).unwrap_or_default();
     body.len() + auth + usize::from(route.is_ok())
 }
 
@@ -59,13 +61,13 @@ fn naive(head: &[u8]) -> usize {
     let mut lines = text.split("\r\n");
     let first = lines.next().unwrap_or("");
     let path = first.split(' ').nth(1).unwrap_or("/").to_string();
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
-        .collect();
+    let headers: HashMap<String, String> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())).collect();
     let route = path.trim_start_matches("/api/v1").to_string();
     let auth = headers.get("authorization").map_or(0, String::len);
-    let body = serde_json::to_string(&serde_json::json!({"success": true, "data": "ok", "timestamp": "2026-03-10T08:30:00Z"})).unwrap_or_default();
+    let body =
+        serde_json::to_string(&serde_json::json!({"success": true, "data": "ok", "timestamp": "2026-03-10T08:30:00Z"}))
+            .unwrap_or_default();
     body.len() + auth + route.len()
 }
 

@@ -14,7 +14,8 @@ use monoio_codec::{Decoded, Decoder};
 use monoio_tungstenite::protocol::frame::codec::FrameDecoder;
 use std::hint::black_box;
 
-const CHUNK: &[u8] = br#"{"type":"chunk","content":" are red, violets","sessionId":"s_0123456789abcdef0123456789abcdef"}"#;
+const CHUNK: &[u8] =
+    br#"{"type":"chunk","content":" are red, violets","sessionId":"s_0123456789abcdef0123456789abcdef"}"#;
 
 fn naive_encode(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

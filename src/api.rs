@@ -92,12 +92,7 @@ pub async fn dispatch(worker: &Rc<Worker>, snap: &Arc<Snapshot>, req: &Request, 
         (Route::OpenAiChat, Some(who)) => openai::chat_completions(&ctx, who).await,
         (Route::OpenAiModels, Some(_)) => openai::models(&ctx),
         (Route::WebSocket, who) => crate::ws::upgrade(&ctx, who),
-        (
-            Route::Metrics
-            | Route::Webhook(_)
-            | Route::WebhookVerify(_),
-            _,
-        ) => Err(ApiError::new(
+        (Route::Metrics | Route::Webhook(_) | Route::WebhookVerify(_), _) => Err(ApiError::new(
             crate::error::ErrorCode::NotImplemented,
             format!("{} is not implemented in this version", route.label()),
         )),

@@ -46,11 +46,7 @@ impl KeyStore {
                 (k.key_sha256, id)
             })
             .collect();
-        let open = keys.is_empty().then(|| Identity {
-            name: Arc::from("open"),
-            role: Role::Admin,
-            key_index: None,
-        });
+        let open = keys.is_empty().then(|| Identity { name: Arc::from("open"), role: Role::Admin, key_index: None });
         KeyStore { keys, open }
     }
 

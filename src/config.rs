@@ -294,10 +294,7 @@ pub struct MockConfig {
 
 impl Default for MockConfig {
     fn default() -> Self {
-        MockConfig {
-            chunk_delay_ms: 0,
-            chunk_words: 3,
-        }
+        MockConfig { chunk_delay_ms: 0, chunk_words: 3 }
     }
 }
 
@@ -358,12 +355,7 @@ pub struct SessionsConfig {
 
 impl Default for SessionsConfig {
     fn default() -> Self {
-        SessionsConfig {
-            max_messages: 200,
-            max_bytes: 262_144,
-            idle_ttl_secs: 86_400,
-            max_sessions: 100_000,
-        }
+        SessionsConfig { max_messages: 200, max_bytes: 262_144, idle_ttl_secs: 86_400, max_sessions: 100_000 }
     }
 }
 
@@ -448,10 +440,7 @@ pub fn io_override(file_value: IoMode, env_value: Option<&str>) -> Result<IoMode
     match env_value {
         None | Some("") => Ok(file_value),
         Some(text) => IoMode::parse(text).ok_or_else(|| {
-            ConfigError(format!(
-                "{IO_ENV_VAR}: invalid value {text:?} (environment), expected {}",
-                IoMode::CHOICES
-            ))
+            ConfigError(format!("{IO_ENV_VAR}: invalid value {text:?} (environment), expected {}", IoMode::CHOICES))
         }),
     }
 }
@@ -485,9 +474,8 @@ impl Config {
     /// Reads, parses, expands `${ENV}` references (from the process environment) and
     /// validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!("{}: cannot read config file: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read config file: {e}", path.display())))?;
         Config::from_toml_str(&text, Some(path))
     }
 
@@ -506,8 +494,8 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let file = validate::file_label(source);
-        let raw: raw::RawFile = toml::from_str(text)
-            .map_err(|e| ConfigError(format!("{file}: {}", e.to_string().trim_end())))?;
+        let raw: raw::RawFile =
+            toml::from_str(text).map_err(|e| ConfigError(format!("{file}: {}", e.to_string().trim_end())))?;
         validate::validate(raw, source, env)
     }
 
@@ -537,11 +525,7 @@ impl Config {
 
     /// The model flagged `default = true`, else the first model.
     pub fn default_model(&self) -> &ModelConfig {
-        self.models
-            .iter()
-            .find(|m| m.default)
-            .or_else(|| self.models.first())
-            .unwrap_or(&FALLBACK_MODEL)
+        self.models.iter().find(|m| m.default).or_else(|| self.models.first()).unwrap_or(&FALLBACK_MODEL)
     }
 
     /// The model with this id.

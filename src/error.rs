@@ -108,10 +108,7 @@ impl ErrorCode {
     pub const fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::RateLimited
-                | ErrorCode::UpstreamError
-                | ErrorCode::UpstreamTimeout
-                | ErrorCode::Overloaded
+            ErrorCode::RateLimited | ErrorCode::UpstreamError | ErrorCode::UpstreamTimeout | ErrorCode::Overloaded
         )
     }
 
@@ -121,13 +118,10 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "authentication_error",
             ErrorCode::Forbidden => "permission_error",
             ErrorCode::RateLimited => "rate_limit_error",
-            ErrorCode::NotFound | ErrorCode::ModelNotFound | ErrorCode::InvalidSession => {
-                "not_found_error"
+            ErrorCode::NotFound | ErrorCode::ModelNotFound | ErrorCode::InvalidSession => "not_found_error",
+            ErrorCode::UpstreamError | ErrorCode::UpstreamTimeout | ErrorCode::Overloaded | ErrorCode::Internal => {
+                "server_error"
             }
-            ErrorCode::UpstreamError
-            | ErrorCode::UpstreamTimeout
-            | ErrorCode::Overloaded
-            | ErrorCode::Internal => "server_error",
             ErrorCode::InvalidRequest
             | ErrorCode::PayloadTooLarge
             | ErrorCode::HeadersTooLarge
@@ -203,11 +197,7 @@ impl ApiError {
     /// OpenAI's error shape, for `/v1/*`.
     pub fn render_openai(&self) -> Vec<u8> {
         let body = OpenAiEnvelope {
-            error: OpenAiError {
-                message: &self.message,
-                kind: self.code.openai_type(),
-                code: openai_code(self.code),
-            },
+            error: OpenAiError { message: &self.message, kind: self.code.openai_type(), code: openai_code(self.code) },
         };
         sonic_rs::to_vec(&body).unwrap_or_else(|_| fallback_body())
     }

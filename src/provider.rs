@@ -114,7 +114,11 @@ pub trait Provider {
 pub enum ChatStream {
     Mock(mock::MockStream),
     /// A whole (non-streamed) answer, handed out as one delta and its usage.
-    Complete { text: Option<String>, usage: Usage, done: bool },
+    Complete {
+        text: Option<String>,
+        usage: Usage,
+        done: bool,
+    },
     OpenAi(openai::Stream, http::InFlight),
     Anthropic(anthropic::Stream, http::InFlight),
 }

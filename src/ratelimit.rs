@@ -221,10 +221,7 @@ fn client_check(shard: &mut Shard, limit: ClientLimit, peer: Option<IpAddr>, now
 fn refusal(denied: &Denied, what: &str) -> ApiError {
     ApiError::new(
         ErrorCode::RateLimited,
-        format!(
-            "rate limit exceeded: {} {what}; retry in {} s",
-            denied.window.limit, denied.retry_after_secs
-        ),
+        format!("rate limit exceeded: {} {what}; retry in {} s", denied.window.limit, denied.retry_after_secs),
     )
     .with_retry_after(denied.retry_after_secs)
 }

@@ -31,11 +31,7 @@ impl Route<'_> {
     pub fn needs_auth(&self) -> bool {
         !matches!(
             self,
-            Route::Health
-                | Route::HealthDetailed
-                | Route::Metrics
-                | Route::Webhook(_)
-                | Route::WebhookVerify(_)
+            Route::Health | Route::HealthDetailed | Route::Metrics | Route::Webhook(_) | Route::WebhookVerify(_)
         )
     }
 
@@ -101,9 +97,7 @@ pub fn route(method: Method, path: &str) -> Result<Route<'_>, ApiError> {
 /// `v1/chat` -> `chat`; `chat` -> `chat`; `v2/chat` -> VERSION_NOT_AVAILABLE.
 fn strip_version(rest: &str) -> Result<&str, ApiError> {
     let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    let is_version = first.len() > 1
-        && first.starts_with('v')
-        && first[1..].bytes().all(|b| b.is_ascii_digit());
+    let is_version = first.len() > 1 && first.starts_with('v') && first[1..].bytes().all(|b| b.is_ascii_digit());
     match (is_version, first) {
         (false, _) => Ok(rest),
         (true, "v1") => Ok(tail),
@@ -134,12 +128,7 @@ fn api_route(method: Method, rest: &str) -> Result<Route<'_>, ApiError> {
     }
 }
 
-fn only<'a>(
-    method: Method,
-    want: Method,
-    allow: &'static str,
-    route: Route<'a>,
-) -> Result<Route<'a>, ApiError> {
+fn only<'a>(method: Method, want: Method, allow: &'static str, route: Route<'a>) -> Result<Route<'a>, ApiError> {
     if method == want || (want == Method::Get && method == Method::Head) {
         Ok(route)
     } else {

@@ -103,10 +103,7 @@ pub fn run(config: Config) -> Result<(), String> {
     };
     let driver = choose_driver(config.server.io)?;
     let listeners = bind_listeners(config.server.listen, workers)?;
-    let local = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .ok_or("no listener was bound")?;
+    let local = listeners.first().and_then(|l| l.local_addr().ok()).ok_or("no listener was bound")?;
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -268,7 +265,18 @@ fn run_worker(driver: Driver, args: WorkerArgs) {
 }
 
 async fn worker_main(args: WorkerArgs) {
-    let WorkerArgs { id, listener, snapshot, shared, session_rx, session_txs, resume_rx, resume_txs, control_rx, ready } = args;
+    let WorkerArgs {
+        id,
+        listener,
+        snapshot,
+        shared,
+        session_rx,
+        session_txs,
+        resume_rx,
+        resume_txs,
+        control_rx,
+        ready,
+    } = args;
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {

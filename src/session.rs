@@ -60,8 +60,7 @@ pub fn new_id() -> String {
 /// Which worker owns a session id.
 pub fn owner_of(id: &str, workers: usize) -> usize {
     // A fixed-key hasher: every worker must compute the same owner.
-    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-        .build_hasher();
+    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
     h.write(id.as_bytes());
     (h.finish() % workers.max(1) as u64) as usize
 }
@@ -150,12 +149,40 @@ type Reply<T> = flume::Sender<Result<T, ApiError>>;
 
 /// Messages to a session owner.
 pub enum Cmd {
-    Begin { req: BeginTurn, reply: Reply<TurnGrant> },
-    Finish { id: String, token: u64, user: Arc<str>, assistant: Arc<str>, model: String },
-    Abort { id: String, token: u64 },
-    Get { id: String, who: Identity, limit: Option<usize>, reply: Reply<SessionView> },
-    List { who: Identity, channel: Option<String>, after: Option<(u64, String)>, limit: usize, reply: Reply<Vec<SessionInfo>> },
-    Act { id: String, who: Identity, action: SessionAction, reply: Reply<SessionInfo> },
+    Begin {
+        req: BeginTurn,
+        reply: Reply<TurnGrant>,
+    },
+    Finish {
+        id: String,
+        token: u64,
+        user: Arc<str>,
+        assistant: Arc<str>,
+        model: String,
+    },
+    Abort {
+        id: String,
+        token: u64,
+    },
+    Get {
+        id: String,
+        who: Identity,
+        limit: Option<usize>,
+        reply: Reply<SessionView>,
+    },
+    List {
+        who: Identity,
+        channel: Option<String>,
+        after: Option<(u64, String)>,
+        limit: usize,
+        reply: Reply<Vec<SessionInfo>>,
+    },
+    Act {
+        id: String,
+        who: Identity,
+        action: SessionAction,
+        reply: Reply<SessionInfo>,
+    },
 }
 
 struct Session {
@@ -197,8 +224,7 @@ impl Shard {
             return true;
         }
         let idle = |s: &Session| s.busy.is_none() && s.waiters.is_empty();
-        let mut times: Vec<u64> =
-            self.sessions.values().filter(|s| idle(s)).map(|s| s.info.updated_at_ms).collect();
+        let mut times: Vec<u64> = self.sessions.values().filter(|s| idle(s)).map(|s| s.info.updated_at_ms).collect();
         if times.is_empty() {
             return false;
         }
@@ -213,9 +239,7 @@ impl Shard {
     pub fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Begin { req, reply } => self.begin(req, reply),
-            Cmd::Finish { id, token, user, assistant, model } => {
-                self.finish(&id, token, user, assistant, model)
-            }
+            Cmd::Finish { id, token, user, assistant, model } => self.finish(&id, token, user, assistant, model),
             Cmd::Abort { id, token } => self.release(&id, token),
             Cmd::Get { id, who, limit, reply } => {
                 let _ = reply.send(self.get(&id, &who, limit));
@@ -238,7 +262,8 @@ impl Shard {
         };
         if created {
             if !self.make_room() {
-                let _ = reply.send(Err(ApiError::new(ErrorCode::Overloaded, "too many sessions in flight").with_retry_after(1)));
+                let _ = reply
+                    .send(Err(ApiError::new(ErrorCode::Overloaded, "too many sessions in flight").with_retry_after(1)));
                 return;
             }
             let model = req.requested_model.clone().unwrap_or_else(|| req.default_model.clone());
@@ -287,11 +312,7 @@ impl Shard {
             s.created_by = Some(token);
         }
         let model = req.requested_model.clone().unwrap_or_else(|| s.info.model.clone());
-        let history = s
-            .messages
-            .iter()
-            .map(|m| Message { role: m.role, content: m.content.clone() })
-            .collect();
+        let history = s.messages.iter().map(|m| Message { role: m.role, content: m.content.clone() }).collect();
         let grant = TurnGrant {
             session_id: id.to_string(),
             model,
@@ -315,9 +336,7 @@ impl Shard {
                     s.bytes += content.len();
                     s.messages.push_back(StoredMessage { role, content, at: now });
                 }
-                while s.messages.len() > limits.max_messages
-                    || (s.bytes > limits.max_bytes && s.messages.len() > 2)
-                {
+                while s.messages.len() > limits.max_messages || (s.bytes > limits.max_bytes && s.messages.len() > 2) {
                     if let Some(old) = s.messages.pop_front() {
                         s.bytes -= old.content.len();
                     }
@@ -350,7 +369,13 @@ impl Shard {
         Ok(SessionView { info: s.info.clone(), messages: s.messages.iter().skip(skip).cloned().collect() })
     }
 
-    fn list(&self, who: &Identity, channel: Option<&str>, after: Option<&(u64, String)>, limit: usize) -> Vec<SessionInfo> {
+    fn list(
+        &self,
+        who: &Identity,
+        channel: Option<&str>,
+        after: Option<&(u64, String)>,
+        limit: usize,
+    ) -> Vec<SessionInfo> {
         let mut out: Vec<&SessionInfo> = self
             .sessions
             .values()
@@ -531,14 +556,18 @@ impl SessionHub {
     }
 
     /// Lists sessions newest first across all shards; `cursor` continues a listing.
-    pub async fn list(&self, who: &Identity, channel: Option<&str>, cursor: Option<&str>, limit: usize) -> Result<Page, ApiError> {
+    pub async fn list(
+        &self,
+        who: &Identity,
+        channel: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, ApiError> {
         let after = cursor.map(parse_cursor).transpose()?;
         let mut all = Vec::new();
         for owner in 0..self.senders.len() {
             let (who, channel, after) = (who.clone(), channel.map(str::to_string), after.clone());
-            let part = self
-                .ask(owner, |reply| Cmd::List { who, channel, after, limit: limit + 1, reply })
-                .await?;
+            let part = self.ask(owner, |reply| Cmd::List { who, channel, after, limit: limit + 1, reply }).await?;
             all.extend(part);
         }
         all.sort_unstable_by(|a, b| sort_key(b).cmp(&sort_key(a)));
@@ -572,7 +601,13 @@ mod tests {
 
     fn begin(sh: &Rc<RefCell<Shard>>, id: &str, w: &Identity) -> flume::Receiver<Result<TurnGrant, ApiError>> {
         let (tx, rx) = flume::bounded(1);
-        let req = BeginTurn { id: Some(id.into()), who: w.clone(), channel: "api".into(), requested_model: None, default_model: "mock".into() };
+        let req = BeginTurn {
+            id: Some(id.into()),
+            who: w.clone(),
+            channel: "api".into(),
+            requested_model: None,
+            default_model: "mock".into(),
+        };
         sh.borrow_mut().handle(Cmd::Begin { req, reply: tx });
         rx
     }

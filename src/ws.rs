@@ -152,4 +152,3 @@ pub async fn serve(stream: TcpStream, leftover: Bytes, worker: Rc<Worker>, up: U
     LINKS.with(|l| l.borrow_mut().remove(&key));
     WorkerStats::sub(&worker.stats().ws_clients, 1);
 }
-

@@ -162,7 +162,8 @@ fn openai_json_and_stream_follow_the_wire_format() {
     assert_eq!(r.header("content-type"), Some("text/event-stream; charset=utf-8"));
     let ev = events(&r.body);
     assert_eq!(ev.last().unwrap().1, "[DONE]");
-    let chunks: Vec<serde_json::Value> = ev[..ev.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+    let chunks: Vec<serde_json::Value> =
+        ev[..ev.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
     assert_eq!(chunks[0]["choices"][0]["delta"], serde_json::json!({"role": "assistant", "content": ""}));
     let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(text, "Echo: one two three four");
@@ -210,7 +211,9 @@ fn anthropic_json_and_stream_follow_the_wire_format() {
     let text: String = ev
         .iter()
         .filter(|(n, _)| n.as_deref() == Some("content_block_delta"))
-        .map(|(_, d)| serde_json::from_str::<serde_json::Value>(d).unwrap()["delta"]["text"].as_str().unwrap().to_string())
+        .map(|(_, d)| {
+            serde_json::from_str::<serde_json::Value>(d).unwrap()["delta"]["text"].as_str().unwrap().to_string()
+        })
         .collect();
     assert_eq!(text, "Echo: hello there Echo:");
 
@@ -231,7 +234,10 @@ fn injected_status_carries_retry_after_and_the_provider_error() {
     let body = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi [fault:status=529]"}]}"#;
     let r = send(mock.addr, "POST", "/v1/messages", ANTHROPIC, body).unwrap();
     assert_eq!(r.status, 529);
-    assert_eq!(r.json(), serde_json::json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    );
 }
 
 #[test]

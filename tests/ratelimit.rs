@@ -269,7 +269,8 @@ fn a_key_with_rpm_60_admits_60_of_120_requests_spread_over_two_workers() {
         let admitted = results.iter().filter(|(ok, _)| *ok).count();
         let refill = usize::try_from(started.elapsed().as_secs()).unwrap() + 1;
         assert_eq!(results.len(), 120);
-        let per_worker: Vec<usize> = workers.iter().map(|w| results.iter().filter(|(ok, x)| *ok && x == *w).count()).collect();
+        let per_worker: Vec<usize> =
+            workers.iter().map(|w| results.iter().filter(|(ok, x)| *ok && x == *w).count()).collect();
         eprintln!("admitted {admitted} of 120, per worker {per_worker:?} (attempt {attempt})");
         assert!(
             admitted + BOUND_60_ON_2 >= 60 && admitted <= 60 + refill,
@@ -341,11 +342,8 @@ fn a_stream_that_passes_the_token_budget_ends_with_a_rate_limited_event() {
     let r = c.request("POST", "/api/chat", "sk-tokens", Some(&body));
     assert_eq!(r.status, 200);
     let text = String::from_utf8(r.body).unwrap();
-    let events: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
+    let events: Vec<Value> =
+        text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
     let last = events.last().unwrap();
     assert_eq!(last["type"], "error", "{text}");
     assert_eq!(last["code"], "RATE_LIMITED", "{text}");

@@ -25,7 +25,8 @@ echo "== python venv (.venv) with the client SDKs"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
-echo "== lints (clippy denies unwrap/expect/panic outside tests)"
+echo "== lints (rustfmt; clippy denies unwrap/expect/panic outside tests)"
+cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 
 echo "== build"

@@ -74,9 +74,8 @@ pub struct Target {
 
 impl Target {
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("--url {url}: only http:// URLs are supported"))?;
+        let rest =
+            url.strip_prefix("http://").ok_or_else(|| format!("--url {url}: only http:// URLs are supported"))?;
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -263,9 +262,26 @@ mod tests {
     #[test]
     fn parses_a_full_command_line() {
         let a = parse(&[
-            "--url", "http://127.0.0.1:8080/v1/chat/completions", "--body", "{}", "-H", "Authorization: Bearer k",
-            "--rate", "500", "-c", "8", "--threads", "2", "--duration", "2.5", "--scenario", "sse",
-            "--watch", "gw=42", "--expect-events", "23",
+            "--url",
+            "http://127.0.0.1:8080/v1/chat/completions",
+            "--body",
+            "{}",
+            "-H",
+            "Authorization: Bearer k",
+            "--rate",
+            "500",
+            "-c",
+            "8",
+            "--threads",
+            "2",
+            "--duration",
+            "2.5",
+            "--scenario",
+            "sse",
+            "--watch",
+            "gw=42",
+            "--expect-events",
+            "23",
         ])
         .unwrap()
         .unwrap();

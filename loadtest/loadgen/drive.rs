@@ -49,7 +49,13 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(args: Args, start: Instant) -> Plan {
-        let request = RequestTemplate::new(&args.method, &args.target.path, &args.target.host, &args.headers, args.body.as_deref());
+        let request = RequestTemplate::new(
+            &args.method,
+            &args.target.path,
+            &args.target.host,
+            &args.headers,
+            args.body.as_deref(),
+        );
         let window_start = start + args.warmup;
         let window_end = window_start + args.duration;
         let interval = args.rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r));
@@ -293,14 +299,26 @@ async fn exchange(plan: &Plan, link: &mut Link, idx: usize, seq: u64, req_buf: &
                     if info.status != args.expect_status {
                         return Err(Failure::Status(info.status));
                     }
-                    Ok(Done { body_bytes: info.body_bytes, keep_alive: info.keep_alive, first_at: t.times.first_at, sse: Some(t), ws: None })
+                    Ok(Done {
+                        body_bytes: info.body_bytes,
+                        keep_alive: info.keep_alive,
+                        first_at: t.times.first_at,
+                        sse: Some(t),
+                        ws: None,
+                    })
                 }
                 _ => {
                     let info = conn.read_response(&mut Discard).await?;
                     if info.status != args.expect_status {
                         return Err(Failure::Status(info.status));
                     }
-                    Ok(Done { body_bytes: info.body_bytes, keep_alive: info.keep_alive, first_at: None, sse: None, ws: None })
+                    Ok(Done {
+                        body_bytes: info.body_bytes,
+                        keep_alive: info.keep_alive,
+                        first_at: None,
+                        sse: None,
+                        ws: None,
+                    })
                 }
             }
         }
@@ -326,7 +344,13 @@ async fn exchange(plan: &Plan, link: &mut Link, idx: usize, seq: u64, req_buf: &
                 }
             }
             let events = times.chunks;
-            Ok(Done { body_bytes: bytes, keep_alive: true, first_at: times.first_at, sse: None, ws: Some((times, events)) })
+            Ok(Done {
+                body_bytes: bytes,
+                keep_alive: true,
+                first_at: times.first_at,
+                sse: None,
+                ws: Some((times, events)),
+            })
         }
     }
 }

@@ -375,7 +375,10 @@ impl RequestTemplate {
         out.clear();
         out.extend_from_slice(&self.head_before_length);
         let body = self.body.render(conn, seq);
-        if !body.is_empty() || self.head_before_length.starts_with(b"POST") || self.head_before_length.starts_with(b"PUT") {
+        if !body.is_empty()
+            || self.head_before_length.starts_with(b"POST")
+            || self.head_before_length.starts_with(b"PUT")
+        {
             out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
         }
         out.extend_from_slice(b"\r\n");

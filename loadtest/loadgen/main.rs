@@ -98,7 +98,8 @@ fn run() -> Result<(), String> {
     let host_end = procstat::host_sample()?;
     let self_end = procstat::sample(None)?;
     for w in &mut windows {
-        w.end = procstat::sample_tree(w.pid).map_err(|e| format!("{} (pid {}) died during the run: {e}", w.name, w.pid))?;
+        w.end =
+            procstat::sample_tree(w.pid).map_err(|e| format!("{} (pid {}) died during the run: {e}", w.name, w.pid))?;
     }
     windows.push(ProcWindow { name: "loadgen".into(), pid: std::process::id(), start: self_start, end: self_end });
 

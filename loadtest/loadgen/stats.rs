@@ -251,10 +251,22 @@ impl Report {
 
     /// Writes the human table.
     pub fn print(&self, out: &mut impl Write) -> std::io::Result<()> {
-        writeln!(out, "== {} ({} {}, {} connections, {} threads, {:.1} s)", self.label, self.scenario, self.mode, self.connections, self.threads, self.duration_s)?;
+        writeln!(
+            out,
+            "== {} ({} {}, {} connections, {} threads, {:.1} s)",
+            self.label, self.scenario, self.mode, self.connections, self.threads, self.duration_s
+        )?;
         writeln!(out, "   url {}", self.url)?;
-        writeln!(out, "   ok {}  errors {}  throughput {:.0}/s  body {:.2} MB/s", self.ok, self.errors_total, self.throughput_rps, self.body_mb_s)?;
-        writeln!(out, "   {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "(us)", "mean", "p50", "p90", "p99", "p99.9", "max")?;
+        writeln!(
+            out,
+            "   ok {}  errors {}  throughput {:.0}/s  body {:.2} MB/s",
+            self.ok, self.errors_total, self.throughput_rps, self.body_mb_s
+        )?;
+        writeln!(
+            out,
+            "   {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "(us)", "mean", "p50", "p90", "p99", "p99.9", "max"
+        )?;
         for (name, p) in [
             ("latency", &self.latency_us),
             ("service", &self.service_us),
@@ -265,7 +277,11 @@ impl Report {
                 if name == "service" && self.mode == "closed" {
                     continue; // identical to latency in closed loop
                 }
-                writeln!(out, "   {:<10} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}", name, p.mean, p.p50, p.p90, p.p99, p.p999, p.max)?;
+                writeln!(
+                    out,
+                    "   {:<10} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                    name, p.mean, p.p50, p.p90, p.p99, p.p999, p.max
+                )?;
             }
         }
         if let Some(s) = &self.stream {

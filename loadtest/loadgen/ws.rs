@@ -131,7 +131,12 @@ pub struct WsConn {
 
 impl WsConn {
     /// Sends the upgrade request and checks the 101 answer.
-    pub async fn upgrade(mut conn: Conn, host: &str, path: &str, headers: &[(String, String)]) -> Result<WsConn, Failure> {
+    pub async fn upgrade(
+        mut conn: Conn,
+        host: &str,
+        path: &str,
+        headers: &[(String, String)],
+    ) -> Result<WsConn, Failure> {
         let key = base64(&fastrand::u128(..).to_le_bytes());
         let mut req = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -111,8 +111,7 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
     }
     let body = require_body(ctx.req)?;
     let parsed: ChatBody<'_> = sonic_rs::from_slice(body).map_err(|e| json_error(body, &e, FIELDS))?;
-    let wants_sse = parsed.stream.unwrap_or(false)
-        || ctx.req.header_has_token("accept", "text/event-stream");
+    let wants_sse = parsed.stream.unwrap_or(false) || ctx.req.header_has_token("accept", "text/event-stream");
     let turn = TurnRequest {
         channel: parsed.channel.map_or_else(|| "api".to_string(), Cow::into_owned),
         message: match parsed.message {
@@ -133,7 +132,8 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
         return Ok(Response::sse(events));
     }
     let (started, text, usage) = run_to_end(started).await?;
-    let reply = ChatReply { message: &text, session_id: &started.session_id, model: &started.model_id, usage: usage.into() };
+    let reply =
+        ChatReply { message: &text, session_id: &started.session_id, model: &started.model_id, usage: usage.into() };
     let resp = ok(&reply);
     started.finish(text.into());
     resp
@@ -170,13 +170,17 @@ impl StartedTurn {
 }
 
 /// Resolves channel and model, waits for the session's turn and starts the provider.
-pub async fn start_turn(worker: &Rc<Worker>, cfg: &Config, who: &Identity, turn: TurnRequest) -> Result<StartedTurn, ApiError> {
+pub async fn start_turn(
+    worker: &Rc<Worker>,
+    cfg: &Config,
+    who: &Identity,
+    turn: TurnRequest,
+) -> Result<StartedTurn, ApiError> {
     let channel_default = if turn.channel == "api" {
         None
     } else {
-        let ch = cfg
-            .channel(&turn.channel)
-            .ok_or_else(|| ApiError::invalid(format!("unknown channel {}", turn.channel)))?;
+        let ch =
+            cfg.channel(&turn.channel).ok_or_else(|| ApiError::invalid(format!("unknown channel {}", turn.channel)))?;
         if !ch.enabled {
             return Err(ApiError::new(ErrorCode::Forbidden, format!("channel {} is disabled", ch.name)));
         }
@@ -190,9 +194,7 @@ pub async fn start_turn(worker: &Rc<Worker>, cfg: &Config, who: &Identity, turn:
     }
     let default_model = channel_default.unwrap_or_else(|| cfg.default_model().id.clone());
     let (grant, model_id, prefix, history) = match turn.context {
-        TurnContext::Explicit(messages) => {
-            (None, turn.model.unwrap_or(default_model), messages, Vec::new())
-        }
+        TurnContext::Explicit(messages) => (None, turn.model.unwrap_or(default_model), messages, Vec::new()),
         context => {
             let mut grant = worker
                 .sessions
@@ -234,7 +236,8 @@ pub async fn start_turn(worker: &Rc<Worker>, cfg: &Config, who: &Identity, turn:
         };
         // Only a turn with fallbacks still to try needs to keep its own copy.
         let messages = if i == last { std::mem::take(&mut messages) } else { messages.clone() };
-        let request = ChatRequest { upstream_model: m.upstream.clone(), messages, max_tokens: m.max_tokens, stream: turn.stream };
+        let request =
+            ChatRequest { upstream_model: m.upstream.clone(), messages, max_tokens: m.max_tokens, stream: turn.stream };
         match provider.chat(request).await {
             Ok(stream) => {
                 return Ok(StartedTurn {
@@ -324,7 +327,10 @@ impl LiveTurn {
             }
             Ok(None) => {
                 self.started = None;
-                Some(TurnEvent::Failed(ApiError::new(ErrorCode::UpstreamError, "provider ended the stream without usage")))
+                Some(TurnEvent::Failed(ApiError::new(
+                    ErrorCode::UpstreamError,
+                    "provider ended the stream without usage",
+                )))
             }
             Err(e) => {
                 self.started = None;
@@ -345,10 +351,19 @@ pub struct SseTurn {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 enum SseEvent<'a> {
-    Chunk { content: &'a str },
+    Chunk {
+        content: &'a str,
+    },
     #[serde(rename_all = "camelCase")]
-    Done { session_id: &'a str, model: &'a str, usage: UsageView },
-    Error { code: &'a str, message: &'a str },
+    Done {
+        session_id: &'a str,
+        model: &'a str,
+        usage: UsageView,
+    },
+    Error {
+        code: &'a str,
+        message: &'a str,
+    },
 }
 
 impl SseTurn {

@@ -107,9 +107,7 @@ pub fn detailed(ctx: &Ctx<'_>, who: Option<&Identity>) -> Result<Response, ApiEr
     if cfg.server.health_detailed_admin_only {
         match who {
             None => return Err(ApiError::new(ErrorCode::Unauthorized, "an admin key is required")),
-            Some(w) if !w.is_admin() => {
-                return Err(ApiError::new(ErrorCode::Forbidden, "an admin key is required"))
-            }
+            Some(w) if !w.is_admin() => return Err(ApiError::new(ErrorCode::Forbidden, "an admin key is required")),
             Some(_) => {}
         }
     }

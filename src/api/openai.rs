@@ -115,7 +115,8 @@ struct Parsed {
 }
 
 fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
-    let b: CompletionBody<'_> = sonic_rs::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let b: CompletionBody<'_> =
+        sonic_rs::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
     let raw = b.messages.ok_or_else(|| ApiError::invalid("missing field `messages`"))?;
     let mut messages = Vec::with_capacity(raw.len());
     for (i, m) in raw.iter().enumerate() {

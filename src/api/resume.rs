@@ -180,7 +180,11 @@ pub fn start(
 }
 
 /// Answers a reconnect: `last_event_id` is `<turnId>:<seq>`; the reader starts after it.
-pub async fn resume(worker: &Rc<Worker>, who: &Identity, last_event_id: &str) -> Result<Box<dyn EventStream>, ApiError> {
+pub async fn resume(
+    worker: &Rc<Worker>,
+    who: &Identity,
+    last_event_id: &str,
+) -> Result<Box<dyn EventStream>, ApiError> {
     let bad = || ApiError::invalid("Last-Event-ID must be <turnId>:<seq> as sent in an event's id");
     let (turn_id, seq) = last_event_id.trim().rsplit_once(':').ok_or_else(bad)?;
     let seq: u64 = seq.parse().map_err(|_| bad())?;
@@ -252,7 +256,8 @@ impl Reader {
                 // This reader fell behind what the bounded buffer keeps.
                 self.lost = true;
                 let id = format!("{}:{}", self.turn_id, self.next);
-                let data = br#"{"type":"error","code":"OVERLOADED","message":"the client fell behind the stream buffer"}"#;
+                let data =
+                    br#"{"type":"error","code":"OVERLOADED","message":"the client fell behind the stream buffer"}"#;
                 return Poll::Ready(Some(sse::chunked_event("message", &id, data)));
             }
             let idx = (self.next - st.first_seq) as usize;

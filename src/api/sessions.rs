@@ -151,9 +151,9 @@ pub async fn operate(ctx: &Ctx<'_>, who: &Identity, id: &str) -> Result<Response
             let view = hub.get(id, who, Some(limit)).await?;
             ok(&History { id: &view.info.id, messages: view.messages.iter().map(MessageView::from).collect() })
         }
-        Some(other) => Err(ApiError::invalid(format!(
-            "unknown action `{other}`; expected reset, delete, setModel or history"
-        ))),
+        Some(other) => {
+            Err(ApiError::invalid(format!("unknown action `{other}`; expected reset, delete, setModel or history")))
+        }
         None => Err(ApiError::invalid("missing field `action`")),
     }
 }

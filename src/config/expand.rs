@@ -18,10 +18,7 @@ pub(super) enum ExpandError {
 }
 
 /// Expands `${VAR}` references in `value` through `lookup`.
-pub(super) fn expand(
-    value: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, ExpandError> {
+pub(super) fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
     if !value.contains('$') {
         return Ok(value.to_owned());
     }
@@ -72,28 +69,19 @@ mod tests {
 
     #[test]
     fn plain_text_is_unchanged() {
-        assert_eq!(
-            expand("no refs $ here", &env),
-            Ok("no refs $ here".to_owned())
-        );
+        assert_eq!(expand("no refs $ here", &env), Ok("no refs $ here".to_owned()));
     }
 
     #[test]
     fn references_are_replaced_anywhere_in_the_value() {
         assert_eq!(expand("${A}", &env), Ok("alpha".to_owned()));
-        assert_eq!(
-            expand("x-${A}-${B_2}-y", &env),
-            Ok("x-alpha-beta-y".to_owned())
-        );
+        assert_eq!(expand("x-${A}-${B_2}-y", &env), Ok("x-alpha-beta-y".to_owned()));
         assert_eq!(expand("[${EMPTY}]", &env), Ok("[]".to_owned()));
     }
 
     #[test]
     fn double_dollar_escapes_a_literal_reference() {
-        assert_eq!(
-            expand("$${A} and ${A}", &env),
-            Ok("${A} and alpha".to_owned())
-        );
+        assert_eq!(expand("$${A} and ${A}", &env), Ok("${A} and alpha".to_owned()));
     }
 
     #[test]
@@ -103,23 +91,11 @@ mod tests {
 
     #[test]
     fn unset_unterminated_and_malformed_references_are_errors() {
-        assert_eq!(
-            expand("${NOPE}", &env),
-            Err(ExpandError::Unset("NOPE".to_owned()))
-        );
+        assert_eq!(expand("${NOPE}", &env), Err(ExpandError::Unset("NOPE".to_owned())));
         assert_eq!(expand("abc ${A", &env), Err(ExpandError::Unterminated));
-        assert_eq!(
-            expand("${1X}", &env),
-            Err(ExpandError::BadName("1X".to_owned()))
-        );
-        assert_eq!(
-            expand("${}", &env),
-            Err(ExpandError::BadName(String::new()))
-        );
-        assert_eq!(
-            expand("${A:-x}", &env),
-            Err(ExpandError::BadName("A:-x".to_owned()))
-        );
+        assert_eq!(expand("${1X}", &env), Err(ExpandError::BadName("1X".to_owned())));
+        assert_eq!(expand("${}", &env), Err(ExpandError::BadName(String::new())));
+        assert_eq!(expand("${A:-x}", &env), Err(ExpandError::BadName("A:-x".to_owned())));
     }
 
     #[test]

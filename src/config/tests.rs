@@ -56,15 +56,7 @@ fn builtin_default_serves_the_mock_model_on_loopback_in_open_mode() {
     assert_eq!(c.providers[0].base_url, "");
     assert_eq!(c.models.len(), 1);
     let m = c.default_model();
-    assert_eq!(
-        (
-            m.id.as_str(),
-            m.provider.as_str(),
-            m.upstream.as_str(),
-            m.default
-        ),
-        ("mock", "mock", "mock", true)
-    );
+    assert_eq!((m.id.as_str(), m.provider.as_str(), m.upstream.as_str(), m.default), ("mock", "mock", "mock", true));
     assert!(c.channels.is_empty());
     assert!(c.source.is_none());
 }
@@ -124,23 +116,9 @@ health_detailed_admin_only = true
     .server;
     assert_eq!(s.listen, "[::1]:0".parse().unwrap());
     assert_eq!((s.workers, s.io, s.pin_workers), (4, IoMode::Epoll, false));
-    assert_eq!(
-        (s.max_body_bytes, s.max_header_bytes, s.max_headers),
-        (10, 2048, 10)
-    );
-    assert_eq!(
-        (
-            s.header_timeout_ms,
-            s.body_timeout_ms,
-            s.idle_timeout_ms,
-            s.write_timeout_ms
-        ),
-        (1, 2, 3, 4)
-    );
-    assert_eq!(
-        (s.max_connections_per_worker, s.shutdown_timeout_ms),
-        (5, 0)
-    );
+    assert_eq!((s.max_body_bytes, s.max_header_bytes, s.max_headers), (10, 2048, 10));
+    assert_eq!((s.header_timeout_ms, s.body_timeout_ms, s.idle_timeout_ms, s.write_timeout_ms), (1, 2, 3, 4));
+    assert_eq!((s.max_connections_per_worker, s.shutdown_timeout_ms), (5, 0));
     assert_eq!(s.access_log, AccessLog::Json);
     assert!(s.health_detailed_admin_only);
 }
@@ -150,30 +128,11 @@ fn sessions_and_mock_defaults_match_the_documented_values() {
     let c = parse_ok("");
     assert_eq!(
         c.sessions,
-        SessionsConfig {
-            max_messages: 200,
-            max_bytes: 262_144,
-            idle_ttl_secs: 86_400,
-            max_sessions: 100_000
-        }
+        SessionsConfig { max_messages: 200, max_bytes: 262_144, idle_ttl_secs: 86_400, max_sessions: 100_000 }
     );
-    assert_eq!(
-        c.providers[0].mock,
-        MockConfig {
-            chunk_delay_ms: 0,
-            chunk_words: 3
-        }
-    );
+    assert_eq!(c.providers[0].mock, MockConfig { chunk_delay_ms: 0, chunk_words: 3 });
     let c = parse_ok("[sessions]\nmax_messages = 5\nmax_bytes = 100\nidle_ttl_secs = 60\nmax_sessions = 7\n");
-    assert_eq!(
-        c.sessions,
-        SessionsConfig {
-            max_messages: 5,
-            max_bytes: 100,
-            idle_ttl_secs: 60,
-            max_sessions: 7
-        }
-    );
+    assert_eq!(c.sessions, SessionsConfig { max_messages: 5, max_bytes: 100, idle_ttl_secs: 60, max_sessions: 7 });
 }
 
 #[test]
@@ -200,26 +159,15 @@ provider = "local"
     let openai = c.provider("openai").unwrap();
     assert_eq!(openai.base_url, "https://api.openai.com/v1");
     assert_eq!(
-        (
-            openai.connect_timeout_ms,
-            openai.first_byte_timeout_ms,
-            openai.request_timeout_ms,
-            openai.chunk_timeout_ms
-        ),
+        (openai.connect_timeout_ms, openai.first_byte_timeout_ms, openai.request_timeout_ms, openai.chunk_timeout_ms),
         (5_000, 60_000, 300_000, 60_000)
     );
     assert_eq!(openai.max_retries, 2);
     assert_eq!(openai.anthropic_version, "2023-06-01");
     assert!(openai.ca_file.is_none() && openai.headers.is_empty());
-    assert_eq!(
-        c.provider("anthropic").unwrap().base_url,
-        "https://api.anthropic.com"
-    );
+    assert_eq!(c.provider("anthropic").unwrap().base_url, "https://api.anthropic.com");
     let local = c.provider("local").unwrap();
-    assert_eq!(
-        local.base_url, "http://127.0.0.1:11434/v1",
-        "trailing slash is trimmed"
-    );
+    assert_eq!(local.base_url, "http://127.0.0.1:11434/v1", "trailing slash is trimmed");
     assert!(local.api_keys.is_empty(), "openai_compat needs no key");
     assert!(c.provider("nope").is_none());
 }
@@ -249,11 +197,7 @@ fn headers_keep_file_order_and_expand_env() {
         "api_key = \"sk-1\"\nheaders = { \"X-Zeta\" = \"1\", \"OpenAI-Organization\" = \"${ORG}\", \"X-Alpha\" = \"2\" }",
     ));
     let headers = &c.providers[0].headers;
-    let expected = [
-        ("X-Zeta", "1"),
-        ("OpenAI-Organization", "org-42"),
-        ("X-Alpha", "2"),
-    ];
+    let expected = [("X-Zeta", "1"), ("OpenAI-Organization", "org-42"), ("X-Alpha", "2")];
     assert_eq!(headers.len(), 3);
     for ((name, value), (en, ev)) in headers.iter().zip(expected) {
         assert_eq!((name.as_str(), value.as_str()), (en, ev));
@@ -262,24 +206,16 @@ fn headers_keep_file_order_and_expand_env() {
 
 #[test]
 fn model_upstream_defaults_to_its_id_and_the_first_model_is_the_default() {
-    let c = parse_ok(&format!(
-        "{OPENAI}\n[[models]]\nid = \"gpt-4o-mini\"\nprovider = \"openai\"\nupstream = \"x\"\n"
-    ));
+    let c = parse_ok(&format!("{OPENAI}\n[[models]]\nid = \"gpt-4o-mini\"\nprovider = \"openai\"\nupstream = \"x\"\n"));
     assert_eq!(c.model("gpt-4o").unwrap().upstream, "gpt-4o");
     assert_eq!(c.model("gpt-4o-mini").unwrap().upstream, "x");
-    assert_eq!(
-        c.default_model().id,
-        "gpt-4o",
-        "no default flag: the first model"
-    );
+    assert_eq!(c.default_model().id, "gpt-4o", "no default flag: the first model");
     assert!(c.model("nope").is_none());
 }
 
 #[test]
 fn the_model_marked_default_wins() {
-    let c = parse_ok(&format!(
-        "{OPENAI}\n[[models]]\nid = \"b\"\nprovider = \"openai\"\ndefault = true\n"
-    ));
+    let c = parse_ok(&format!("{OPENAI}\n[[models]]\nid = \"b\"\nprovider = \"openai\"\ndefault = true\n"));
     assert_eq!(c.default_model().id, "b");
 }
 
@@ -297,10 +233,7 @@ fn a_literal_key_is_stored_as_its_sha256() {
 #[test]
 fn hash_key_is_plain_sha256() {
     let hex: String = hash_key("abc").iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(
-        hex,
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    );
+    assert_eq!(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 #[test]
@@ -340,15 +273,7 @@ public_key = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
     assert_eq!(tg.webhook_path, "/webhooks/tg-main");
     assert_eq!(tg.secret.as_ref().unwrap().expose(), "tg-secret-test");
     assert_eq!(tg.model.as_deref(), Some("mock"));
-    assert_eq!(
-        c.channel("wa")
-            .unwrap()
-            .verify_token
-            .as_ref()
-            .unwrap()
-            .expose(),
-        "v"
-    );
+    assert_eq!(c.channel("wa").unwrap().verify_token.as_ref().unwrap().expose(), "v");
     let key = c.channel("dc").unwrap().public_key.unwrap();
     assert_eq!((key[0], key[1], key[31]), (0x00, 0x11, 0xff));
     assert!(c.channel("api").is_none());
@@ -379,16 +304,8 @@ fn a_double_dollar_keeps_a_literal_reference() {
 
 #[test]
 fn open_mode_is_allowed_on_any_loopback_address() {
-    for listen in [
-        "127.0.0.1:8080",
-        "127.9.9.9:0",
-        "[::1]:8080",
-        "[::ffff:127.0.0.1]:8080",
-    ] {
-        assert!(
-            parse_ok(&format!("[server]\nlisten = \"{listen}\"\n")).open_mode(),
-            "{listen}"
-        );
+    for listen in ["127.0.0.1:8080", "127.9.9.9:0", "[::1]:8080", "[::ffff:127.0.0.1]:8080"] {
+        assert!(parse_ok(&format!("[server]\nlisten = \"{listen}\"\n")).open_mode(), "{listen}");
     }
 }
 
@@ -402,29 +319,15 @@ fn keys_allow_a_public_listen_address() {
 #[test]
 fn clawgate_io_overrides_the_file_value() {
     assert_eq!(io_override(IoMode::Auto, None).unwrap(), IoMode::Auto);
-    assert_eq!(
-        io_override(IoMode::Uring, Some("")).unwrap(),
-        IoMode::Uring,
-        "empty counts as unset"
-    );
-    assert_eq!(
-        io_override(IoMode::Auto, Some("epoll")).unwrap(),
-        IoMode::Epoll
-    );
-    assert_eq!(
-        io_override(IoMode::Epoll, Some("uring")).unwrap(),
-        IoMode::Uring
-    );
-    assert_eq!(
-        io_override(IoMode::Epoll, Some("auto")).unwrap(),
-        IoMode::Auto
-    );
+    assert_eq!(io_override(IoMode::Uring, Some("")).unwrap(), IoMode::Uring, "empty counts as unset");
+    assert_eq!(io_override(IoMode::Auto, Some("epoll")).unwrap(), IoMode::Epoll);
+    assert_eq!(io_override(IoMode::Epoll, Some("uring")).unwrap(), IoMode::Uring);
+    assert_eq!(io_override(IoMode::Epoll, Some("auto")).unwrap(), IoMode::Auto);
 }
 
 #[test]
 fn the_loader_applies_clawgate_io_from_its_env_lookup() {
-    let with_io =
-        |value: &'static str| move |name: &str| (name == IO_ENV_VAR).then(|| value.to_owned());
+    let with_io = |value: &'static str| move |name: &str| (name == IO_ENV_VAR).then(|| value.to_owned());
     let text = "[server]\nio = \"uring\"\n";
     let c = Config::from_toml_str_with_env(text, None, &with_io("epoll")).unwrap();
     assert_eq!(c.server.io, IoMode::Epoll);
@@ -442,30 +345,14 @@ fn enums_round_trip_through_their_spelling() {
     for a in [AccessLog::Off, AccessLog::Text, AccessLog::Json] {
         assert_eq!(AccessLog::parse(a.as_str()), Some(a));
     }
-    assert_eq!(
-        (Role::Admin.as_str(), Role::User.as_str()),
-        ("admin", "user")
-    );
-    let kinds = [
-        ProviderKind::OpenAi,
-        ProviderKind::Anthropic,
-        ProviderKind::OpenAiCompat,
-        ProviderKind::Mock,
-    ];
+    assert_eq!((Role::Admin.as_str(), Role::User.as_str()), ("admin", "user"));
+    let kinds = [ProviderKind::OpenAi, ProviderKind::Anthropic, ProviderKind::OpenAiCompat, ProviderKind::Mock];
     let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
     assert_eq!(names, ["openai", "anthropic", "openai_compat", "mock"]);
-    let kinds = [
-        ChannelKind::Telegram,
-        ChannelKind::Slack,
-        ChannelKind::Discord,
-        ChannelKind::WhatsApp,
-        ChannelKind::Generic,
-    ];
+    let kinds =
+        [ChannelKind::Telegram, ChannelKind::Slack, ChannelKind::Discord, ChannelKind::WhatsApp, ChannelKind::Generic];
     let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-    assert_eq!(
-        names,
-        ["telegram", "slack", "discord", "whatsapp", "generic"]
-    );
+    assert_eq!(names, ["telegram", "slack", "discord", "whatsapp", "generic"]);
     assert_eq!(IoMode::parse("Epoll"), None, "spellings are exact");
 }
 
@@ -486,14 +373,8 @@ fn a_relative_ca_file_is_resolved_against_the_config_directory() {
                 [[providers]]\nname = \"q\"\nkind = \"openai_compat\"\nbase_url = \"https://y\"\nca_file = \"/abs/ca.pem\"\n\
                 [[models]]\nid = \"m\"\nprovider = \"p\"\n";
     let c = parse_ok(text);
-    assert_eq!(
-        c.providers[0].ca_file.as_deref(),
-        Some(Path::new("/etc/clawgate/certs/ca.pem"))
-    );
-    assert_eq!(
-        c.providers[1].ca_file.as_deref(),
-        Some(Path::new("/abs/ca.pem"))
-    );
+    assert_eq!(c.providers[0].ca_file.as_deref(), Some(Path::new("/etc/clawgate/certs/ca.pem")));
+    assert_eq!(c.providers[1].ca_file.as_deref(), Some(Path::new("/abs/ca.pem")));
 }
 
 #[test]
@@ -501,11 +382,7 @@ fn load_reads_the_file_and_remembers_its_path() {
     let dir = std::env::temp_dir().join(format!("clawgate-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("load.toml");
-    std::fs::write(
-        &path,
-        "[server]\nworkers = 3\n[[keys]]\nname = \"a\"\nkey = \"k\"\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "[server]\nworkers = 3\n[[keys]]\nname = \"a\"\nkey = \"k\"\n").unwrap();
     let c = Config::load(&path).unwrap();
     assert_eq!(c.server.workers, 3);
     assert_eq!(c.source.as_deref(), Some(path.as_path()));
@@ -516,10 +393,7 @@ fn load_reads_the_file_and_remembers_its_path() {
 fn load_names_a_missing_file() {
     let path = Path::new("/nonexistent/clawgate/missing.toml");
     let err = Config::load(path).unwrap_err().to_string();
-    assert!(
-        err.starts_with("/nonexistent/clawgate/missing.toml: cannot read config file"),
-        "{err}"
-    );
+    assert!(err.starts_with("/nonexistent/clawgate/missing.toml: cannot read config file"), "{err}");
 }
 
 #[test]
@@ -547,10 +421,7 @@ fn every_shipped_config_file_is_valid() {
         checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
     }
     checked.sort();
-    assert!(
-        checked.contains(&"clawgate.example.toml".to_owned()),
-        "{checked:?}"
-    );
+    assert!(checked.contains(&"clawgate.example.toml".to_owned()), "{checked:?}");
     assert!(checked.contains(&"mock.toml".to_owned()), "{checked:?}");
 }
 
@@ -560,29 +431,12 @@ fn the_example_file_sets_what_it_documents() {
     let text = std::fs::read_to_string(&path).unwrap();
     let c = Config::from_toml_str_with_env(&text, Some(&path), &env).unwrap();
     let ops = c.keys.iter().find(|k| k.name == "ops").unwrap();
-    assert_eq!(
-        (ops.key_sha256, ops.role),
-        (hash_key("ops-key-test"), Role::Admin)
-    );
+    assert_eq!((ops.key_sha256, ops.role), (hash_key("ops-key-test"), Role::Admin));
     assert_eq!(c.keys[1].models.as_ref().map(Vec::len), Some(2));
-    assert_eq!(
-        c.provider("openai").unwrap().api_keys[0].expose(),
-        "sk-openai-test"
-    );
-    assert_eq!(
-        c.provider("anthropic").unwrap().api_keys[0].expose(),
-        "sk-ant-test"
-    );
+    assert_eq!(c.provider("openai").unwrap().api_keys[0].expose(), "sk-openai-test");
+    assert_eq!(c.provider("anthropic").unwrap().api_keys[0].expose(), "sk-ant-test");
     assert_eq!(c.default_model().id, "gpt-4o");
-    assert_eq!(
-        c.channel("telegram")
-            .unwrap()
-            .secret
-            .as_ref()
-            .unwrap()
-            .expose(),
-        "tg-secret-test"
-    );
+    assert_eq!(c.channel("telegram").unwrap().secret.as_ref().unwrap().expose(), "tg-secret-test");
     // Every key of every raw struct appears in the example (commented keys count).
     for key in [
         "listen",

@@ -15,9 +15,9 @@ use std::path::Path;
 use super::expand::{expand, ExpandError};
 use super::raw::{RawChannel, RawFile, RawKey, RawLimits, RawModel, RawServer, RawSessions};
 use super::{
-    builtin_mock_model, builtin_mock_provider, hash_key, io_override, AccessLog, ChannelConfig,
-    ChannelKind, Config, ConfigError, IoMode, KeyConfig, LimitsConfig, ModelConfig, ProviderConfig, Role, Secret,
-    ServerConfig, SessionsConfig, IO_ENV_VAR,
+    builtin_mock_model, builtin_mock_provider, hash_key, io_override, AccessLog, ChannelConfig, ChannelKind, Config,
+    ConfigError, IoMode, KeyConfig, LimitsConfig, ModelConfig, ProviderConfig, Role, Secret, ServerConfig,
+    SessionsConfig, IO_ENV_VAR,
 };
 
 mod providers;
@@ -49,11 +49,7 @@ pub(super) fn validate(
     source: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let ctx = Ctx {
-        file: file_label(source),
-        env,
-        base_dir: source.and_then(Path::parent),
-    };
+    let ctx = Ctx { file: file_label(source), env, base_dir: source.and_then(Path::parent) };
     let server = ctx.server(raw.server)?;
 
     let (providers, models) = if raw.providers.is_empty() && raw.models.is_empty() {
@@ -61,16 +57,10 @@ pub(super) fn validate(
     } else {
         let providers = ctx.providers(raw.providers)?;
         if providers.is_empty() {
-            return Err(ctx.err(
-                "providers",
-                "[[models]] are defined but no [[providers]] are",
-            ));
+            return Err(ctx.err("providers", "[[models]] are defined but no [[providers]] are"));
         }
         if raw.models.is_empty() {
-            return Err(ctx.err(
-                "models",
-                "[[providers]] are defined but no [[models]] use them",
-            ));
+            return Err(ctx.err("models", "[[providers]] are defined but no [[models]] use them"));
         }
         let models = ctx.models(raw.models, &providers)?;
         (providers, models)
@@ -89,16 +79,7 @@ pub(super) fn validate(
         )));
     }
 
-    Ok(Config {
-        server,
-        keys,
-        providers,
-        models,
-        channels,
-        sessions,
-        limits,
-        source: source.map(Path::to_path_buf),
-    })
+    Ok(Config { server, keys, providers, models, channels, sessions, limits, source: source.map(Path::to_path_buf) })
 }
 
 /// Validation context: file label for messages, environment lookup, base directory.
@@ -116,17 +97,11 @@ impl Ctx<'_> {
     /// Expands `${VAR}` references in the value of `key`.
     fn expand(&self, key: &str, value: &str) -> Result<String, ConfigError> {
         expand(value, self.env).map_err(|e| match e {
-            ExpandError::Unset(var) => {
-                self.err(key, format!("environment variable {var} is not set"))
+            ExpandError::Unset(var) => self.err(key, format!("environment variable {var} is not set")),
+            ExpandError::Unterminated => self.err(key, "unterminated ${ reference (write $${ for a literal ${)"),
+            ExpandError::BadName(name) => {
+                self.err(key, format!("${{{name}}} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"))
             }
-            ExpandError::Unterminated => self.err(
-                key,
-                "unterminated ${ reference (write $${ for a literal ${)",
-            ),
-            ExpandError::BadName(name) => self.err(
-                key,
-                format!("${{{name}}} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
-            ),
         })
     }
 
@@ -162,9 +137,9 @@ impl Ctx<'_> {
     ) -> Result<T, ConfigError> {
         match self.opt_string(key, value)? {
             None => Ok(default),
-            Some(text) => parse(&text).ok_or_else(|| {
-                self.err(key, format!("unknown value {text:?}, expected {choices}"))
-            }),
+            Some(text) => {
+                parse(&text).ok_or_else(|| self.err(key, format!("unknown value {text:?}, expected {choices}")))
+            }
         }
     }
 
@@ -207,22 +182,10 @@ impl Ctx<'_> {
         let (hmin, hmax) = HEADER_BYTES_RANGE;
         Ok(ServerConfig {
             listen,
-            workers: self.ranged(
-                "server.workers",
-                raw.workers,
-                d.workers,
-                0,
-                Some(MAX_WORKERS),
-            )?,
+            workers: self.ranged("server.workers", raw.workers, d.workers, 0, Some(MAX_WORKERS))?,
             io,
             pin_workers: raw.pin_workers.unwrap_or(d.pin_workers),
-            max_body_bytes: self.ranged(
-                "server.max_body_bytes",
-                raw.max_body_bytes,
-                d.max_body_bytes,
-                1,
-                None,
-            )?,
+            max_body_bytes: self.ranged("server.max_body_bytes", raw.max_body_bytes, d.max_body_bytes, 1, None)?,
             max_header_bytes: self.ranged(
                 "server.max_header_bytes",
                 raw.max_header_bytes,
@@ -230,13 +193,7 @@ impl Ctx<'_> {
                 hmin,
                 Some(hmax),
             )?,
-            max_headers: self.ranged(
-                "server.max_headers",
-                raw.max_headers,
-                d.max_headers,
-                1,
-                Some(MAX_HEADERS),
-            )?,
+            max_headers: self.ranged("server.max_headers", raw.max_headers, d.max_headers, 1, Some(MAX_HEADERS))?,
             header_timeout_ms: self.ranged(
                 "server.header_timeout_ms",
                 raw.header_timeout_ms,
@@ -244,20 +201,8 @@ impl Ctx<'_> {
                 1,
                 None,
             )?,
-            body_timeout_ms: self.ranged(
-                "server.body_timeout_ms",
-                raw.body_timeout_ms,
-                d.body_timeout_ms,
-                1,
-                None,
-            )?,
-            idle_timeout_ms: self.ranged(
-                "server.idle_timeout_ms",
-                raw.idle_timeout_ms,
-                d.idle_timeout_ms,
-                1,
-                None,
-            )?,
+            body_timeout_ms: self.ranged("server.body_timeout_ms", raw.body_timeout_ms, d.body_timeout_ms, 1, None)?,
+            idle_timeout_ms: self.ranged("server.idle_timeout_ms", raw.idle_timeout_ms, d.idle_timeout_ms, 1, None)?,
             write_timeout_ms: self.ranged(
                 "server.write_timeout_ms",
                 raw.write_timeout_ms,
@@ -280,9 +225,7 @@ impl Ctx<'_> {
                 AccessLog::CHOICES,
                 d.access_log,
             )?,
-            health_detailed_admin_only: raw
-                .health_detailed_admin_only
-                .unwrap_or(d.health_detailed_admin_only),
+            health_detailed_admin_only: raw.health_detailed_admin_only.unwrap_or(d.health_detailed_admin_only),
             ws_auth_timeout_ms: self.ranged(
                 "server.ws_auth_timeout_ms",
                 raw.ws_auth_timeout_ms,
@@ -363,27 +306,17 @@ impl Ctx<'_> {
         })
     }
 
-    fn models(
-        &self,
-        raws: Vec<RawModel>,
-        providers: &[ProviderConfig],
-    ) -> Result<Vec<ModelConfig>, ConfigError> {
+    fn models(&self, raws: Vec<RawModel>, providers: &[ProviderConfig]) -> Result<Vec<ModelConfig>, ConfigError> {
         let mut out: Vec<ModelConfig> = Vec::with_capacity(raws.len());
         for (i, raw) in raws.into_iter().enumerate() {
             let key = |field: &str| format!("models[{i}].{field}");
             let id = self.required(&key("id"), raw.id)?;
             if let Some(first) = out.iter().position(|m| m.id == id) {
-                return Err(self.err(
-                    &key("id"),
-                    format!("duplicate model id {id:?} (also models[{first}])"),
-                ));
+                return Err(self.err(&key("id"), format!("duplicate model id {id:?} (also models[{first}])")));
             }
             let provider = self.required(&key("provider"), raw.provider)?;
             if !providers.iter().any(|p| p.name == provider) {
-                return Err(self.err(
-                    &key("provider"),
-                    format!("unknown provider {provider:?}; not in [[providers]]"),
-                ));
+                return Err(self.err(&key("provider"), format!("unknown provider {provider:?}; not in [[providers]]")));
             }
             let upstream = match self.non_empty(&key("upstream"), raw.upstream)? {
                 Some(u) => u,
@@ -392,10 +325,8 @@ impl Ctx<'_> {
             let default = raw.default.unwrap_or(false);
             if default {
                 if let Some(first) = out.iter().position(|m| m.default) {
-                    return Err(self.err(
-                        &key("default"),
-                        format!("only one model may be default (models[{first}] already is)"),
-                    ));
+                    return Err(self
+                        .err(&key("default"), format!("only one model may be default (models[{first}] already is)")));
                 }
             }
             if raw.context_window == Some(0) {
@@ -406,10 +337,7 @@ impl Ctx<'_> {
             }
             if let (Some(window), Some(max)) = (raw.context_window, raw.max_tokens) {
                 if max > window {
-                    return Err(self.err(
-                        &key("max_tokens"),
-                        format!("{max} exceeds context_window ({window})"),
-                    ));
+                    return Err(self.err(&key("max_tokens"), format!("{max} exceeds context_window ({window})")));
                 }
             }
             let mut fallbacks = Vec::new();
@@ -445,56 +373,34 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    fn keys(
-        &self,
-        raws: Vec<RawKey>,
-        models: &[ModelConfig],
-    ) -> Result<Vec<KeyConfig>, ConfigError> {
+    fn keys(&self, raws: Vec<RawKey>, models: &[ModelConfig]) -> Result<Vec<KeyConfig>, ConfigError> {
         let mut out: Vec<KeyConfig> = Vec::with_capacity(raws.len());
         for (i, raw) in raws.into_iter().enumerate() {
             let key = |field: &str| format!("keys[{i}].{field}");
             let name = self.required(&key("name"), raw.name)?;
             if let Some(first) = out.iter().position(|k| k.name == name) {
-                return Err(self.err(
-                    &key("name"),
-                    format!("duplicate key name {name:?} (also keys[{first}])"),
-                ));
+                return Err(self.err(&key("name"), format!("duplicate key name {name:?} (also keys[{first}])")));
             }
             let (hash_field, key_sha256) = match (raw.key, raw.key_sha256) {
                 (Some(_), Some(_)) => {
-                    return Err(self.err(
-                        &format!("keys[{i}]"),
-                        "set either key or key_sha256, not both",
-                    ));
+                    return Err(self.err(&format!("keys[{i}]"), "set either key or key_sha256, not both"));
                 }
-                (None, None) => {
-                    return Err(self.err(&key("key"), "missing (set key or key_sha256)"))
-                }
+                (None, None) => return Err(self.err(&key("key"), "missing (set key or key_sha256)")),
                 (Some(k), None) => {
                     let k = self.required(&key("key"), Some(k))?;
                     ("key", hash_key(&k))
                 }
                 (None, Some(h)) => {
                     let h = self.required(&key("key_sha256"), Some(h))?;
-                    let hash = decode_hex32(h.trim()).ok_or_else(|| {
-                        self.err(&key("key_sha256"), "must be 64 hex digits (a SHA-256)")
-                    })?;
+                    let hash = decode_hex32(h.trim())
+                        .ok_or_else(|| self.err(&key("key_sha256"), "must be 64 hex digits (a SHA-256)"))?;
                     ("key_sha256", hash)
                 }
             };
             if let Some(first) = out.iter().position(|k| k.key_sha256 == key_sha256) {
-                return Err(self.err(
-                    &key(hash_field),
-                    format!("same key as keys[{first}]; keys must be distinct"),
-                ));
+                return Err(self.err(&key(hash_field), format!("same key as keys[{first}]; keys must be distinct")));
             }
-            let role = self.choice(
-                &key("role"),
-                raw.role,
-                Role::parse,
-                Role::CHOICES,
-                Role::User,
-            )?;
+            let role = self.choice(&key("role"), raw.role, Role::parse, Role::CHOICES, Role::User)?;
             if raw.rpm == Some(0) {
                 return Err(self.err(&key("rpm"), "must be at least 1 (omit it for no limit)"));
             }
@@ -504,10 +410,7 @@ impl Ctx<'_> {
             let allowed = match raw.models {
                 None => None,
                 Some(list) if list.is_empty() => {
-                    return Err(self.err(
-                        &key("models"),
-                        "empty list allows no model; omit it to allow all",
-                    ));
+                    return Err(self.err(&key("models"), "empty list allows no model; omit it to allow all"));
                 }
                 Some(list) => {
                     let mut ids = Vec::with_capacity(list.len());
@@ -515,81 +418,47 @@ impl Ctx<'_> {
                         let m_key = format!("keys[{i}].models[{j}]");
                         let id = self.expand(&m_key, &id)?;
                         if !models.iter().any(|m| m.id == id) {
-                            return Err(self
-                                .err(&m_key, format!("unknown model {id:?}; not in [[models]]")));
+                            return Err(self.err(&m_key, format!("unknown model {id:?}; not in [[models]]")));
                         }
                         ids.push(id);
                     }
                     Some(ids)
                 }
             };
-            out.push(KeyConfig {
-                name,
-                key_sha256,
-                role,
-                rpm: raw.rpm,
-                tpm: raw.tpm,
-                models: allowed,
-            });
+            out.push(KeyConfig { name, key_sha256, role, rpm: raw.rpm, tpm: raw.tpm, models: allowed });
         }
         Ok(out)
     }
 
-    fn channels(
-        &self,
-        raws: Vec<RawChannel>,
-        models: &[ModelConfig],
-    ) -> Result<Vec<ChannelConfig>, ConfigError> {
+    fn channels(&self, raws: Vec<RawChannel>, models: &[ModelConfig]) -> Result<Vec<ChannelConfig>, ConfigError> {
         let mut out: Vec<ChannelConfig> = Vec::with_capacity(raws.len());
         for (i, raw) in raws.into_iter().enumerate() {
             let key = |field: &str| format!("channels[{i}].{field}");
             let name = self.required(&key("name"), raw.name)?;
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-            {
+            if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
                 return Err(self.err(&key("name"), format!("{name:?} must match [a-z0-9_-]+")));
             }
             if name == "api" {
-                return Err(self.err(
-                    &key("name"),
-                    "\"api\" is reserved for the built-in API channel",
-                ));
+                return Err(self.err(&key("name"), "\"api\" is reserved for the built-in API channel"));
             }
             if let Some(first) = out.iter().position(|c| c.name == name) {
-                return Err(self.err(
-                    &key("name"),
-                    format!("duplicate channel name {name:?} (also channels[{first}])"),
-                ));
+                return Err(self.err(&key("name"), format!("duplicate channel name {name:?} (also channels[{first}])")));
             }
             let Some(kind_text) = self.opt_string(&key("type"), raw.kind)? else {
-                return Err(self.err(
-                    &key("type"),
-                    format!("missing, expected {}", ChannelKind::CHOICES),
-                ));
+                return Err(self.err(&key("type"), format!("missing, expected {}", ChannelKind::CHOICES)));
             };
             let kind = ChannelKind::parse(&kind_text).ok_or_else(|| {
-                self.err(
-                    &key("type"),
-                    format!(
-                        "unknown value {kind_text:?}, expected {}",
-                        ChannelKind::CHOICES
-                    ),
-                )
+                self.err(&key("type"), format!("unknown value {kind_text:?}, expected {}", ChannelKind::CHOICES))
             })?;
             let enabled = raw.enabled.unwrap_or(true);
             let secret = self.non_empty(&key("secret"), raw.secret)?.map(Secret::new);
-            let verify_token = self
-                .non_empty(&key("verify_token"), raw.verify_token)?
-                .map(Secret::new);
+            let verify_token = self.non_empty(&key("verify_token"), raw.verify_token)?.map(Secret::new);
             let public_key = match self.non_empty(&key("public_key"), raw.public_key)? {
                 None => None,
-                Some(hex) => Some(decode_hex32(hex.trim()).ok_or_else(|| {
-                    self.err(
-                        &key("public_key"),
-                        "must be 64 hex digits (an Ed25519 public key)",
-                    )
-                })?),
+                Some(hex) => Some(
+                    decode_hex32(hex.trim())
+                        .ok_or_else(|| self.err(&key("public_key"), "must be 64 hex digits (an Ed25519 public key)"))?,
+                ),
             };
             let type_is = |what: &str| format!("only valid with type = {what:?}");
             if verify_token.is_some() && kind != ChannelKind::WhatsApp {
@@ -600,46 +469,25 @@ impl Ctx<'_> {
             }
             if kind == ChannelKind::Discord {
                 if secret.is_some() {
-                    return Err(self.err(
-                        &key("secret"),
-                        "not used by discord, which verifies with public_key",
-                    ));
+                    return Err(self.err(&key("secret"), "not used by discord, which verifies with public_key"));
                 }
                 if enabled && public_key.is_none() {
-                    return Err(self.err(
-                        &key("public_key"),
-                        "required for an enabled discord channel",
-                    ));
+                    return Err(self.err(&key("public_key"), "required for an enabled discord channel"));
                 }
             } else if enabled && secret.is_none() {
                 return Err(self.err(
                     &key("secret"),
-                    format!(
-                        "required for an enabled {} channel (webhooks are verified with it)",
-                        kind.as_str()
-                    ),
+                    format!("required for an enabled {} channel (webhooks are verified with it)", kind.as_str()),
                 ));
             }
             let model = self.non_empty(&key("model"), raw.model)?;
             if let Some(id) = &model {
                 if !models.iter().any(|m| m.id == *id) {
-                    return Err(self.err(
-                        &key("model"),
-                        format!("unknown model {id:?}; not in [[models]]"),
-                    ));
+                    return Err(self.err(&key("model"), format!("unknown model {id:?}; not in [[models]]")));
                 }
             }
             let webhook_path = format!("/webhooks/{name}");
-            out.push(ChannelConfig {
-                name,
-                kind,
-                enabled,
-                secret,
-                verify_token,
-                public_key,
-                model,
-                webhook_path,
-            });
+            out.push(ChannelConfig { name, kind, enabled, secret, verify_token, public_key, model, webhook_path });
         }
         Ok(out)
     }
@@ -647,21 +495,9 @@ impl Ctx<'_> {
     fn sessions(&self, raw: RawSessions) -> Result<SessionsConfig, ConfigError> {
         let d = SessionsConfig::default();
         Ok(SessionsConfig {
-            max_messages: self.ranged(
-                "sessions.max_messages",
-                raw.max_messages,
-                d.max_messages,
-                1,
-                None,
-            )?,
+            max_messages: self.ranged("sessions.max_messages", raw.max_messages, d.max_messages, 1, None)?,
             max_bytes: self.ranged("sessions.max_bytes", raw.max_bytes, d.max_bytes, 1, None)?,
-            idle_ttl_secs: self.ranged(
-                "sessions.idle_ttl_secs",
-                raw.idle_ttl_secs,
-                d.idle_ttl_secs,
-                1,
-                None,
-            )?,
+            idle_ttl_secs: self.ranged("sessions.idle_ttl_secs", raw.idle_ttl_secs, d.idle_ttl_secs, 1, None)?,
             max_sessions: self.ranged("sessions.max_sessions", raw.max_sessions, d.max_sessions, 1, None)?,
         })
     }
@@ -686,13 +522,7 @@ impl Ctx<'_> {
                 raw.ws_connects_per_minute_per_ip,
             )?,
             ws_messages_per_minute: limit("limits.ws_messages_per_minute", raw.ws_messages_per_minute)?,
-            lease_size: self.ranged(
-                "limits.lease_size",
-                raw.lease_size,
-                d.lease_size,
-                1,
-                Some(MAX_LEASE_SIZE),
-            )?,
+            lease_size: self.ranged("limits.lease_size", raw.lease_size, d.lease_size, 1, Some(MAX_LEASE_SIZE))?,
             max_tracked_clients: self.ranged(
                 "limits.max_tracked_clients",
                 raw.max_tracked_clients,

@@ -159,8 +159,7 @@ impl Conn {
                 ReadOutcome::Eof | ReadOutcome::Canceled | ReadOutcome::Failed => return Ok(None),
                 ReadOutcome::Timeout if started.is_none() => return Ok(None),
                 ReadOutcome::Timeout => {
-                    return Err(ApiError::new(ErrorCode::InvalidRequest, "timed out reading the request head")
-                        .closing())
+                    return Err(ApiError::new(ErrorCode::InvalidRequest, "timed out reading the request head").closing())
                 }
             }
         }
@@ -344,7 +343,16 @@ impl Conn {
         if cfg.access_log == AccessLog::Off {
             return;
         }
-        log::access(cfg.access_log, self.worker.id, &self.peer, req.method.as_str(), req.path(), status, started.elapsed(), id);
+        log::access(
+            cfg.access_log,
+            self.worker.id,
+            &self.peer,
+            req.method.as_str(),
+            req.path(),
+            status,
+            started.elapsed(),
+            id,
+        );
     }
 }
 

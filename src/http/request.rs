@@ -122,11 +122,9 @@ fn parse(buf: &[u8], max_head: usize, max_headers: usize) -> Result<Option<(usiz
         Ok(httparse::Status::Partial) if buf.len() > max_head => return Err(head_too_large()),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(ApiError::new(
-                ErrorCode::HeadersTooLarge,
-                format!("too many header fields (limit {limit})"),
+            return Err(
+                ApiError::new(ErrorCode::HeadersTooLarge, format!("too many header fields (limit {limit})")).closing()
             )
-            .closing())
         }
         Err(e) => return Err(ApiError::invalid(format!("malformed request head: {e}")).closing()),
     };
@@ -163,11 +161,9 @@ fn parse(buf: &[u8], max_head: usize, max_headers: usize) -> Result<Option<(usiz
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             let v = trim(h.value);
             if chunked || !v.eq_ignore_ascii_case(b"chunked") {
-                return Err(ApiError::new(
-                    ErrorCode::NotImplemented,
-                    "only Transfer-Encoding: chunked is supported",
-                )
-                .closing());
+                return Err(
+                    ApiError::new(ErrorCode::NotImplemented, "only Transfer-Encoding: chunked is supported").closing()
+                );
             }
             chunked = true;
         } else if name.eq_ignore_ascii_case("connection") {
@@ -259,9 +255,9 @@ impl Request {
 
     /// First value of a header as bytes.
     pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find_map(|&(n, v)| {
-            self.slice(n).eq_ignore_ascii_case(name.as_bytes()).then(|| self.slice(v))
-        })
+        self.headers
+            .iter()
+            .find_map(|&(n, v)| self.slice(n).eq_ignore_ascii_case(name.as_bytes()).then(|| self.slice(v)))
     }
 
     /// First value of a header, if it is valid UTF-8.
@@ -273,10 +269,7 @@ impl Request {
     pub fn header_has_token(&self, name: &str, token: &str) -> bool {
         self.headers.iter().any(|&(n, v)| {
             self.slice(n).eq_ignore_ascii_case(name.as_bytes())
-                && self
-                    .slice(v)
-                    .split(|b| *b == b',')
-                    .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
+                && self.slice(v).split(|b| *b == b',').any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
         })
     }
 
@@ -344,7 +337,8 @@ mod tests {
 
     #[test]
     fn parses_path_query_and_headers() {
-        let r = req("GET /api/sessions?limit=5&channel=a%20b HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc\r\n\r\n").unwrap();
+        let r =
+            req("GET /api/sessions?limit=5&channel=a%20b HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc\r\n\r\n").unwrap();
         assert_eq!(r.method, Method::Get);
         assert_eq!(r.path(), "/api/sessions");
         assert_eq!(r.query_param("limit").as_deref(), Some("5"));

@@ -8,8 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// One gateway SSE event, framed as an HTTP chunk, ready for the socket.
 pub fn chunked_event(event: &str, id: &str, data: &[u8]) -> Bytes {
-    let payload_len = "event: ".len() + event.len() + 1 + "id: ".len() + id.len() + 1
-        + "data: ".len() + data.len() + 2;
+    let payload_len = "event: ".len() + event.len() + 1 + "id: ".len() + id.len() + 1 + "data: ".len() + data.len() + 2;
     let mut out = BytesMut::with_capacity(payload_len + 16);
     put_hex(&mut out, payload_len);
     out.put_slice(b"\r\nevent: ");

@@ -151,7 +151,12 @@ pub struct Events {
 impl stream::Events for Events {
     const END: &'static str = "message_stop";
 
-    fn on_event(&mut self, _name: Option<&[u8]>, data: &[u8], out: &mut VecDeque<StreamEvent>) -> Result<bool, ProviderError> {
+    fn on_event(
+        &mut self,
+        _name: Option<&[u8]>,
+        data: &[u8],
+        out: &mut VecDeque<StreamEvent>,
+    ) -> Result<bool, ProviderError> {
         let p: StreamPayload<'_> = sonic_rs::from_slice(data)
             .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable event: {e}")))?;
         match &*p.kind {

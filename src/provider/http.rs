@@ -108,7 +108,8 @@ impl HttpProvider {
         } else {
             Vec::new()
         };
-        let mut secrets: Vec<String> = cfg.api_keys.iter().map(|k| k.expose().to_string()).filter(|k| k.len() >= 4).collect();
+        let mut secrets: Vec<String> =
+            cfg.api_keys.iter().map(|k| k.expose().to_string()).filter(|k| k.len() >= 4).collect();
         secrets.extend(cfg.headers.iter().map(|(_, v)| v.clone()).filter(|v| v.len() >= 8));
         Ok(HttpProvider {
             name: cfg.name.clone(),

@@ -13,9 +13,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::config::MockConfig;
-use crate::provider::{
-    ChatRequest, ChatStream, MessageRole, Provider, ProviderError, StreamEvent, Usage,
-};
+use crate::provider::{ChatRequest, ChatStream, MessageRole, Provider, ProviderError, StreamEvent, Usage};
 
 /// The mock provider's settings.
 #[derive(Debug, Clone)]
@@ -26,22 +24,13 @@ pub struct MockProvider {
 
 impl MockProvider {
     pub fn new(cfg: &MockConfig) -> Self {
-        MockProvider {
-            chunk_delay: Duration::from_millis(cfg.chunk_delay_ms),
-            chunk_words: cfg.chunk_words.max(1),
-        }
+        MockProvider { chunk_delay: Duration::from_millis(cfg.chunk_delay_ms), chunk_words: cfg.chunk_words.max(1) }
     }
 }
 
 /// The deterministic reply to a conversation.
 pub fn reply_text(req: &ChatRequest) -> String {
-    let last = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == MessageRole::User)
-        .map(|m| &*m.content)
-        .unwrap_or("");
+    let last = req.messages.iter().rev().find(|m| m.role == MessageRole::User).map(|m| &*m.content).unwrap_or("");
     let turn = req.messages.iter().filter(|m| m.role == MessageRole::User).count();
     format!("You said \"{last}\". This is turn {turn} of our conversation.")
 }
@@ -83,8 +72,7 @@ impl Provider for MockProvider {
             return Err(ProviderError::upstream("mock provider failed as asked"));
         }
         let text = reply_text(&req);
-        let prompt_tokens: u64 =
-            req.messages.iter().map(|m| count_words(&m.content) + 3).sum();
+        let prompt_tokens: u64 = req.messages.iter().map(|m| count_words(&m.content) + 3).sum();
         let usage = Usage { prompt_tokens, completion_tokens: count_words(&text) };
         Ok(ChatStream::Mock(MockStream {
             chunks: chunk_text(&text, self.chunk_words),

@@ -148,7 +148,12 @@ pub struct Events {
 impl stream::Events for Events {
     const END: &'static str = "[DONE]";
 
-    fn on_event(&mut self, _name: Option<&[u8]>, data: &[u8], out: &mut VecDeque<StreamEvent>) -> Result<bool, ProviderError> {
+    fn on_event(
+        &mut self,
+        _name: Option<&[u8]>,
+        data: &[u8],
+        out: &mut VecDeque<StreamEvent>,
+    ) -> Result<bool, ProviderError> {
         if data == b"[DONE]" {
             out.push_back(StreamEvent::Done(self.usage.unwrap_or_default()));
             return Ok(true);

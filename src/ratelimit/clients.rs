@@ -173,10 +173,7 @@ impl LocalClients {
         }
         let registry = &self.registry;
         let quantum = self.quantum;
-        let lease = self
-            .leases
-            .entry(key)
-            .or_insert_with(|| Lease::new(registry.budget(key, now), quantum, now));
+        let lease = self.leases.entry(key).or_insert_with(|| Lease::new(registry.budget(key, now), quantum, now));
         (lease.acquire(1, now), lease)
     }
 

@@ -154,12 +154,7 @@ impl Global {
         let cap = settings.max_tracked_clients;
         state.http_clients = clients(state.http_clients.take(), limits.ip_rpm, cap);
         state.ws_clients = clients(state.ws_clients.take(), limits.ws_connects_per_minute_per_ip, cap);
-        Table {
-            settings,
-            keys,
-            http_clients: state.http_clients.clone(),
-            ws_clients: state.ws_clients.clone(),
-        }
+        Table { settings, keys, http_clients: state.http_clients.clone(), ws_clients: state.ws_clients.clone() }
     }
 }
 

@@ -119,11 +119,8 @@ impl Shard {
     fn rebuild(&mut self) {
         let now = self.global.clock().now_ns();
         let settings = &self.table.settings;
-        let mut old: Vec<Lease> = std::mem::take(&mut self.keys)
-            .into_iter()
-            .flat_map(|k| [k.requests, k.tokens])
-            .flatten()
-            .collect();
+        let mut old: Vec<Lease> =
+            std::mem::take(&mut self.keys).into_iter().flat_map(|k| [k.requests, k.tokens]).flatten().collect();
         let mut lease = |budget: &Arc<Budget>, quantum: u64| {
             let kept = old
                 .iter()
@@ -243,11 +240,7 @@ impl Shard {
     /// The token lease of `slot` if it still leases `budget` (a reload may have
     /// replaced it; then the turn settles with the budget directly).
     fn token_lease(&mut self, slot: usize, budget: &Arc<Budget>) -> Option<&mut Lease> {
-        self.keys
-            .get_mut(slot)?
-            .tokens
-            .as_mut()
-            .filter(|l| Arc::ptr_eq(l.budget(), budget))
+        self.keys.get_mut(slot)?.tokens.as_mut().filter(|l| Arc::ptr_eq(l.budget(), budget))
     }
 
     /// Housekeeping, about once a second: stale leases go back, idle clients are
@@ -275,10 +268,7 @@ impl Shard {
 
     /// Per-client entries tracked by this shard: (ip_rpm, ws connects).
     pub fn tracked_clients(&self) -> (usize, usize) {
-        (
-            self.http_clients.as_ref().map_or(0, LocalClients::len),
-            self.ws_clients.as_ref().map_or(0, LocalClients::len),
-        )
+        (self.http_clients.as_ref().map_or(0, LocalClients::len), self.ws_clients.as_ref().map_or(0, LocalClients::len))
     }
 }
 

@@ -97,9 +97,8 @@ struct ErrorFrame<'a> {
 /// refusal does).
 pub fn ws_error_frame(e: &ApiError) -> String {
     let frame = ErrorFrame { kind: "error", code: e.code.as_str(), message: &e.message, retry_after: e.retry_after };
-    sonic_rs::to_string(&frame).unwrap_or_else(|_| {
-        r#"{"type":"error","code":"INTERNAL","message":"error rendering failed"}"#.to_owned()
-    })
+    sonic_rs::to_string(&frame)
+        .unwrap_or_else(|_| r#"{"type":"error","code":"INTERNAL","message":"error rendering failed"}"#.to_owned())
 }
 
 #[cfg(test)]
@@ -136,8 +135,7 @@ mod tests {
             v,
             serde_json::json!({"type": "error", "code": "RATE_LIMITED", "message": "slow down", "retryAfter": 7})
         );
-        let v: serde_json::Value =
-            serde_json::from_str(&ws_error_frame(&ApiError::invalid("bad json"))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ws_error_frame(&ApiError::invalid("bad json"))).unwrap();
         assert!(v.get("retryAfter").is_none());
     }
 }

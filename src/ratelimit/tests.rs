@@ -157,7 +157,11 @@ fn a_turn_reserves_its_estimate_and_settles_with_real_usage() {
     let turn = l.reserve_turn(&cfg, &who, &user("hi"), Some(10)).unwrap();
     assert_eq!(turn.reserved(), Some(11));
     drop(turn);
-    assert_eq!(headers(&l, &q)[4], ("x-ratelimit-remaining-tokens".into(), "78".into()), "an unused reservation comes back");
+    assert_eq!(
+        headers(&l, &q)[4],
+        ("x-ratelimit-remaining-tokens".into(), "78".into()),
+        "an unused reservation comes back"
+    );
 }
 
 #[test]

@@ -101,10 +101,7 @@ pub fn estimate_prompt(messages: &[Message]) -> u64 {
 fn exhausted(d: &Denied, what: &str) -> ApiError {
     ApiError::new(
         ErrorCode::RateLimited,
-        format!(
-            "token quota exhausted{what}: {} tokens per minute; retry in {} s",
-            d.window.limit, d.retry_after_secs
-        ),
+        format!("token quota exhausted{what}: {} tokens per minute; retry in {} s", d.window.limit, d.retry_after_secs),
     )
     .with_retry_after(d.retry_after_secs)
 }

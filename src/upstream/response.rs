@@ -211,7 +211,10 @@ impl BodyReader {
                 }
                 Ok(Ok(0)) => {
                     self.conn = None;
-                    return Err(UpstreamError::Io { message: "connection closed mid-body".into(), before_response: false });
+                    return Err(UpstreamError::Io {
+                        message: "connection closed mid-body".into(),
+                        before_response: false,
+                    });
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {

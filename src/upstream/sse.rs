@@ -146,7 +146,8 @@ mod tests {
         out
     }
 
-    const STREAM: &[u8] = b": hello\r\nevent: message_start\r\ndata: {\"a\":1}\r\n\r\ndata: line1\ndata: line2\n\ndata:[DONE]\r\r";
+    const STREAM: &[u8] =
+        b": hello\r\nevent: message_start\r\ndata: {\"a\":1}\r\n\r\ndata: line1\ndata: line2\n\ndata:[DONE]\r\r";
 
     fn expected() -> Vec<Event> {
         vec![

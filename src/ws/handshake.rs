@@ -15,17 +15,13 @@ pub fn accept_key(req: &Request) -> Result<String, ApiError> {
         return Err(ApiError::invalid("a WebSocket upgrade must be an HTTP/1.1 GET"));
     }
     if !req.header_has_token("connection", "upgrade") || !req.header_has_token("upgrade", "websocket") {
-        return Err(ApiError::invalid(
-            "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
-        ));
+        return Err(ApiError::invalid("expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)"));
     }
     if req.header("sec-websocket-version").map(str::trim) != Some("13") {
         return Err(ApiError::invalid("unsupported WebSocket version; Sec-WebSocket-Version must be 13"));
     }
-    let key = req
-        .header("sec-websocket-key")
-        .map(str::trim)
-        .ok_or_else(|| ApiError::invalid("missing Sec-WebSocket-Key"))?;
+    let key =
+        req.header("sec-websocket-key").map(str::trim).ok_or_else(|| ApiError::invalid("missing Sec-WebSocket-Key"))?;
     if !valid_key(key) {
         return Err(ApiError::invalid("Sec-WebSocket-Key must be 16 bytes in base64"));
     }
@@ -35,9 +31,7 @@ pub fn accept_key(req: &Request) -> Result<String, ApiError> {
 /// A base64 encoding of 16 bytes: 22 base64 characters and `==`.
 fn valid_key(key: &str) -> bool {
     let b = key.as_bytes();
-    b.len() == 24
-        && b[22..] == *b"=="
-        && b[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+    b.len() == 24 && b[22..] == *b"==" && b[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
 #[cfg(test)]

@@ -188,10 +188,7 @@ impl Link {
             Some(at) => at + self.limits.pong_timeout,
             None => self.last_rx.get() + self.limits.ping_interval,
         };
-        [self.auth_deadline.get(), self.close_deadline.get()]
-            .into_iter()
-            .flatten()
-            .fold(keepalive, Instant::min)
+        [self.auth_deadline.get(), self.close_deadline.get()].into_iter().flatten().fold(keepalive, Instant::min)
     }
 
     /// Handles expired timers at `now`: fails the link or asks for a ping.
@@ -332,4 +329,3 @@ mod tests {
         assert_eq!(l.failure(), Some(Fail::AuthTimeout));
     }
 }
-

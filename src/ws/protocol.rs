@@ -7,9 +7,9 @@ use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
 use monoio_codec::Encoder;
+use monoio_tungstenite::protocol::frame::codec::FrameEncoder;
 use monoio_tungstenite::protocol::frame::coding::{Data, OpCode};
 use monoio_tungstenite::protocol::frame::Frame;
-use monoio_tungstenite::protocol::frame::codec::FrameEncoder;
 use serde::{Deserialize, Serialize};
 
 use crate::api::chat::UsageView;
@@ -88,7 +88,8 @@ impl<'a> ServerFrame<'a> {
 
     /// The frame as JSON text.
     pub fn to_json(&self) -> Vec<u8> {
-        sonic_rs::to_vec(self).unwrap_or_else(|_| br#"{"type":"error","code":"INTERNAL","message":"render failed"}"#.to_vec())
+        sonic_rs::to_vec(self)
+            .unwrap_or_else(|_| br#"{"type":"error","code":"INTERNAL","message":"render failed"}"#.to_vec())
     }
 
     /// The frame as a complete WebSocket text frame, ready for the socket.
@@ -117,7 +118,10 @@ mod tests {
         assert_eq!(ServerFrame::Pong.to_json(), br#"{"type":"pong"}"#);
         assert_eq!(ServerFrame::AuthOk { user: "ops" }.to_json(), br#"{"type":"auth_ok","user":"ops"}"#);
         let err = ApiError::invalid("bad");
-        assert_eq!(ServerFrame::error(&err, None).to_json(), br#"{"type":"error","code":"INVALID_REQUEST","message":"bad"}"#);
+        assert_eq!(
+            ServerFrame::error(&err, None).to_json(),
+            br#"{"type":"error","code":"INVALID_REQUEST","message":"bad"}"#
+        );
         let limited = ApiError::new(crate::error::ErrorCode::RateLimited, "slow").with_retry_after(3);
         assert_eq!(
             ServerFrame::error(&limited, Some("s1")).to_json(),

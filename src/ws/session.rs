@@ -20,11 +20,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use monoio::io::AsyncWriteRent;
 use monoio_tungstenite::error::Error as WsError;
 use monoio_tungstenite::protocol::frame::coding::CloseCode;
 use monoio_tungstenite::protocol::frame::Utf8Bytes;
 use monoio_tungstenite::protocol::CloseFrame;
-use monoio::io::AsyncWriteRent;
 use monoio_tungstenite::{Message, WebSocket};
 
 use crate::api::chat::{start_turn, LiveTurn, TurnContext, TurnEvent, TurnRequest};
@@ -32,10 +32,10 @@ use crate::auth::Identity;
 use crate::config::{Config, ServerConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::ratelimit::SocketLimiter;
+use crate::worker::Worker;
 use crate::ws::io::WsIo;
 use crate::ws::link::{Fail, Link};
 use crate::ws::protocol::{ClientFrame, ServerFrame, StatusView};
-use crate::worker::Worker;
 
 /// How long we wait for the peer's close frame after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -68,7 +68,13 @@ struct Socket {
 }
 
 /// Runs the socket until it closes.
-pub async fn run(mut ws: WebSocket<WsIo>, link: Rc<Link>, worker: Rc<Worker>, who: Option<Identity>, cfg: &ServerConfig) {
+pub async fn run(
+    mut ws: WebSocket<WsIo>,
+    link: Rc<Link>,
+    worker: Rc<Worker>,
+    who: Option<Identity>,
+    cfg: &ServerConfig,
+) {
     let mut sock = Socket {
         link,
         who,
@@ -230,11 +236,14 @@ impl Socket {
         let session_id = frame.session_id.as_deref().map(str::to_string);
         let content = match frame.content.as_deref() {
             Some(c) if !c.trim().is_empty() => c,
-            Some(_) => return self.send_error(&ApiError::invalid("field `content` must not be empty"), session_id.as_deref()),
+            Some(_) => {
+                return self.send_error(&ApiError::invalid("field `content` must not be empty"), session_id.as_deref())
+            }
             None => return self.send_error(&ApiError::invalid("missing field `content`"), session_id.as_deref()),
         };
         if self.in_flight.get() >= self.max_turns {
-            let e = ApiError::new(ErrorCode::RateLimited, format!("at most {} turns in flight per socket", self.max_turns));
+            let e =
+                ApiError::new(ErrorCode::RateLimited, format!("at most {} turns in flight per socket", self.max_turns));
             return self.send_error(&e, session_id.as_deref());
         }
         let Some(who) = self.who.clone() else { return };
@@ -374,4 +383,3 @@ fn status_view(worker: &Worker) -> StatusView {
         in_flight: s.total(|w| &w.in_flight),
     }
 }
-

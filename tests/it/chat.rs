@@ -115,7 +115,9 @@ fn chat_on_a_disabled_or_unknown_channel_is_refused() {
 #[test]
 fn malformed_json_is_invalid_request() {
     let gw = Cfg::new().start();
-    for body in [&br#"{"message":"#[..], b"{message: 'hi'}", b"{\"message\":\"hi\",}", b"{\"message\":\"hi\"} trailing", b"nul"] {
+    for body in
+        [&br#"{"message":"#[..], b"{message: 'hi'}", b"{\"message\":\"hi\",}", b"{\"message\":\"hi\"} trailing", b"nul"]
+    {
         let resp = gw.send(&req("POST", "/api/chat").key(USER).body(body.to_vec()));
         assert_error_prefix(&resp, 400, "INVALID_REQUEST", "malformed JSON");
     }
@@ -231,7 +233,8 @@ fn stream_true_answers_server_sent_events_with_exact_framing() {
              \"usage\":{{\"promptTokens\":4,\"completionTokens\":10,\"totalTokens\":14}}}}\n\n"
         )
     );
-    let contents: String = chunks[..4].iter().map(|c| parse_event(c.as_bytes()).data["content"].as_str().unwrap().to_string()).collect();
+    let contents: String =
+        chunks[..4].iter().map(|c| parse_event(c.as_bytes()).data["content"].as_str().unwrap().to_string()).collect();
     assert_eq!(contents, mock_reply("Hello", 1));
     // The connection carries on, and the turn was recorded.
     let resp = c.exchange(&chat_req(USER, json!({"message": "next", "sessionId": sid})));
@@ -282,7 +285,10 @@ fn chunk_words_sets_the_chunk_size() {
     c.send(&chat_req(USER, json!({"message": "Roses", "stream": true})).bytes());
     let (_, events) = read_sse(&mut c);
     let contents: Vec<&str> = events.iter().filter_map(|(_, e)| e.data["content"].as_str()).collect();
-    assert_eq!(contents, ["You", " said", " \"Roses\".", " This", " is", " turn", " 1", " of", " our", " conversation."]);
+    assert_eq!(
+        contents,
+        ["You", " said", " \"Roses\".", " This", " is", " turn", " 1", " of", " our", " conversation."]
+    );
 }
 
 #[test]

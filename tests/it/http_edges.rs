@@ -179,7 +179,10 @@ fn a_two_mib_body_is_refused_with_413_and_other_connections_keep_working() {
 
     let mut c = gw.conn();
     let len = 2 * 1024 * 1024;
-    c.send(format!("POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-user\r\nContent-Length: {len}\r\n\r\n").as_bytes());
+    c.send(
+        format!("POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-user\r\nContent-Length: {len}\r\n\r\n")
+            .as_bytes(),
+    );
     let mut writer = c.stream.try_clone().unwrap();
     let pusher = std::thread::spawn(move || {
         let mut body = br#"{"message":""#.to_vec();
@@ -330,7 +333,8 @@ fn half_requests_then_close_leave_the_server_healthy() {
     }
     wait_for_active_connections(&gw, 1);
     let detailed = gw.get("/health/detailed", None).json();
-    let in_flight: u64 = detailed["data"]["workers"].as_array().unwrap().iter().map(|w| w["inFlight"].as_u64().unwrap()).sum();
+    let in_flight: u64 =
+        detailed["data"]["workers"].as_array().unwrap().iter().map(|w| w["inFlight"].as_u64().unwrap()).sum();
     assert_eq!(in_flight, 1, "only the /health/detailed request itself");
     assert_eq!(gw.chat(USER, json!({"message": "fine"}))["message"], mock_reply("fine", 1));
 }
@@ -577,7 +581,8 @@ fn overloaded_rejections_carry_a_request_id() {
     let mut c2 = gw.conn();
     let resp = c2.read_response();
     assert_eq!(resp.status(), 503);
-    let id = resp.header("x-request-id").unwrap_or_else(|| panic!("503 OVERLOADED has no X-Request-Id: {:?}", resp.head));
+    let id =
+        resp.header("x-request-id").unwrap_or_else(|| panic!("503 OVERLOADED has no X-Request-Id: {:?}", resp.head));
     assert!(is_generated_request_id(id), "{id}");
 }
 
@@ -597,7 +602,12 @@ fn ambiguous_framing_is_refused_and_closes() {
             "INVALID_REQUEST",
             "conflicting Content-Length headers",
         ),
-        (b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "INVALID_REQUEST", "invalid Content-Length"),
+        (
+            b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            400,
+            "INVALID_REQUEST",
+            "invalid Content-Length",
+        ),
         (
             b"POST /api/chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             501,

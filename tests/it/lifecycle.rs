@@ -57,7 +57,10 @@ fn sigterm_lets_a_stream_finish_answers_draining_and_exits_zero() {
     assert_eq!(resp.body, br#"{"status":"draining"}"#);
     assert_eq!(resp.header("connection"), Some("close"));
     b.read_to_eof();
-    assert!(drain_started.elapsed() < Duration::from_millis(1200), "checks took too long for the stream to still be running");
+    assert!(
+        drain_started.elapsed() < Duration::from_millis(1200),
+        "checks took too long for the stream to still be running"
+    );
 
     // A's stream runs to its end, every event intact.
     let mut text = first.data["content"].as_str().unwrap().to_string();
@@ -169,7 +172,8 @@ fn check_config_rejects_an_unknown_key_naming_it() {
     assert!(stderr.contains("workerz"), "the unknown key is named: {stderr}");
     assert!(stderr.contains(&file.display()), "the file is named: {stderr}");
 
-    let file = TempFile::new(&Cfg::new().extra("[[models]]\nid = \"x\"\nprovider = \"mock\"\ncolour = \"red\"\n").toml());
+    let file =
+        TempFile::new(&Cfg::new().extra("[[models]]\nid = \"x\"\nprovider = \"mock\"\ncolour = \"red\"\n").toml());
     let (status, stderr) = run_bin(&["check-config", &file.display()], &[], Duration::from_secs(5));
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("colour"), "{stderr}");
@@ -181,11 +185,15 @@ fn check_config_rejects_bad_values_naming_the_key() {
         ("[server]\nmax_body_bytes = 0\n", "server.max_body_bytes"),
         ("[server]\nlisten = \"localhost:80\"\n", "server.listen"),
         ("[server]\nio = \"kqueue\"\n", "server.io"),
-        ("[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nid = \"a\"\nprovider = \"nope\"\n", "models[0].provider"),
+        (
+            "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nid = \"a\"\nprovider = \"nope\"\n",
+            "models[0].provider",
+        ),
     ];
     for (toml, key) in cases {
         let file = TempFile::new(toml);
-        let (status, stderr) = run_bin(&["check-config", &file.display()], &[("CLAWGATE_IO", "")], Duration::from_secs(5));
+        let (status, stderr) =
+            run_bin(&["check-config", &file.display()], &[("CLAWGATE_IO", "")], Duration::from_secs(5));
         assert_eq!(status.code(), Some(1), "{toml}: {stderr}");
         assert!(stderr.contains(key), "{key} is named: {stderr}");
         assert!(stderr.contains(&file.display()), "the file is named: {stderr}");

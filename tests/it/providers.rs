@@ -168,7 +168,12 @@ fn chat(gw: &Gateway, model: &str, message: &str) -> Response {
 
 fn stream(gw: &Gateway, model: &str, message: &str) -> Vec<SseEvent> {
     let mut conn = gw.conn();
-    conn.send(&req("POST", "/api/chat").key("sk-admin").json(&json!({"message": message, "model": model, "stream": true})).bytes());
+    conn.send(
+        &req("POST", "/api/chat")
+            .key("sk-admin")
+            .json(&json!({"message": message, "model": model, "stream": true}))
+            .bytes(),
+    );
     let (_, events) = read_sse(&mut conn);
     events.into_iter().map(|(_, e)| e).collect()
 }
@@ -336,9 +341,7 @@ fn a_client_that_disconnects_cancels_the_upstream_stream() {
     assert_eq!(head.status, 200);
     assert!(conn.read_chunk().is_some());
     drop(conn);
-    let seen = eventually(Duration::from_secs(10), || {
-        up.stats()["cancelled"].as_u64().unwrap_or(0) > cancelled_before
-    });
+    let seen = eventually(Duration::from_secs(10), || up.stats()["cancelled"].as_u64().unwrap_or(0) > cancelled_before);
     assert!(seen, "the mock saw the cancel: {}", up.stats());
 }
 
@@ -366,7 +369,10 @@ fn models_show_provider_and_upstream_names() {
     let gw = gateway(&up, None, "", "");
     let v = gw.get("/api/models", Some("sk-admin")).json();
     let claude = v["data"].as_array().and_then(|l| l.iter().find(|m| m["id"] == "claude").cloned()).expect("claude");
-    assert_eq!(claude, json!({"id": "claude", "provider": "anthropic", "upstreamModel": "claude-3-5-sonnet", "default": false}));
+    assert_eq!(
+        claude,
+        json!({"id": "claude", "provider": "anthropic", "upstreamModel": "claude-3-5-sonnet", "default": false})
+    );
 }
 
 #[test]

@@ -54,7 +54,8 @@ fn detailed_health_reports_workers_providers_channels_and_memory() {
     }
     assert!(conns >= 1, "this request's connection is open");
     assert_eq!(in_flight, 1, "this request is in flight");
-    let worker = |id: u64| json!({"id": id, "connections": "<masked>", "inFlight": "<masked>", "websockets": 0, "sessions": 0});
+    let worker =
+        |id: u64| json!({"id": id, "connections": "<masked>", "inFlight": "<masked>", "websockets": 0, "sessions": 0});
     assert_eq!(
         v,
         ok_envelope(json!({
@@ -244,7 +245,8 @@ fn a_405_with_a_body_keeps_the_connection_usable() {
 fn requests_without_a_key_are_unauthorized() {
     let gw = Cfg::new().start();
     let msg = "missing Authorization: Bearer <key>";
-    for path in ["/api/status", "/api/models", "/api/channels", "/api/sessions", "/api/sessions/abc", "/api/v1/models"] {
+    for path in ["/api/status", "/api/models", "/api/channels", "/api/sessions", "/api/sessions/abc", "/api/v1/models"]
+    {
         assert_error(&gw.get(path, None), 401, "UNAUTHORIZED", msg);
     }
     assert_error(&gw.post("/api/chat", None, &json!({"message": "hi"})), 401, "UNAUTHORIZED", msg);
@@ -257,7 +259,12 @@ fn unknown_keys_are_unauthorized() {
     for key in ["sk-nope", "sk-admin2", "SK-ADMIN", "sk-admi"] {
         assert_error(&gw.get("/api/status", Some(key)), 401, "UNAUTHORIZED", "unknown API key");
     }
-    assert_error(&gw.post("/api/chat", Some("sk-nope"), &json!({"message": "hi"})), 401, "UNAUTHORIZED", "unknown API key");
+    assert_error(
+        &gw.post("/api/chat", Some("sk-nope"), &json!({"message": "hi"})),
+        401,
+        "UNAUTHORIZED",
+        "unknown API key",
+    );
 }
 
 #[test]

@@ -69,7 +69,8 @@ fn sessions_list_newest_first_with_limit_and_cursor_paging() {
         };
         let page = data_masked(&gw.get(&path, Some(ADMIN)));
         pages += 1;
-        let ids: Vec<String> = page["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().into()).collect();
+        let ids: Vec<String> =
+            page["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().into()).collect();
         assert!(ids.len() <= 2, "{ids:?}");
         seen.extend(ids);
         match page["nextCursor"].as_str() {
@@ -87,7 +88,9 @@ fn sessions_list_newest_first_with_limit_and_cursor_paging() {
     assert_eq!(page["sessions"].as_array().unwrap().len(), 5);
     let page = data_masked(&gw.get("/api/sessions?limit=4", Some(ADMIN)));
     assert!(page["nextCursor"].is_string());
-    let rest = data_masked(&gw.get(&format!("/api/sessions?limit=4&cursor={}", page["nextCursor"].as_str().unwrap()), Some(ADMIN)));
+    let rest = data_masked(
+        &gw.get(&format!("/api/sessions?limit=4&cursor={}", page["nextCursor"].as_str().unwrap()), Some(ADMIN)),
+    );
     assert_eq!(rest, json!({"sessions": [info("p1", "api", "mock", 2)], "nextCursor": null}));
 }
 
@@ -232,7 +235,12 @@ fn history_is_bounded_by_max_messages() {
     assert_eq!(data["messageCount"], 4);
     assert_eq!(
         data["messages"],
-        json!([msg("user", "q2"), msg("assistant", &mock_reply("q2", 2)), msg("user", "q3"), msg("assistant", &mock_reply("q3", 3))])
+        json!([
+            msg("user", "q2"),
+            msg("assistant", &mock_reply("q2", 2)),
+            msg("user", "q3"),
+            msg("assistant", &mock_reply("q3", 3))
+        ])
     );
 }
 
@@ -329,7 +337,8 @@ fn concurrent_turns_on_one_session_never_interleave() {
             std::thread::spawn(move || {
                 let mut c = gw.conn();
                 barrier.wait();
-                let resp = c.exchange(&req("POST", "/api/chat").key(USER).json(&json!({"message": q, "sessionId": "race"})));
+                let resp =
+                    c.exchange(&req("POST", "/api/chat").key(USER).json(&json!({"message": q, "sessionId": "race"})));
                 assert_eq!(resp.status(), 200, "{}", resp.text());
                 (q, resp.json()["data"].clone())
             })

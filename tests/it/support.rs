@@ -347,10 +347,7 @@ impl Gateway {
 
     /// Sends a signal (`TERM`, `INT`, `HUP`) to the process with `kill(1)`.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args(["-s", name, &self.pid().to_string()])
-            .status()
-            .expect("run kill");
+        let status = Command::new("kill").args(["-s", name, &self.pid().to_string()]).status().expect("run kill");
         assert!(status.success(), "kill -s {name} {} failed", self.pid());
     }
 
@@ -543,9 +540,7 @@ pub struct SseEvent {
 /// `event: message\nid: <id>\ndata: <json>\n\n`.
 pub fn parse_event(raw: &[u8]) -> SseEvent {
     let text = std::str::from_utf8(raw).expect("SSE event is UTF-8");
-    let body = text
-        .strip_suffix("\n\n")
-        .unwrap_or_else(|| panic!("event does not end with a blank line: {text:?}"));
+    let body = text.strip_suffix("\n\n").unwrap_or_else(|| panic!("event does not end with a blank line: {text:?}"));
     let lines: Vec<&str> = body.split('\n').collect();
     assert_eq!(lines.len(), 3, "an event is exactly event/id/data lines: {text:?}");
     let event = lines[0].strip_prefix("event: ").unwrap_or_else(|| panic!("no event line: {text:?}"));

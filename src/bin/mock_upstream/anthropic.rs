@@ -112,7 +112,10 @@ pub fn models() -> Vec<u8> {
         push_str(&mut out, name);
         push_raw(&mut out, ",\"created_at\":\"2025-05-22T00:00:00Z\"}");
     }
-    push_raw(&mut out, "],\"has_more\":false,\"first_id\":\"claude-sonnet-4-20250514\",\"last_id\":\"claude-3-5-haiku-20241022\"}");
+    push_raw(
+        &mut out,
+        "],\"has_more\":false,\"first_id\":\"claude-sonnet-4-20250514\",\"last_id\":\"claude-3-5-haiku-20241022\"}",
+    );
     out
 }
 
@@ -125,7 +128,8 @@ mod tests {
     #[test]
     fn stream_has_the_documented_event_sequence() {
         let reply = Reply::echo("a b c d", None);
-        let t = Turn { id: "msg_1".into(), created: 0, model: "c", prompt_tokens: 7, include_usage: false, reply: &reply };
+        let t =
+            Turn { id: "msg_1".into(), created: 0, model: "c", prompt_tokens: 7, include_usage: false, reply: &reply };
         let mut em = Emitter::new(Style::default());
         prelude(&t, &mut em);
         for i in 0..reply.chunks.len() {

@@ -297,7 +297,8 @@ mod tests {
         assert_eq!(c.prompt_tokens, (2 + 3) + (2 + 3));
         let body = br#"{"model":"claude","system":"sys","messages":[{"role":"user","content":"hello"}]}"#;
         assert_eq!(parse(body, Dialect::Anthropic).unwrap_err().param, Some("max_tokens"));
-        let body = br#"{"model":"claude","max_tokens":5,"system":"sys","messages":[{"role":"user","content":"hello"}]}"#;
+        let body =
+            br#"{"model":"claude","max_tokens":5,"system":"sys","messages":[{"role":"user","content":"hello"}]}"#;
         assert_eq!(parse(body, Dialect::Anthropic).unwrap().prompt_tokens, 8);
         assert!(parse(b"{", Dialect::OpenAi).is_err());
     }

@@ -61,13 +61,8 @@ pub struct Conn<S> {
 
 /// Serves one connection until it closes.
 pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(io: S, fd: RawFd, stats: Arc<Stats>) {
-    let mut conn = Conn {
-        io,
-        fd,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
-        wbuf: BytesMut::with_capacity(4096),
-        stats,
-    };
+    let mut conn =
+        Conn { io, fd, rbuf: BytesMut::with_capacity(READ_CHUNK), wbuf: BytesMut::with_capacity(4096), stats };
     match conn.run().await {
         Next::Reset => conn.reset(),
         Next::KeepAlive | Next::Close => {
@@ -256,7 +251,14 @@ pub fn respond(out: &mut BytesMut, status: u16, content_type: &str, headers: &[(
 }
 
 /// Appends a response head.
-pub fn head(out: &mut BytesMut, status: u16, content_type: &str, headers: &[(&str, &str)], framing: Framing, keep: bool) {
+pub fn head(
+    out: &mut BytesMut,
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    framing: Framing,
+    keep: bool,
+) {
     out.reserve(256);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.to_string().as_bytes());

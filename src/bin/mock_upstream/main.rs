@@ -75,7 +75,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             }
             "--workers" => {
                 let v = value("--workers")?;
-                workers = v.parse().ok().filter(|n| (1..=256).contains(n)).ok_or(format!("--workers {v}: want 1-256"))?;
+                workers =
+                    v.parse().ok().filter(|n| (1..=256).contains(n)).ok_or(format!("--workers {v}: want 1-256"))?;
             }
             "--tls-cert" => cert = Some(PathBuf::from(value("--tls-cert")?)),
             "--tls-key" => key = Some(PathBuf::from(value("--tls-key")?)),
@@ -102,10 +103,7 @@ fn run() -> Result<(), String> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listeners = clawgate::runtime::bind_listeners(args.listen, args.workers)?;
-    let local = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .ok_or("no listener was bound")?;
+    let local = listeners.first().and_then(|l| l.local_addr().ok()).ok_or("no listener was bound")?;
     let stats = Arc::new(Stats::default());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<&'static str, String>>();
     let mut threads = Vec::with_capacity(args.workers);

@@ -102,7 +102,11 @@ pub fn error(status: u16, message: Option<&str>, param: Option<&str>) -> Vec<u8>
             Some("invalid_api_key"),
             "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
         ),
-        404 => ("invalid_request_error", Some("model_not_found"), "The model does not exist or you do not have access to it."),
+        404 => (
+            "invalid_request_error",
+            Some("model_not_found"),
+            "The model does not exist or you do not have access to it.",
+        ),
         429 => ("requests", Some("rate_limit_exceeded"), "Rate limit reached for requests. Please try again later."),
         400..=499 => ("invalid_request_error", None, "Invalid request."),
         500 => ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
@@ -154,7 +158,14 @@ mod tests {
     #[test]
     fn full_body_has_the_documented_shape() {
         let reply = Reply::echo("hi", None);
-        let t = Turn { id: "chatcmpl-1".into(), created: 7, model: "m", prompt_tokens: 4, include_usage: false, reply: &reply };
+        let t = Turn {
+            id: "chatcmpl-1".into(),
+            created: 7,
+            model: "m",
+            prompt_tokens: 4,
+            include_usage: false,
+            reply: &reply,
+        };
         assert_eq!(
             String::from_utf8(full(&t)).unwrap(),
             r#"{"id":"chatcmpl-1","object":"chat.completion","created":7,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Echo: hi"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#

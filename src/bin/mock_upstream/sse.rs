@@ -62,7 +62,8 @@ impl Emitter {
             self.event.extend_from_slice(eol);
         }
         let data = &self.scratch[..];
-        let split = self.style.multiline && data.len() >= 2 && data.first() == Some(&b'{') && data.last() == Some(&b'}');
+        let split =
+            self.style.multiline && data.len() >= 2 && data.first() == Some(&b'{') && data.last() == Some(&b'}');
         if split {
             // `{` / middle / `}`: joined with `\n` by the reader, still the same JSON.
             for part in [&data[..1], &data[1..data.len() - 1], &data[data.len() - 1..]] {
@@ -129,10 +130,7 @@ mod tests {
     #[test]
     fn frames_each_event_as_a_chunk() {
         assert_eq!(one(Style::default(), None, "{}", false), "a\r\ndata: {}\n\n\r\n0\r\n\r\n");
-        assert_eq!(
-            one(Style::default(), Some("ping"), "{}", false),
-            "16\r\nevent: ping\ndata: {}\n\n\r\n0\r\n\r\n"
-        );
+        assert_eq!(one(Style::default(), Some("ping"), "{}", false), "16\r\nevent: ping\ndata: {}\n\n\r\n0\r\n\r\n");
     }
 
     #[test]

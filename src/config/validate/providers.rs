@@ -39,10 +39,7 @@ pub(in crate::config) fn provider_defaults(name: String, kind: ProviderKind) -> 
 }
 
 impl Ctx<'_> {
-    pub(super) fn providers(
-        &self,
-        raws: Vec<RawProvider>,
-    ) -> Result<Vec<ProviderConfig>, ConfigError> {
+    pub(super) fn providers(&self, raws: Vec<RawProvider>) -> Result<Vec<ProviderConfig>, ConfigError> {
         let mut seen = HashMap::new();
         let mut out = Vec::with_capacity(raws.len());
         for (i, raw) in raws.into_iter().enumerate() {
@@ -51,10 +48,7 @@ impl Ctx<'_> {
             if let Some(first) = seen.insert(provider.name.clone(), i) {
                 return Err(self.err(
                     &format!("{p}.name"),
-                    format!(
-                        "duplicate provider name {:?} (also providers[{first}])",
-                        provider.name
-                    ),
+                    format!("duplicate provider name {:?} (also providers[{first}])", provider.name),
                 ));
             }
             out.push(provider);
@@ -65,26 +59,14 @@ impl Ctx<'_> {
     fn provider(&self, p: &str, raw: RawProvider) -> Result<ProviderConfig, ConfigError> {
         let key = |field: &str| format!("{p}.{field}");
         let name = self.required(&key("name"), raw.name)?;
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
             return Err(self.err(&key("name"), format!("{name:?} must match [A-Za-z0-9_.-]+")));
         }
         let Some(kind_text) = self.opt_string(&key("kind"), raw.kind)? else {
-            return Err(self.err(
-                &key("kind"),
-                format!("missing, expected {}", ProviderKind::CHOICES),
-            ));
+            return Err(self.err(&key("kind"), format!("missing, expected {}", ProviderKind::CHOICES)));
         };
         let kind = ProviderKind::parse(&kind_text).ok_or_else(|| {
-            self.err(
-                &key("kind"),
-                format!(
-                    "unknown value {kind_text:?}, expected {}",
-                    ProviderKind::CHOICES
-                ),
-            )
+            self.err(&key("kind"), format!("unknown value {kind_text:?}, expected {}", ProviderKind::CHOICES))
         })?;
         let mut out = provider_defaults(name, kind);
 
@@ -95,13 +77,8 @@ impl Ctx<'_> {
             return Err(self.err(&key("base_url"), "required for kind = \"openai_compat\""));
         }
         if !out.base_url.is_empty() && !is_http_url(&out.base_url) {
-            return Err(self.err(
-                &key("base_url"),
-                format!(
-                    "{:?} must be an http:// or https:// URL with a host",
-                    out.base_url
-                ),
-            ));
+            return Err(self
+                .err(&key("base_url"), format!("{:?} must be an http:// or https:// URL with a host", out.base_url)));
         }
 
         if let Some(k) = self.non_empty(&key("api_key"), raw.api_key)? {
@@ -113,15 +90,10 @@ impl Ctx<'_> {
                 out.api_keys.push(Secret::new(k));
             }
         }
-        if out.api_keys.is_empty() && matches!(kind, ProviderKind::OpenAi | ProviderKind::Anthropic)
-        {
-            return Err(self.err(
-                &key("api_key"),
-                format!(
-                    "required for kind = {:?} (api_key or api_keys)",
-                    kind.as_str()
-                ),
-            ));
+        if out.api_keys.is_empty() && matches!(kind, ProviderKind::OpenAi | ProviderKind::Anthropic) {
+            return Err(
+                self.err(&key("api_key"), format!("required for kind = {:?} (api_key or api_keys)", kind.as_str()))
+            );
         }
 
         for (h_name, h_value) in raw.headers.map(|h| h.0).unwrap_or_default() {
@@ -131,41 +103,15 @@ impl Ctx<'_> {
             out.headers.push((h_name, value));
         }
 
-        out.connect_timeout_ms = self.ranged(
-            &key("connect_timeout_ms"),
-            raw.connect_timeout_ms,
-            out.connect_timeout_ms,
-            1,
-            None,
-        )?;
-        out.first_byte_timeout_ms = self.ranged(
-            &key("first_byte_timeout_ms"),
-            raw.first_byte_timeout_ms,
-            out.first_byte_timeout_ms,
-            1,
-            None,
-        )?;
-        out.request_timeout_ms = self.ranged(
-            &key("request_timeout_ms"),
-            raw.request_timeout_ms,
-            out.request_timeout_ms,
-            1,
-            None,
-        )?;
-        out.chunk_timeout_ms = self.ranged(
-            &key("chunk_timeout_ms"),
-            raw.chunk_timeout_ms,
-            out.chunk_timeout_ms,
-            1,
-            None,
-        )?;
-        out.max_retries = self.ranged(
-            &key("max_retries"),
-            raw.max_retries,
-            out.max_retries,
-            0,
-            Some(MAX_RETRIES),
-        )?;
+        out.connect_timeout_ms =
+            self.ranged(&key("connect_timeout_ms"), raw.connect_timeout_ms, out.connect_timeout_ms, 1, None)?;
+        out.first_byte_timeout_ms =
+            self.ranged(&key("first_byte_timeout_ms"), raw.first_byte_timeout_ms, out.first_byte_timeout_ms, 1, None)?;
+        out.request_timeout_ms =
+            self.ranged(&key("request_timeout_ms"), raw.request_timeout_ms, out.request_timeout_ms, 1, None)?;
+        out.chunk_timeout_ms =
+            self.ranged(&key("chunk_timeout_ms"), raw.chunk_timeout_ms, out.chunk_timeout_ms, 1, None)?;
+        out.max_retries = self.ranged(&key("max_retries"), raw.max_retries, out.max_retries, 0, Some(MAX_RETRIES))?;
 
         if let Some(path) = self.non_empty(&key("ca_file"), raw.ca_file)? {
             let path = PathBuf::from(path.trim());
@@ -187,13 +133,7 @@ impl Ctx<'_> {
             let d = MockConfig::default();
             out.mock = MockConfig {
                 chunk_delay_ms: mock.chunk_delay_ms.unwrap_or(d.chunk_delay_ms),
-                chunk_words: self.ranged(
-                    &key("mock.chunk_words"),
-                    mock.chunk_words,
-                    d.chunk_words,
-                    1,
-                    None,
-                )?,
+                chunk_words: self.ranged(&key("mock.chunk_words"), mock.chunk_words, d.chunk_words, 1, None)?,
             };
         }
         Ok(out)
@@ -212,23 +152,14 @@ impl Ctx<'_> {
         if name.is_empty() || !name.chars().all(is_tchar) {
             return Err(self.err(key, format!("{name:?} is not a valid header name")));
         }
-        if RESERVED_HEADERS
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(name))
-        {
-            return Err(self.err(
-                key,
-                format!("{name} is set by the HTTP client and cannot be configured"),
-            ));
+        if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            return Err(self.err(key, format!("{name} is set by the HTTP client and cannot be configured")));
         }
         if value.chars().any(|c| c.is_control() && c != '\t') {
             return Err(self.err(key, "value contains a control character (CR, LF, NUL...)"));
         }
         if earlier.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            return Err(self.err(
-                key,
-                format!("duplicate header {name} (names are case-insensitive)"),
-            ));
+            return Err(self.err(key, format!("duplicate header {name} (names are case-insensitive)")));
         }
         Ok(())
     }
@@ -236,9 +167,7 @@ impl Ctx<'_> {
 
 /// `http://` or `https://` followed by a host, no whitespace or control characters.
 fn is_http_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/'))
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }

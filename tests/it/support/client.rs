@@ -103,10 +103,8 @@ impl Head {
         let status_line = lines.next().unwrap_or("");
         let mut parts = status_line.splitn(3, ' ');
         let version = parts.next().unwrap_or("").to_string();
-        let status = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let status =
+            parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {status_line:?}"));
         let reason = parts.next().unwrap_or("").to_string();
         let headers = lines
             .map(|l| {
@@ -223,10 +221,9 @@ impl Conn {
 
     fn fill_or_panic(&mut self, what: &str) {
         match self.fill() {
-            Ok(0) => panic!(
-                "connection closed while reading {what}; unread bytes: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            ),
+            Ok(0) => {
+                panic!("connection closed while reading {what}; unread bytes: {:?}", String::from_utf8_lossy(&self.buf))
+            }
             Ok(_) => {}
             Err(e) => panic!("error reading {what}: {e}; unread bytes: {:?}", String::from_utf8_lossy(&self.buf)),
         }
