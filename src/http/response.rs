@@ -105,6 +105,7 @@ pub fn reason(status: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
+        529 => "Site Overloaded",
         _ => "Unknown",
     }
 }

@@ -263,7 +263,7 @@ pub fn head(
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.to_string().as_bytes());
     out.extend_from_slice(b" ");
-    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(clawgate::http::response::reason(status).as_bytes());
     out.extend_from_slice(b"\r\ncontent-type: ");
     out.extend_from_slice(content_type.as_bytes());
     match framing {
@@ -283,26 +283,4 @@ pub fn head(
         out.extend_from_slice(b"\r\nconnection: close");
     }
     out.extend_from_slice(b"\r\n\r\n");
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        529 => "Site Overloaded",
-        _ => "Status",
-    }
 }
