@@ -284,14 +284,12 @@ async fn worker_main(args: WorkerArgs) {
             return;
         }
     };
-    let me = session_txs.get(id).cloned();
-    let Some(me) = me else {
+    if session_txs.get(id).is_none() {
         let _ = ready.send(Err(format!("worker {id}: no session channel")));
         return;
-    };
+    }
     let count = shared.workers.get(id).map(|w| w.sessions.clone()).unwrap_or_default();
-    let workers = session_txs.len();
-    let shard = Rc::new(RefCell::new(Shard::new(snapshot.config.sessions.clone(), me, count, workers)));
+    let shard = Rc::new(RefCell::new(Shard::new(snapshot.config.sessions.clone(), id, session_txs.clone(), count)));
     monoio::spawn(SessionHub::serve(shard.clone(), session_rx.clone()));
     let hub = SessionHub::new(id, shard, session_txs, session_rx);
     let worker = Rc::new(Worker::new(id, snapshot, shared.clone(), hub));

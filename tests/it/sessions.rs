@@ -399,3 +399,38 @@ fn concurrent_streamed_turns_on_one_session_never_interleave() {
         assert_eq!(pair[1], msg("assistant", &mock_reply(q, i + 1)));
     }
 }
+
+#[test]
+fn a_session_keeps_its_history_while_its_turns_hop_between_workers() {
+    // Eight keep-alive connections land on both workers; one session's turns take them
+    // in turn, so it keeps moving to the worker asking for it (and back through its
+    // home). Every turn must see every earlier one, and reads from any connection
+    // must find it exactly once.
+    let gw = Cfg::new().workers(2).start();
+    let mut conns: Vec<_> = (0..8).map(|_| gw.conn()).collect();
+    let sid = "hopper";
+    for turn in 1..=24 {
+        let c = &mut conns[(turn * 5) % 8];
+        let q = format!("q{turn}");
+        let resp = c.exchange(&req("POST", "/api/chat").key(USER).json(&json!({"message": q, "sessionId": sid})));
+        assert_eq!(resp.status(), 200, "turn {turn}: {}", resp.text());
+        assert_eq!(resp.json()["data"]["message"], mock_reply(&q, turn), "turn {turn}");
+        let c = &mut conns[(turn * 3 + 1) % 8];
+        let got = c.exchange(&req("GET", &format!("/api/sessions/{sid}")).key(USER));
+        assert_eq!(got.json()["data"]["messageCount"], 2 * turn, "read after turn {turn}: {}", got.text());
+        let list = c.exchange(&req("GET", "/api/sessions?limit=100").key(USER));
+        let listed = list.json()["data"]["sessions"].as_array().unwrap().iter().filter(|s| s["id"] == sid).count();
+        assert_eq!(listed, 1, "listed once after turn {turn}");
+    }
+    // Deleted from one connection, started afresh from another.
+    let del =
+        conns[1].exchange(&req("POST", &format!("/api/sessions/{sid}")).key(USER).json(&json!({"action": "delete"})));
+    assert_eq!(del.status(), 200, "{}", del.text());
+    for (i, c) in conns.iter_mut().enumerate() {
+        let got = c.exchange(&req("GET", &format!("/api/sessions/{sid}")).key(USER));
+        assert_eq!(got.status(), 404, "conn {i} after delete: {}", got.text());
+    }
+    let resp =
+        conns[6].exchange(&req("POST", "/api/chat").key(USER).json(&json!({"message": "anew", "sessionId": sid})));
+    assert_eq!(resp.json()["data"]["message"], mock_reply("anew", 1));
+}
