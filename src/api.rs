@@ -123,12 +123,12 @@ pub fn error_response(e: &ApiError, openai: bool) -> Response {
 struct Envelope<'a, T: Serialize> {
     success: bool,
     data: &'a T,
-    timestamp: String,
+    timestamp: clock::Stamp,
 }
 
 /// The contract's success envelope around `data`.
 pub fn ok<T: Serialize>(data: &T) -> Result<Response, ApiError> {
-    let body = Envelope { success: true, data, timestamp: clock::now_rfc3339() };
+    let body = Envelope { success: true, data, timestamp: clock::now_stamp() };
     let bytes = sonic_rs::to_vec(&body).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?;
     Ok(Response::json(200, Bytes::from(bytes)))
 }

@@ -16,7 +16,72 @@ pub fn now_unix_ms() -> u64 {
 
 /// Now as `2026-03-10T08:30:00Z`.
 pub fn now_rfc3339() -> String {
-    rfc3339(now_unix())
+    now_stamp().as_str().to_string()
+}
+
+/// A `YYYY-MM-DDTHH:MM:SSZ` timestamp held inline (no allocation); serialises as a
+/// JSON string.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Stamp([u8; 20]);
+
+impl Stamp {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00Z")
+    }
+
+    fn at(secs: u64) -> Stamp {
+        let mut out = [0u8; 20];
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        let y = y.clamp(0, 9999) as u64;
+        let fields =
+            [(y, 4usize), (m as u64, 2), (d as u64, 2), (rem / 3600, 2), ((rem % 3600) / 60, 2), (rem % 60, 2)];
+        let mut at = 0;
+        for (i, (mut v, width)) in fields.into_iter().enumerate() {
+            for k in (0..width).rev() {
+                out[at + k] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            at += width;
+            if at < 20 {
+                out[at] = b"--T::Z"[i];
+                at += 1;
+            }
+        }
+        Stamp(out)
+    }
+}
+
+impl std::fmt::Debug for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+thread_local! {
+    /// The last second formatted on this thread: envelopes within one second share it.
+    static LAST: std::cell::Cell<(u64, Stamp)> = const { std::cell::Cell::new((0, Stamp([b'0'; 20]))) };
+}
+
+/// Now as a `Stamp`, formatted at most once per second per thread.
+pub fn now_stamp() -> Stamp {
+    let secs = now_unix();
+    LAST.with(|last| {
+        let (at, stamp) = last.get();
+        if at == secs && secs != 0 {
+            return stamp;
+        }
+        let stamp = Stamp::at(secs);
+        last.set((secs, stamp));
+        stamp
+    })
 }
 
 /// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
@@ -50,5 +115,9 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_773_131_400), "2026-03-10T08:30:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        for secs in [0, 1_773_131_400, 951_782_400, 4_102_444_799, 1_234_567_890] {
+            assert_eq!(Stamp::at(secs).as_str(), rfc3339(secs));
+        }
+        assert_eq!(now_stamp().as_str(), now_rfc3339());
     }
 }

@@ -189,7 +189,7 @@ impl ApiError {
         let body = Envelope {
             success: false,
             error: ErrorBody { code: self.code.as_str(), message: &self.message },
-            timestamp: clock::now_rfc3339(),
+            timestamp: clock::now_stamp(),
         };
         sonic_rs::to_vec(&body).unwrap_or_else(|_| fallback_body())
     }
@@ -228,7 +228,7 @@ fn fallback_body() -> Vec<u8> {
 struct Envelope<'a> {
     success: bool,
     error: ErrorBody<'a>,
-    timestamp: String,
+    timestamp: clock::Stamp,
 }
 
 #[derive(serde::Serialize)]

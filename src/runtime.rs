@@ -249,11 +249,22 @@ struct WorkerArgs {
 fn run_worker(driver: Driver, args: WorkerArgs) {
     let ready = args.ready.clone();
     let built = match driver {
-        Driver::Uring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .enable_timer()
-            .with_entries(4096)
-            .build()
-            .map(|mut rt| rt.block_on(worker_main(args))),
+        Driver::Uring => {
+            // COOP_TASKRUN: completions are run when the worker next enters the kernel
+            // (it does at every park) instead of by an interrupt while it runs user
+            // code; SINGLE_ISSUER: only this thread submits, which saves the ring's
+            // locking. Kernels older than 6.0 refuse these flags: then a plain ring.
+            let mut tuned = io_uring::IoUring::builder();
+            tuned.setup_coop_taskrun().setup_single_issuer();
+            let build = |urb: io_uring::Builder| {
+                monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                    .enable_timer()
+                    .with_entries(4096)
+                    .uring_builder(urb)
+                    .build()
+            };
+            build(tuned).or_else(|_| build(io_uring::IoUring::builder())).map(|mut rt| rt.block_on(worker_main(args)))
+        }
         Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
