@@ -20,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::auth::Identity;
+use crate::auth::{AuthMemo, Identity};
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
@@ -36,7 +36,13 @@ pub struct Ctx<'a> {
 }
 
 /// Serves one decoded request. Never fails: errors become error responses.
-pub async fn dispatch(worker: &Rc<Worker>, snap: &Arc<Snapshot>, req: &Request, request_id: &str) -> Response {
+pub async fn dispatch(
+    worker: &Rc<Worker>,
+    snap: &Arc<Snapshot>,
+    req: &Request,
+    request_id: &str,
+    auth_memo: &mut AuthMemo,
+) -> Response {
     let path = req.path();
     let route = match router::route(req.method, path) {
         Ok(r) => r,
@@ -45,7 +51,7 @@ pub async fn dispatch(worker: &Rc<Worker>, snap: &Arc<Snapshot>, req: &Request, 
     let ctx = Ctx { worker, snap, req, request_id };
     let peer = req.peer.map(|p| p.ip());
     let who = if route.needs_auth() || route == Route::HealthDetailed {
-        match snap.keys.authenticate_header(req.header_bytes("authorization")) {
+        match snap.keys.authenticate_header_memo(req.header_bytes("authorization"), auth_memo) {
             Ok(id) => Some(id),
             // A WebSocket upgrade without `Authorization` authenticates by its first frame.
             Err(_) if route == Route::WebSocket && req.header_bytes("authorization").is_none() => None,

@@ -28,6 +28,20 @@ impl Identity {
     }
 }
 
+/// Longest `Authorization` value an `AuthMemo` keeps.
+const MAX_MEMO_HEADER: usize = 512;
+
+/// One connection's last accepted `Authorization` value and its identity (see
+/// `KeyStore::authenticate_header_memo`). The comparison is with bytes this same
+/// client sent earlier on this connection, so it reveals nothing about other keys.
+#[derive(Debug, Default)]
+pub struct AuthMemo {
+    header: Vec<u8>,
+    identity: Option<Identity>,
+    /// Address of the `KeyStore` that accepted it (a reloaded store starts afresh).
+    store: usize,
+}
+
 /// The configured keys, as digests, built once per config snapshot.
 #[derive(Debug)]
 pub struct KeyStore {
@@ -48,6 +62,26 @@ impl KeyStore {
             .collect();
         let open = keys.is_empty().then(|| Identity { name: Arc::from("open"), role: Role::Admin, key_index: None });
         KeyStore { keys, open }
+    }
+
+    /// `authenticate_header` for a keep-alive connection: a request presenting the same
+    /// `Authorization` bytes as the last one accepted on this connection (with this
+    /// store) gets the same identity without hashing again. Only successes are kept.
+    pub fn authenticate_header_memo(&self, header: Option<&[u8]>, memo: &mut AuthMemo) -> Result<Identity, ApiError> {
+        let store = self as *const KeyStore as usize;
+        if let (Some(h), Some(id)) = (header, &memo.identity) {
+            if memo.store == store && memo.header.as_slice() == h {
+                return Ok(id.clone());
+            }
+        }
+        let id = self.authenticate_header(header)?;
+        if let Some(h) = header.filter(|h| h.len() <= MAX_MEMO_HEADER) {
+            memo.header.clear();
+            memo.header.extend_from_slice(h);
+            memo.identity = Some(id.clone());
+            memo.store = store;
+        }
+        Ok(id)
     }
 
     /// Authenticates an `Authorization` header value (`Bearer <key>`).
@@ -133,6 +167,27 @@ key = "sk-user"
         assert_eq!((&*id.name, id.role), ("ops", Role::Admin));
         let id = store.authenticate_header(Some(b"bearer  sk-user ")).unwrap();
         assert_eq!((&*id.name, id.role), ("app", Role::User));
+    }
+
+    #[test]
+    fn the_connection_memo_only_answers_the_exact_header_it_accepted() {
+        let store = KeyStore::new(&config(KEYS));
+        let mut memo = AuthMemo::default();
+        let id = store.authenticate_header_memo(Some(b"Bearer sk-user"), &mut memo).unwrap();
+        assert_eq!(&*id.name, "app");
+        assert_eq!(memo.identity.as_ref(), Some(&id));
+        assert_eq!(store.authenticate_header_memo(Some(b"Bearer sk-user"), &mut memo).unwrap(), id);
+        // Another key on the same connection is checked, and a wrong one refused.
+        let ops = store.authenticate_header_memo(Some(b"Bearer sk-admin"), &mut memo).unwrap();
+        assert_eq!(&*ops.name, "ops");
+        for h in [None, Some(&b"Bearer sk-admiN"[..]), Some(b"Bearer sk-admin2")] {
+            let e = store.authenticate_header_memo(h, &mut memo).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Unauthorized);
+        }
+        // A reloaded store without that key does not take the memo's word for it.
+        let reloaded = KeyStore::new(&config("[[keys]]\nname = \"app\"\nkey = \"sk-user\"\n"));
+        let e = reloaded.authenticate_header_memo(Some(b"Bearer sk-admin"), &mut memo).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized);
     }
 
     #[test]

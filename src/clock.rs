@@ -9,6 +9,37 @@ pub fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// `CLOCK_MONOTONIC_COARSE` in nanoseconds, if the kernel serves it: the kernel's
+/// last tick (1-4 ms resolution), which the vDSO returns without reading the TSC
+/// (~8 ns here against ~35 ns for `Instant::now()`). For ages and expiries measured
+/// in seconds, not for timeouts.
+pub fn coarse_ns() -> Option<u64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec that outlives the call, which only
+    // writes it; the clock id is a constant the kernel knows or rejects with -1.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u64::try_from(ts.tv_nsec).ok()?;
+    Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+}
+
+/// Monotonic milliseconds at coarse resolution (`coarse_ns`), or from `Instant` where
+/// the kernel lacks the coarse clock. Only differences between two reads mean anything.
+pub fn coarse_ms() -> u64 {
+    match coarse_ns() {
+        Some(ns) => ns / 1_000_000,
+        None => {
+            static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            let origin = ORIGIN.get_or_init(std::time::Instant::now);
+            u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+        }
+    }
+}
+
 /// Milliseconds since the unix epoch.
 pub fn now_unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -24,6 +24,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle,
 use monoio::net::TcpStream;
 
 use crate::api;
+use crate::auth::AuthMemo;
 use crate::config::{AccessLog, ServerConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::body::{too_large, ChunkedDecoder, Progress};
@@ -59,6 +60,8 @@ struct Conn {
     cancel: CancelHandle,
     /// Set when the last exchange switched protocols: `serve` hands the socket on.
     upgrade: Option<Box<crate::ws::Upgrade>>,
+    /// The last key accepted on this connection (no SHA-256 per request).
+    auth_memo: AuthMemo,
 }
 
 /// Serves one connection until it closes. Counts it in the worker's stats.
@@ -75,6 +78,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, canc
         worker: worker.clone(),
         cancel,
         upgrade: None,
+        auth_memo: AuthMemo::default(),
     };
     conn.run().await;
     match conn.upgrade.take() {
@@ -195,7 +199,7 @@ impl Conn {
             return false;
         }
         let snap = self.snap.clone();
-        let mut resp = api::dispatch(&self.worker, &snap, &req, &request_id).await;
+        let mut resp = api::dispatch(&self.worker, &snap, &req, &request_id, &mut self.auth_memo).await;
         resp.push_header("x-request-id", request_id.clone());
         let keep = req.keep_alive && !resp.close && !self.worker.shared.draining();
         let status = resp.status;

@@ -196,10 +196,13 @@ impl HttpProvider {
         &self,
         attempt_once: impl AsyncFn(Option<&KeySlot>, InFlight, Timeouts) -> Result<T, UpstreamError>,
     ) -> Result<T, ProviderError> {
-        let deadline = Instant::now() + self.timeouts.total;
+        // One clock read per attempt start (the deadline, the breaker and the latency
+        // all use it) and one at its end.
+        let mut now = Instant::now();
+        let deadline = now + self.timeouts.total;
         let mut attempt = 0u32;
         loop {
-            if !self.breaker.borrow_mut().admit(Instant::now()) {
+            if !self.breaker.borrow_mut().admit(now) {
                 return Err(ProviderError::upstream(format!(
                     "provider {} is marked down after repeated failures; it is probed again shortly",
                     self.name
@@ -207,11 +210,12 @@ impl HttpProvider {
             }
             let slot = self.pick_key();
             let guard = InFlight::new(slot);
-            let started = Instant::now();
+            let started = now;
             let left = deadline.saturating_duration_since(started);
             let timeouts = Timeouts { total: left, ..self.timeouts };
             let outcome = attempt_once(slot, guard, timeouts).await;
-            let latency = started.elapsed();
+            now = Instant::now();
+            let latency = now.saturating_duration_since(started);
             match outcome {
                 Ok(value) => {
                     let mut b = self.breaker.borrow_mut();
@@ -224,7 +228,7 @@ impl HttpProvider {
                     {
                         let mut b = self.breaker.borrow_mut();
                         if provider_fault {
-                            b.failure(Instant::now());
+                            b.failure(now);
                         }
                         self.health.record(None, provider_fault, b.state());
                     }
@@ -233,10 +237,11 @@ impl HttpProvider {
                         return give_up(e);
                     }
                     let Some(delay) = backoff(attempt, e.retry_after(), fastrand::f64()) else { return give_up(e) };
-                    if Instant::now() + delay >= deadline {
+                    if now + delay >= deadline {
                         return give_up(e);
                     }
                     monoio::time::sleep(delay).await;
+                    now = Instant::now();
                     attempt += 1;
                 }
             }

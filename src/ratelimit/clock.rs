@@ -34,20 +34,7 @@ pub struct SystemClock {
     origin_unix_ns: u64,
 }
 
-/// `CLOCK_MONOTONIC_COARSE` in nanoseconds, if the kernel serves it.
-fn coarse_ns() -> Option<u64> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec that outlives the call, which only
-    // writes it; the clock id is a constant the kernel knows or rejects with -1.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    if rc != 0 {
-        return None;
-    }
-    let secs = u64::try_from(ts.tv_sec).ok()?;
-    let nanos = u64::try_from(ts.tv_nsec).ok()?;
-    Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
-}
+use crate::clock::coarse_ns;
 
 impl SystemClock {
     pub fn new() -> Self {

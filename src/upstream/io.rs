@@ -3,7 +3,7 @@
 //! turn) with `TCP_NODELAY` (without it the first TLS response took 42-90 ms, see
 //! STACK.md), then does the TLS handshake, all inside the connect deadline.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::{IoBufMut, SliceMut};
@@ -40,13 +40,14 @@ impl Io {
 pub struct UpConn {
     pub io: Io,
     pub rbuf: BytesMut,
-    pub idle_since: Instant,
+    /// When it last went idle, `clock::coarse_ms()`.
+    pub idle_since: u64,
     pub uses: u32,
 }
 
 impl UpConn {
     pub fn new(io: Io) -> Self {
-        UpConn { io, rbuf: BytesMut::with_capacity(16 * 1024), idle_since: Instant::now(), uses: 0 }
+        UpConn { io, rbuf: BytesMut::with_capacity(16 * 1024), idle_since: crate::clock::coarse_ms(), uses: 0 }
     }
 
     /// One read into the spare capacity of the buffer; `Ok(0)` is end of stream.

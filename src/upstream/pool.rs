@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::upstream::io::UpConn;
 
@@ -26,8 +26,9 @@ impl Pool {
     pub fn checkout(&self, key: &Rc<str>) -> Option<UpConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(key)?;
+        let now = crate::clock::coarse_ms();
         while let Some(conn) = list.pop() {
-            if conn.idle_since.elapsed() < IDLE_EXPIRY {
+            if u128::from(now.saturating_sub(conn.idle_since)) < IDLE_EXPIRY.as_millis() {
                 return Some(conn);
             }
         }
@@ -36,7 +37,7 @@ impl Pool {
 
     /// Returns a healthy connection for reuse.
     pub fn checkin(&self, key: &Rc<str>, mut conn: UpConn) {
-        conn.idle_since = Instant::now();
+        conn.idle_since = crate::clock::coarse_ms();
         conn.uses += 1;
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(key.clone()).or_default();

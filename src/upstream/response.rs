@@ -57,8 +57,10 @@ pub(crate) async fn exchange(
     if let Err(e) = res {
         return Err(UpstreamError::Io { message: e.to_string(), before_response: true });
     }
-    let first_byte = t.first_byte.min(deadline.saturating_duration_since(Instant::now()));
-    let head = monoio::time::timeout(first_byte, read_head(&mut conn)).await;
+    // Counted from the start of the attempt (connect and write included), which
+    // spares a clock read per call.
+    let first_byte = (started + t.first_byte).min(deadline);
+    let head = monoio::time::timeout_at(first_byte.into(), read_head(&mut conn)).await;
     let head = match head {
         Err(_) => return Err(UpstreamError::Timeout("first byte")),
         Ok(Err(e)) => {
