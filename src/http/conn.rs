@@ -16,6 +16,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -328,14 +329,35 @@ impl Conn {
         let Body::Sse(mut events) = std::mem::replace(&mut resp.body, Body::Empty) else { return false };
         let framing = if http10 { Framing::Close } else { Framing::Chunked };
         write_head_for(&mut self.wbuf, &resp, framing, keep && !http10, http10);
-        if self.flush().await.is_err() {
+        // The first event often exists already (OpenAI's role chunk): it leaves in the
+        // head's write. Otherwise the head goes alone, at once, and the event follows.
+        let first = {
+            let mut next = events.next_event();
+            match std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
+                Poll::Ready(event) => event,
+                Poll::Pending => {
+                    if self.flush().await.is_err() {
+                        return false;
+                    }
+                    next.await
+                }
+            }
+        };
+        let ended = first.is_none();
+        if let Some(event) = first {
+            let event = if http10 { unchunk(&event) } else { event };
+            self.wbuf.extend_from_slice(&event);
+        }
+        if !self.wbuf.is_empty() && self.flush().await.is_err() {
             return false;
         }
         let timeout = Duration::from_millis(cfg.write_timeout_ms);
-        while let Some(event) = events.next_event().await {
-            let event = if http10 { unchunk(&event) } else { event };
-            if self.write_bytes(event, timeout).await.is_err() {
-                return false;
+        if !ended {
+            while let Some(event) = events.next_event().await {
+                let event = if http10 { unchunk(&event) } else { event };
+                if self.write_bytes(event, timeout).await.is_err() {
+                    return false;
+                }
             }
         }
         drop(events);
