@@ -16,6 +16,13 @@
 //! the turn runs through the same `chat::start_turn`/`LiveTurn` as every front door.
 //! Cost: the body is parsed once with borrowed strings; each chunk is one small JSON
 //! render.
+//!
+//! Fast path (`pass`): without `X-Session-Id`, for a model with no fallbacks on a
+//! provider that speaks OpenAI's format, the request goes upstream as sent (only the
+//! model name rewritten) and the provider's answer or stream comes back as it sent it
+//! (its `id`, its `model` name, its role chunk), event by event.
+
+mod pass;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -254,7 +261,7 @@ struct Delta<'a> {
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
     let body = require_body(ctx.req)?;
-    if let Some(resp) = pass_through(ctx, &who).await? {
+    if let Some(resp) = pass::pass_through(ctx, &who).await? {
         return Ok(resp);
     }
     let mut parsed = parse(body)?;
@@ -299,94 +306,6 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
     }
     started.finish(text.into());
     Ok(resp)
-}
-
-/// Just what the pass-through needs to know of a request; the rest is skipped.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    stream: Option<bool>,
-}
-
-#[derive(Deserialize, Default)]
-struct PeekUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-}
-
-/// The fast path: a non-streaming request with no `X-Session-Id` for a model with no
-/// fallbacks, served by a provider that speaks OpenAI's format, is forwarded as is
-/// (only `model` is rewritten to the upstream name, by splicing the body) and the
-/// provider's answer is handed back untouched. Nothing is re-encoded, every field
-/// the client sent (temperature, tools, response_format, ...) reaches the provider,
-/// and only `usage` is read back for quotas and totals. `Ok(None)`: not eligible,
-/// take the general path (which also produces the precise validation errors).
-async fn pass_through(ctx: &Ctx<'_>, who: &Identity) -> Result<Option<Response>, ApiError> {
-    if ctx.req.header_bytes("x-session-id").is_some() {
-        return Ok(None);
-    }
-    let body = &ctx.req.body;
-    let Ok(peek) = sonic_rs::from_slice::<Peek<'_>>(body) else { return Ok(None) };
-    if peek.stream.unwrap_or(false) {
-        return Ok(None);
-    }
-    let cfg = &ctx.snap.config;
-    let Some(model) = peek.model.as_deref().and_then(|id| cfg.model(id)) else { return Ok(None) };
-    if !model.fallbacks.is_empty() {
-        return Ok(None);
-    }
-    let providers = ctx.worker.providers();
-    let Some(provider) = providers.get(&model.provider) else { return Ok(None) };
-    let Some(http) = provider.openai_http() else { return Ok(None) };
-    crate::auth::check_model_access(cfg, who, &model.id)?;
-    let upstream_body = if peek.model.as_deref() == Some(model.upstream.as_str()) {
-        body.clone()
-    } else {
-        match splice_model(body, &model.upstream) {
-            Some(b) => b,
-            None => return Ok(None),
-        }
-    };
-    let worker = ctx.worker;
-    let prompt_estimate = (body.len() as u64).div_ceil(4);
-    let quota = worker.limiter.reserve_prompt(cfg, who, prompt_estimate, model.max_tokens)?;
-    let answer = http.forward(upstream_body).await.map_err(|e| e.to_api())?;
-    if (200..300).contains(&answer.status) {
-        let usage: PeekUsage = sonic_rs::get(&answer.body, &["usage"])
-            .ok()
-            .and_then(|v| sonic_rs::from_str(v.as_raw_str()).ok())
-            .unwrap_or_default();
-        let usage = Usage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens };
-        let stats = worker.stats();
-        crate::worker::WorkerStats::add(&stats.prompt_tokens, usage.prompt_tokens);
-        crate::worker::WorkerStats::add(&stats.completion_tokens, usage.completion_tokens);
-        worker.limiter.settle_turn(&quota, usage);
-    } else {
-        worker.limiter.settle_turn(&quota, Usage::default());
-    }
-    Ok(Some(Response::json(answer.status, answer.body)))
-}
-
-/// `body` with the value of its top-level `model` replaced by `upstream` (a JSON
-/// string), without re-encoding anything else. `None` if `model` is not a string.
-fn splice_model(body: &Bytes, upstream: &str) -> Option<Bytes> {
-    let value = sonic_rs::get(&body[..], &["model"]).ok()?;
-    let raw = value.as_raw_str();
-    let start = (raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
-    let end = start + raw.len();
-    if !raw.starts_with('"') || body.get(start..end) != Some(raw.as_bytes()) {
-        return None;
-    }
-    let quoted = sonic_rs::to_string(upstream).ok()?;
-    let mut out = Vec::with_capacity(body.len() + quoted.len());
-    out.extend_from_slice(&body[..start]);
-    out.extend_from_slice(quoted.as_bytes());
-    out.extend_from_slice(&body[end..]);
-    Some(Bytes::from(out))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

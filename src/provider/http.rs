@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::provider::resilience::{backoff, Breaker, ProviderHealth};
 use crate::provider::{anthropic, openai, openai_compat, ChatRequest, ChatStream, ProviderError, Usage};
-use crate::upstream::{tls, Client, Endpoint, Outgoing, Timeouts, UpstreamError};
+use crate::upstream::{tls, BodyReader, Client, Endpoint, Outgoing, Timeouts, UpstreamError};
 
 /// Largest non-streamed answer read from a provider.
 const MAX_COMPLETION: usize = 16 << 20;
@@ -27,6 +27,13 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 pub struct Forwarded {
     pub status: u16,
     pub body: bytes::Bytes,
+}
+
+/// What `forward_stream` got: the event stream (holding its key's in-flight count),
+/// or a client-fault answer to hand back as is.
+pub enum Streamed {
+    Events(Box<BodyReader>, InFlight),
+    Answer(Forwarded),
 }
 
 /// Which wire format a provider speaks.
@@ -181,6 +188,37 @@ impl HttpProvider {
             if (200..300).contains(&resp.status) || client_fault {
                 let body = resp.body.collect(MAX_COMPLETION).await?;
                 return Ok(Forwarded { status: resp.status, body });
+            }
+            let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();
+            let message = openai::error_message(&body)
+                .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+            Err(UpstreamError::Status { status: resp.status, retry_after: resp.retry_after, message })
+        })
+        .await
+    }
+
+    /// `forward` for a streamed request: the provider's SSE body is handed back as it
+    /// arrives (a 2xx SSE head ends the retries); a client fault comes back as an
+    /// answer, untouched.
+    pub async fn forward_stream(&self, body: bytes::Bytes) -> Result<Streamed, ProviderError> {
+        self.with_retries(async |slot, guard, timeouts| {
+            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + self.headers.len());
+            if let Some(k) = slot {
+                headers.push(("authorization", &k.value));
+            }
+            headers.push(("accept", "text/event-stream"));
+            headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let out = Outgoing { path: self.path, headers: &headers, body: body.clone() };
+            let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
+            if (200..300).contains(&resp.status) {
+                if resp.content_type.starts_with("text/event-stream") {
+                    return Ok(Streamed::Events(Box::new(resp.body), guard));
+                }
+                return Err(UpstreamError::Protocol("provider answered a stream request without a stream".into()));
+            }
+            if matches!(resp.status, 400 | 404 | 409 | 413 | 422) {
+                let body = resp.body.collect(MAX_ERROR_BODY).await?;
+                return Ok(Streamed::Answer(Forwarded { status: resp.status, body }));
             }
             let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();
             let message = openai::error_message(&body)

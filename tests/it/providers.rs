@@ -409,3 +409,107 @@ fn openai_requests_pass_through_untouched_but_for_the_model() {
     assert_eq!(r.json()["error"]["type"], "server_error");
     assert!(!r.text().contains("sk-upstream-secret-1"));
 }
+
+/// The raw `data:` payloads of a `/v1` stream, checking that every HTTP chunk is
+/// exactly one SSE event.
+fn v1_stream(gw: &Gateway, key: &str, body: &Value) -> Vec<String> {
+    let mut conn = gw.conn();
+    conn.send(&req("POST", "/v1/chat/completions").key(key).json(body).bytes());
+    let head = conn.read_head();
+    assert_eq!(head.status, 200, "{head:?}");
+    assert!(head.is_chunked(), "{head:?}");
+    let mut out = Vec::new();
+    while let Some(chunk) = conn.read_chunk() {
+        let text = String::from_utf8(chunk).expect("UTF-8 event");
+        let data = text.strip_prefix("data: ").and_then(|t| t.strip_suffix("\n\n"));
+        let data = data.unwrap_or_else(|| panic!("one event per chunk: {text:?}"));
+        assert!(!data.contains("\n\n"), "one event per chunk: {text:?}");
+        out.push(data.to_string());
+    }
+    out
+}
+
+#[test]
+fn openai_streams_are_relayed_event_by_event() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let before = gw.get("/api/status", Some("sk-admin")).json()["data"]["totals"]["promptTokens"].as_u64().unwrap();
+    let body = json!({"model": "gpt", "stream": true, "temperature": 0.5,
+        "messages": [{"role": "user", "content": "one two three four five six seven"}]});
+    let data = v1_stream(&gw, "sk-admin", &body);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "{data:?}");
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "Echo: one two three four five six seven");
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk" && c["model"] == "gpt-4o"), "{data:?}");
+    // Usage was asked for upstream (for quotas) but the client did not ask: not relayed.
+    assert!(chunks.iter().all(|c| c["choices"].as_array().is_some_and(|a| !a.is_empty())), "{data:?}");
+    let sent = &up.stats()["lastRequest"]["body"];
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}), "{sent}");
+    assert_eq!((&sent["model"], &sent["temperature"]), (&json!("gpt-4o"), &json!(0.5)), "{sent}");
+    let after = gw.get("/api/status", Some("sk-admin")).json()["data"]["totals"]["promptTokens"].as_u64().unwrap();
+    assert_eq!(after - before, words("one two three four five six seven") + 3, "usage is counted");
+
+    // A client that asks for usage gets the usage chunk, as the provider sent it.
+    let mut asked = body.clone();
+    asked["stream_options"] = json!({"include_usage": true});
+    let data = v1_stream(&gw, "sk-admin", &asked);
+    let usage: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(usage["choices"], json!([]), "{data:?}");
+    assert_eq!(usage["usage"]["prompt_tokens"], words("one two three four five six seven") + 3);
+    assert_eq!(up.stats()["lastRequest"]["body"]["stream_options"], json!({"include_usage": true}));
+}
+
+#[test]
+fn a_relayed_stream_cut_by_the_provider_ends_with_an_error_chunk() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let body = json!({"model": "gpt", "stream": true,
+        "messages": [{"role": "user", "content": "tell me more [fault:chunks=8,reset-mid-stream=2]"}]});
+    let data = v1_stream(&gw, "sk-admin", &body);
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap_or_else(|_| panic!("{data:?}"));
+    assert_eq!(last["error"]["type"], "server_error", "{data:?}");
+    assert!(!data.iter().any(|d| d == "[DONE]"), "a cut stream must not look complete: {data:?}");
+    // A client error from the provider is handed on as JSON; the pool still serves.
+    let bad =
+        json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "x [fault:status=400]"}]});
+    let r = gw.post("/v1/chat/completions", Some("sk-admin"), &bad);
+    assert_eq!(r.status(), 400, "{}", r.text());
+    assert!(r.json()["error"]["message"].is_string());
+    let ok = json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "again"}]});
+    assert_eq!(v1_stream(&gw, "sk-admin", &ok).last().map(String::as_str), Some("[DONE]"));
+}
+
+#[test]
+fn a_relayed_stream_past_the_token_budget_is_cut_with_rate_limited() {
+    let up = Upstream::start(false);
+    let tokens = "\n[[keys]]\nname = \"tokens\"\nkey = \"sk-tokens\"\ntpm = 100\n";
+    let gw = gateway(&up, None, tokens, "max_retries = 0");
+    let message = vec!["lorem"; 45].join(" ");
+    let body = json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": message}]});
+    let data = v1_stream(&gw, "sk-tokens", &body);
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap_or_else(|_| panic!("{data:?}"));
+    assert_eq!(last["error"]["code"], "rate_limit_exceeded", "{data:?}");
+    assert!(data.len() > 2, "some of the reply came first: {data:?}");
+    assert!(!data.iter().any(|d| d == "[DONE]"), "{data:?}");
+    let r = gw.post("/v1/chat/completions", Some("sk-tokens"), &body);
+    assert_eq!(r.status(), 429, "the budget is spent: {}", r.text());
+}
+
+#[test]
+fn a_client_leaving_a_relayed_stream_cancels_the_upstream_call() {
+    let up = Upstream::start(false);
+    let gw = gateway(&up, None, "", "");
+    let cancelled_before = up.stats()["cancelled"].as_u64().unwrap_or(0);
+    let mut conn = gw.conn();
+    let body = json!({"model": "gpt", "stream": true,
+        "messages": [{"role": "user", "content": "long [fault:chunks=50,chunk-ms=100]"}]});
+    conn.send(&req("POST", "/v1/chat/completions").key("sk-admin").json(&body).bytes());
+    assert_eq!(conn.read_head().status, 200);
+    assert!(conn.read_chunk().is_some());
+    drop(conn);
+    let seen = eventually(Duration::from_secs(10), || up.stats()["cancelled"].as_u64().unwrap_or(0) > cancelled_before);
+    assert!(seen, "the mock saw the cancel: {}", up.stats());
+}

@@ -1,0 +1,338 @@
+//! The pass-through of `/v1/chat/completions`: a request with no `X-Session-Id` for a
+//! model with no fallbacks, served by a provider that speaks OpenAI's format, is
+//! forwarded as is (only `model` is rewritten to the upstream name, by splicing the
+//! body) and the provider's answer is handed back untouched. Nothing is re-encoded,
+//! and every field the client sent (temperature, tools, response_format, ...) reaches
+//! the provider.
+//!
+//! Non-streamed, the answer's `usage` is read for quotas and totals. Streamed, each
+//! provider event is relayed as its own HTTP chunk (`data: ...` exactly as received,
+//! re-framed so no chunk ever carries two events), and the gateway reads only what it
+//! must: the usage object (asked for with `stream_options.include_usage` when the
+//! client did not ask, and then not relayed), and, for a key with a token limit, each
+//! delta's text so that a reply running past the budget is cut with a RATE_LIMITED
+//! error chunk, as on the general path.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::api::Ctx;
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::http::response::EventStream;
+use crate::http::sse;
+use crate::http::Response;
+use crate::provider::http::{InFlight, Streamed};
+use crate::provider::{ProviderError, Usage};
+use crate::ratelimit::TurnQuota;
+use crate::upstream::{sse as upstream_sse, BodyReader};
+use crate::worker::{Worker, WorkerStats};
+
+/// Just what the pass-through needs to know of a request; the rest is skipped.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<PeekStreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct PeekStreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+struct PeekUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl From<PeekUsage> for Usage {
+    fn from(u: PeekUsage) -> Self {
+        Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }
+    }
+}
+
+/// What the stream option asks of the upstream body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UsageOption {
+    /// Not a stream, or the client asked for usage itself: relay everything.
+    AsSent,
+    /// A stream without `stream_options`: ask for usage and keep it to ourselves.
+    Inject,
+}
+
+/// Serves the request by pass-through if it is eligible. `Ok(None)`: take the general
+/// path (which also produces the precise validation errors).
+pub async fn pass_through(ctx: &Ctx<'_>, who: &Identity) -> Result<Option<Response>, ApiError> {
+    if ctx.req.header_bytes("x-session-id").is_some() {
+        return Ok(None);
+    }
+    let body = &ctx.req.body;
+    let Ok(peek) = sonic_rs::from_slice::<Peek<'_>>(body) else { return Ok(None) };
+    let stream = peek.stream.unwrap_or(false);
+    let usage_option = match (stream, &peek.stream_options) {
+        (false, _) => UsageOption::AsSent,
+        (true, None) => UsageOption::Inject,
+        (true, Some(o)) if o.include_usage == Some(true) => UsageOption::AsSent,
+        // Options we would have to merge ours into: the general path handles them.
+        (true, Some(_)) => return Ok(None),
+    };
+    let cfg = &ctx.snap.config;
+    let Some(model) = peek.model.as_deref().and_then(|id| cfg.model(id)) else { return Ok(None) };
+    if !model.fallbacks.is_empty() {
+        return Ok(None);
+    }
+    let providers = ctx.worker.providers();
+    let Some(provider) = providers.get(&model.provider) else { return Ok(None) };
+    let Some(http) = provider.openai_http() else { return Ok(None) };
+    crate::auth::check_model_access(cfg, who, &model.id)?;
+    let mut upstream_body = if peek.model.as_deref() == Some(model.upstream.as_str()) {
+        body.clone()
+    } else {
+        match splice_model(body, &model.upstream) {
+            Some(b) => b,
+            None => return Ok(None),
+        }
+    };
+    if usage_option == UsageOption::Inject {
+        match ask_for_usage(&upstream_body) {
+            Some(b) => upstream_body = b,
+            None => return Ok(None),
+        }
+    }
+    let worker = ctx.worker;
+    let prompt_estimate = (body.len() as u64).div_ceil(4);
+    let quota = worker.limiter.reserve_prompt(cfg, who, prompt_estimate, model.max_tokens)?;
+    if !stream {
+        let answer = http.forward(upstream_body).await.map_err(|e| e.to_api())?;
+        let usage = if (200..300).contains(&answer.status) { read_usage(&answer.body) } else { Usage::default() };
+        account(worker, &quota, usage);
+        return Ok(Some(Response::json(answer.status, answer.body)));
+    }
+    match http.forward_stream(upstream_body).await.map_err(|e| e.to_api())? {
+        Streamed::Answer(answer) => {
+            account(worker, &quota, Usage::default());
+            Ok(Some(Response::json(answer.status, answer.body)))
+        }
+        Streamed::Events(body, guard) => {
+            let relay = Relay {
+                body: Some(*body),
+                _guard: guard,
+                parser: upstream_sse::Parser::new(),
+                events: Vec::new(),
+                out: VecDeque::new(),
+                worker: worker.clone(),
+                quota,
+                hide_usage: usage_option == UsageOption::Inject,
+                usage: Usage::default(),
+                over: false,
+            };
+            Ok(Some(Response::sse(Box::new(relay))))
+        }
+    }
+}
+
+fn account(worker: &Rc<Worker>, quota: &TurnQuota, usage: Usage) {
+    let stats = worker.stats();
+    WorkerStats::add(&stats.prompt_tokens, usage.prompt_tokens);
+    WorkerStats::add(&stats.completion_tokens, usage.completion_tokens);
+    worker.limiter.settle_turn(quota, usage);
+}
+
+/// The top-level `usage` of an OpenAI answer or chunk (zeros if absent or null).
+fn read_usage(json: &[u8]) -> Usage {
+    sonic_rs::get(json, &["usage"])
+        .ok()
+        .and_then(|v| sonic_rs::from_str::<PeekUsage>(v.as_raw_str()).ok())
+        .map(Usage::from)
+        .unwrap_or_default()
+}
+
+/// `body` with the value of its top-level `model` replaced by `upstream` (a JSON
+/// string), without re-encoding anything else. `None` if `model` is not a string.
+fn splice_model(body: &Bytes, upstream: &str) -> Option<Bytes> {
+    let value = sonic_rs::get(&body[..], &["model"]).ok()?;
+    let raw = value.as_raw_str();
+    let start = (raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start + raw.len();
+    if !raw.starts_with('"') || body.get(start..end) != Some(raw.as_bytes()) {
+        return None;
+    }
+    let quoted = sonic_rs::to_string(upstream).ok()?;
+    let mut out = Vec::with_capacity(body.len() + quoted.len());
+    out.extend_from_slice(&body[..start]);
+    out.extend_from_slice(quoted.as_bytes());
+    out.extend_from_slice(&body[end..]);
+    Some(Bytes::from(out))
+}
+
+/// `body` (an object with at least one member, and no `stream_options`) with
+/// `"stream_options":{"include_usage":true}` as its first member.
+fn ask_for_usage(body: &Bytes) -> Option<Bytes> {
+    const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
+    let open = body.iter().position(|b| !b.is_ascii_whitespace()).filter(|&i| body[i] == b'{')?;
+    let mut out = Vec::with_capacity(body.len() + MEMBER.len());
+    out.extend_from_slice(&body[..=open]);
+    out.extend_from_slice(MEMBER);
+    out.extend_from_slice(&body[open + 1..]);
+    Some(Bytes::from(out))
+}
+
+/// A provider's OpenAI stream relayed event by event.
+struct Relay {
+    /// `None` once the stream is over (the rest of a finished body is drained by a
+    /// small task so the connection goes back to the pool).
+    body: Option<BodyReader>,
+    /// Counts the request against its upstream key while the stream lasts.
+    _guard: InFlight,
+    parser: upstream_sse::Parser,
+    events: Vec<upstream_sse::Event>,
+    /// Framed chunks ready for the client.
+    out: VecDeque<Bytes>,
+    worker: Rc<Worker>,
+    quota: TurnQuota,
+    /// The usage chunk was asked for by us, not the client: read it, do not relay it.
+    hide_usage: bool,
+    usage: Usage,
+    over: bool,
+}
+
+impl Relay {
+    async fn step(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(chunk) = self.out.pop_front() {
+                return Some(chunk);
+            }
+            if self.over {
+                return None;
+            }
+            let body = self.body.as_mut()?;
+            match body.next().await {
+                Ok(Some(piece)) => {
+                    let mut events = std::mem::take(&mut self.events);
+                    if self.parser.feed(&piece, &mut events).is_err() {
+                        self.fail(ProviderError::upstream("provider sent an over-long SSE line"));
+                        continue;
+                    }
+                    for event in events.drain(..) {
+                        if !self.over {
+                            self.on_event(event.data);
+                        }
+                    }
+                    self.events = events;
+                    if self.over {
+                        if let Some(mut rest) = self.body.take() {
+                            // Bounded by the body's own chunk and total deadlines.
+                            monoio::spawn(async move { while let Ok(Some(_)) = rest.next().await {} });
+                        }
+                    }
+                }
+                Ok(None) => self.fail(ProviderError::upstream("provider stream ended before [DONE]")),
+                Err(e) => self.fail(ProviderError::from_upstream(e)),
+            }
+        }
+    }
+
+    fn on_event(&mut self, data: Bytes) {
+        if data.trim_ascii() == b"[DONE]" {
+            account(&self.worker, &self.quota, self.usage);
+            self.out.push_back(sse::chunked_data(b"[DONE]"));
+            self.over = true;
+            return;
+        }
+        // A JSON string cannot hold an unescaped quote, so `"usage"` outside one is
+        // the key: only chunks that name it are parsed for it.
+        if memfind(&data, b"\"usage\"") {
+            let usage = read_usage(&data);
+            if usage != Usage::default() {
+                self.usage = usage;
+                let no_choices = sonic_rs::get(&data[..], &["choices"]).is_ok_and(|c| c.as_raw_str() == "[]");
+                if self.hide_usage && no_choices {
+                    return;
+                }
+            }
+        }
+        if self.quota.reserved().is_some() {
+            let text = sonic_rs::get(&data[..], &sonic_rs::pointer!["choices", 0, "delta", "content"])
+                .ok()
+                .and_then(|v| sonic_rs::from_str::<Cow<'_, str>>(v.as_raw_str()).ok().map(Cow::into_owned));
+            if let Some(text) = text {
+                if let Err(e) = self.worker.limiter.turn_delta(&self.quota, &text) {
+                    self.cut(e);
+                    return;
+                }
+            }
+        }
+        self.out.push_back(sse::chunked_data(&data));
+    }
+
+    fn fail(&mut self, e: ProviderError) {
+        self.cut(e.to_api());
+    }
+
+    /// Ends the stream with an error chunk (OpenAI's SDKs raise on it). The tokens
+    /// reserved stay spent, as on the general path: the provider did work for them.
+    fn cut(&mut self, e: ApiError) {
+        self.out.push_back(sse::chunked_data(&e.render_openai()));
+        self.over = true;
+        self.body = None;
+    }
+}
+
+fn memfind(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+impl EventStream for Relay {
+    fn next_event(&mut self) -> Pin<Box<dyn Future<Output = Option<Bytes>> + '_>> {
+        Box::pin(self.step())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sonic_rs::JsonValueTrait;
+
+    #[test]
+    fn model_is_spliced_and_usage_asked_for_without_touching_the_rest() {
+        let body =
+            Bytes::from_static(br#" {"model":"alias","stream":true,"messages":[{"role":"user","content":"hi"}]}"#);
+        let spliced = splice_model(&body, "gpt-4o-mini").unwrap();
+        assert_eq!(
+            &spliced[..],
+            br#" {"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        );
+        let asked = ask_for_usage(&spliced).unwrap();
+        let v: sonic_rs::Value = sonic_rs::from_slice(&asked).unwrap();
+        assert_eq!(sonic_rs::to_string(&v["stream_options"]).unwrap(), r#"{"include_usage":true}"#);
+        assert_eq!(v["model"].as_str(), Some("gpt-4o-mini"));
+        assert!(ask_for_usage(&Bytes::from_static(b"[1]")).is_none());
+        assert!(splice_model(&Bytes::from_static(br#"{"model":7}"#), "x").is_none());
+    }
+
+    #[test]
+    fn usage_is_read_only_where_the_key_is() {
+        assert_eq!(
+            read_usage(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#),
+            Usage { prompt_tokens: 3, completion_tokens: 5 }
+        );
+        assert_eq!(read_usage(br#"{"choices":[],"usage":null}"#), Usage::default());
+        let quoted = br#"{"choices":[{"delta":{"content":"say \"usage\": {"}}]}"#;
+        assert!(!memfind(quoted, b"\"usage\":"));
+        assert_eq!(read_usage(quoted), Usage::default());
+    }
+}
