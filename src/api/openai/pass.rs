@@ -154,6 +154,55 @@ fn account(worker: &Rc<Worker>, quota: &TurnQuota, usage: Usage) {
 
 /// The top-level `usage` of an OpenAI answer or chunk (zeros if absent or null).
 fn read_usage(json: &[u8]) -> Usage {
+    scan_usage(json).unwrap_or_else(|| parse_usage(json))
+}
+
+/// `read_usage` by scanning instead of parsing, for the common shape: the document
+/// names `"usage"` exactly once (an unescaped quote cannot occur inside a JSON
+/// string, so `"usage"` followed by `:` is a key), with `null` or an object whose
+/// `prompt_tokens` and `completion_tokens` are plain integers. Anything else: `None`,
+/// and the caller parses. A completion's `usage` comes last, after the content, so
+/// this skips the whole answer with two SIMD searches instead of a JSON walk.
+fn scan_usage(json: &[u8]) -> Option<Usage> {
+    const KEY: &[u8] = b"\"usage\"";
+    let at = memchr::memmem::rfind(json, KEY)?;
+    if memchr::memmem::find(json, KEY)? != at {
+        return None;
+    }
+    let rest = skip_ws(&json[at + KEY.len()..]);
+    let rest = skip_ws(rest.strip_prefix(b":")?);
+    if rest.starts_with(b"null") {
+        return Some(Usage::default());
+    }
+    let object = rest.strip_prefix(b"{")?;
+    Some(Usage {
+        prompt_tokens: scan_count(object, b"\"prompt_tokens\"")?,
+        completion_tokens: scan_count(object, b"\"completion_tokens\"")?,
+    })
+}
+
+/// The integer after `key` and a colon, where `key` occurs once in `object`.
+fn scan_count(object: &[u8], key: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(object, key)?;
+    if memchr::memmem::find(&object[at + 1..], key).is_some() {
+        return None;
+    }
+    let rest = skip_ws(&object[at + key.len()..]);
+    let rest = skip_ws(rest.strip_prefix(b":")?);
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let after = skip_ws(&rest[digits..]);
+    if digits == 0 || digits > 18 || !matches!(after.first(), Some(b',' | b'}')) {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+fn skip_ws(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')).count();
+    &b[n..]
+}
+
+fn parse_usage(json: &[u8]) -> Usage {
     sonic_rs::get(json, &["usage"])
         .ok()
         .and_then(|v| sonic_rs::from_str::<PeekUsage>(v.as_raw_str()).ok())
@@ -293,7 +342,7 @@ impl Relay {
 }
 
 fn memfind(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 impl EventStream for Relay {
@@ -331,6 +380,21 @@ mod tests {
             Usage { prompt_tokens: 3, completion_tokens: 5 }
         );
         assert_eq!(read_usage(br#"{"choices":[],"usage":null}"#), Usage::default());
+        // Scanned and parsed agree, whatever the shape.
+        for json in [
+            &br#"{"id":"x","choices":[{"message":{"content":"a \"usage\": 9"}}],"usage":{"prompt_tokens":11,"completion_tokens":4,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":2}}}"#[..],
+            br#"{"usage" : { "completion_tokens" : 7 , "prompt_tokens" : 2 } , "choices":[]}"#,
+            br#"{"usage":{"prompt_tokens":1,"completion_tokens":2},"x":{"usage":{"prompt_tokens":5,"completion_tokens":5}}}"#,
+            br#"{"usage":{"prompt_tokens":1.5,"completion_tokens":2}}"#,
+            br#"{"usage":{"prompt_tokens":3}}"#,
+            br#"{"choices":[]}"#,
+            br#"{"usage":null,"choices":[]}"#,
+        ] {
+            assert_eq!(read_usage(json), parse_usage(json), "{}", String::from_utf8_lossy(json));
+        }
+        let scanned = scan_usage(br#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4}}"#);
+        assert_eq!(scanned, Some(Usage { prompt_tokens: 11, completion_tokens: 4 }));
+        assert_eq!(scan_usage(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2},"x":{"usage":{}}}"#), None);
         let quoted = br#"{"choices":[{"delta":{"content":"say \"usage\": {"}}]}"#;
         assert!(!memfind(quoted, b"\"usage\":"));
         assert_eq!(read_usage(quoted), Usage::default());
