@@ -109,8 +109,17 @@ pub fn encode(req: &ChatRequest) -> Result<Bytes, ProviderError> {
         .map_err(|e| ProviderError::upstream(format!("cannot encode the request: {e}")))
 }
 
-/// Reads a non-streamed completion: the text and the usage.
+/// Reads a non-streamed completion: the text and the usage. The common shape (the
+/// first choice's `message.content` a string, `usage` found by `scan_usage`) is read
+/// with one lazy lookup and a scan; anything else is parsed whole.
 pub fn decode_completion(body: &[u8]) -> Result<(String, Usage), ProviderError> {
+    if let Some(usage) = scan_usage(body) {
+        if let Ok(v) = sonic_rs::get(body, &sonic_rs::pointer!["choices", 0, "message", "content"]) {
+            if let Ok(text) = sonic_rs::from_str::<String>(v.as_raw_str()) {
+                return Ok((text, usage));
+            }
+        }
+    }
     let c: Completion<'_> = sonic_rs::from_slice(body)
         .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable completion: {e}")))?;
     let text = c
@@ -123,6 +132,51 @@ pub fn decode_completion(body: &[u8]) -> Result<(String, Usage), ProviderError> 
         .unwrap_or_default();
     let usage = c.usage.map(Usage::from).unwrap_or_else(|| Usage { prompt_tokens: 0, completion_tokens: 0 });
     Ok((text, usage))
+}
+
+/// `read_usage` by scanning instead of parsing, for the common shape: the document
+/// names `"usage"` exactly once (an unescaped quote cannot occur inside a JSON
+/// string, so `"usage"` followed by `:` is a key), with `null` or an object whose
+/// `prompt_tokens` and `completion_tokens` are plain integers. Anything else: `None`,
+/// and the caller parses. A completion's `usage` comes last, after the content, so
+/// this skips the whole answer with two SIMD searches instead of a JSON walk.
+pub fn scan_usage(json: &[u8]) -> Option<Usage> {
+    const KEY: &[u8] = b"\"usage\"";
+    let at = memchr::memmem::rfind(json, KEY)?;
+    if memchr::memmem::find(json, KEY)? != at {
+        return None;
+    }
+    let rest = skip_ws(&json[at + KEY.len()..]);
+    let rest = skip_ws(rest.strip_prefix(b":")?);
+    if rest.starts_with(b"null") {
+        return Some(Usage::default());
+    }
+    let object = rest.strip_prefix(b"{")?;
+    Some(Usage {
+        prompt_tokens: scan_count(object, b"\"prompt_tokens\"")?,
+        completion_tokens: scan_count(object, b"\"completion_tokens\"")?,
+    })
+}
+
+/// The integer after `key` and a colon, where `key` occurs once in `object`.
+fn scan_count(object: &[u8], key: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(object, key)?;
+    if memchr::memmem::find(&object[at + 1..], key).is_some() {
+        return None;
+    }
+    let rest = skip_ws(&object[at + key.len()..]);
+    let rest = skip_ws(rest.strip_prefix(b":")?);
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let after = skip_ws(&rest[digits..]);
+    if digits == 0 || digits > 18 || !matches!(after.first(), Some(b',' | b'}')) {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+fn skip_ws(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')).count();
+    &b[n..]
 }
 
 /// The `error.message` of an OpenAI-shaped error body, if it has one.
@@ -202,5 +256,17 @@ mod tests {
         let (text, usage) = decode_completion(body).unwrap();
         assert_eq!(text, "Hi é");
         assert_eq!(usage, Usage { prompt_tokens: 5, completion_tokens: 2 });
+        // Shapes off the fast path give what the whole parse gives.
+        let cases: [(&[u8], &str, u64); 4] = [
+            (br#"{"choices":[{"message":{"content":null,"tool_calls":[]}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#, "", 3),
+            (br#"{"choices":[{"message":{"content":"a \"usage\": {"}}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#, "a \"usage\": {", 4),
+            (br#"{"choices":[{"message":{"content":"no usage"}}]}"#, "no usage", 0),
+            (br#"{"choices":[],"usage":{"prompt_tokens":6,"completion_tokens":0}}"#, "", 6),
+        ];
+        for (body, want, prompt) in cases {
+            let (text, usage) = decode_completion(body).unwrap();
+            assert_eq!((text.as_str(), usage.prompt_tokens), (want, prompt), "{}", String::from_utf8_lossy(body));
+        }
+        assert!(decode_completion(b"{not json").is_err());
     }
 }

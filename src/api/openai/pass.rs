@@ -29,6 +29,7 @@ use crate::http::response::EventStream;
 use crate::http::sse;
 use crate::http::Response;
 use crate::provider::http::{InFlight, Streamed};
+use crate::provider::openai::scan_usage;
 use crate::provider::{ProviderError, Usage};
 use crate::ratelimit::TurnQuota;
 use crate::upstream::{sse as upstream_sse, BodyReader};
@@ -155,51 +156,6 @@ fn account(worker: &Rc<Worker>, quota: &TurnQuota, usage: Usage) {
 /// The top-level `usage` of an OpenAI answer or chunk (zeros if absent or null).
 fn read_usage(json: &[u8]) -> Usage {
     scan_usage(json).unwrap_or_else(|| parse_usage(json))
-}
-
-/// `read_usage` by scanning instead of parsing, for the common shape: the document
-/// names `"usage"` exactly once (an unescaped quote cannot occur inside a JSON
-/// string, so `"usage"` followed by `:` is a key), with `null` or an object whose
-/// `prompt_tokens` and `completion_tokens` are plain integers. Anything else: `None`,
-/// and the caller parses. A completion's `usage` comes last, after the content, so
-/// this skips the whole answer with two SIMD searches instead of a JSON walk.
-fn scan_usage(json: &[u8]) -> Option<Usage> {
-    const KEY: &[u8] = b"\"usage\"";
-    let at = memchr::memmem::rfind(json, KEY)?;
-    if memchr::memmem::find(json, KEY)? != at {
-        return None;
-    }
-    let rest = skip_ws(&json[at + KEY.len()..]);
-    let rest = skip_ws(rest.strip_prefix(b":")?);
-    if rest.starts_with(b"null") {
-        return Some(Usage::default());
-    }
-    let object = rest.strip_prefix(b"{")?;
-    Some(Usage {
-        prompt_tokens: scan_count(object, b"\"prompt_tokens\"")?,
-        completion_tokens: scan_count(object, b"\"completion_tokens\"")?,
-    })
-}
-
-/// The integer after `key` and a colon, where `key` occurs once in `object`.
-fn scan_count(object: &[u8], key: &[u8]) -> Option<u64> {
-    let at = memchr::memmem::find(object, key)?;
-    if memchr::memmem::find(&object[at + 1..], key).is_some() {
-        return None;
-    }
-    let rest = skip_ws(&object[at + key.len()..]);
-    let rest = skip_ws(rest.strip_prefix(b":")?);
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    let after = skip_ws(&rest[digits..]);
-    if digits == 0 || digits > 18 || !matches!(after.first(), Some(b',' | b'}')) {
-        return None;
-    }
-    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
-}
-
-fn skip_ws(b: &[u8]) -> &[u8] {
-    let n = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')).count();
-    &b[n..]
 }
 
 fn parse_usage(json: &[u8]) -> Usage {
