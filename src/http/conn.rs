@@ -215,7 +215,7 @@ impl Conn {
             return false;
         }
         let ok = match resp.body {
-            Body::Sse(_) => self.stream_sse(resp, keep, req.minor == 0, cfg).await,
+            Body::Sse(_) => self.stream_sse(resp, keep, req.minor == 0).await,
             _ => {
                 encode_full(&mut self.wbuf, resp, keep, req.method == Method::Head, req.minor == 0);
                 true
@@ -315,53 +315,42 @@ impl Conn {
         }
     }
 
-    async fn write_bytes(&mut self, bytes: Bytes, timeout: Duration) -> Result<(), ()> {
-        match monoio::time::timeout(timeout, self.stream.write_all(bytes)).await {
-            Ok((Ok(_), _)) => Ok(()),
-            _ => Err(()),
-        }
-    }
-
     /// Streams an SSE body: the head at once, then one chunk per event. Returns false
     /// if the client went away (the stream is dropped, cancelling its producer). An
     /// HTTP/1.0 client gets the events unchunked and the end of the body is the close.
-    async fn stream_sse(&mut self, mut resp: Response, keep: bool, http10: bool, cfg: &ServerConfig) -> bool {
+    async fn stream_sse(&mut self, mut resp: Response, keep: bool, http10: bool) -> bool {
         let Body::Sse(mut events) = std::mem::replace(&mut resp.body, Body::Empty) else { return false };
         let framing = if http10 { Framing::Close } else { Framing::Chunked };
         write_head_for(&mut self.wbuf, &resp, framing, keep && !http10, http10);
-        // The first event often exists already (OpenAI's role chunk): it leaves in the
-        // head's write. Otherwise the head goes alone, at once, and the event follows.
-        let first = {
-            let mut next = events.next_event();
-            match std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
-                Poll::Ready(event) => event,
-                Poll::Pending => {
-                    if self.flush().await.is_err() {
-                        return false;
+        // Events that are ready now join the pending write (each its own HTTP chunk):
+        // OpenAI's role chunk leaves with the head, the finish chunk, `[DONE]` and the
+        // terminating chunk together. When the next event is not ready, what is
+        // buffered goes out first, so nothing waits in the buffer.
+        loop {
+            let event = {
+                let mut next = events.next_event();
+                match std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
+                    Poll::Ready(event) => event,
+                    Poll::Pending => {
+                        if self.flush().await.is_err() {
+                            return false;
+                        }
+                        next.await
                     }
-                    next.await
                 }
-            }
-        };
-        let ended = first.is_none();
-        if let Some(event) = first {
-            let event = if http10 { unchunk(&event) } else { event };
-            self.wbuf.extend_from_slice(&event);
-        }
-        if !self.wbuf.is_empty() && self.flush().await.is_err() {
-            return false;
-        }
-        let timeout = Duration::from_millis(cfg.write_timeout_ms);
-        if !ended {
-            while let Some(event) = events.next_event().await {
-                let event = if http10 { unchunk(&event) } else { event };
-                if self.write_bytes(event, timeout).await.is_err() {
-                    return false;
-                }
+            };
+            let Some(event) = event else { break };
+            if http10 {
+                self.wbuf.extend_from_slice(&unchunk(&event));
+            } else {
+                self.wbuf.extend_from_slice(&event);
             }
         }
         drop(events);
-        !http10 && self.write_bytes(Bytes::from_static(LAST_CHUNK), timeout).await.is_ok()
+        if !http10 {
+            self.wbuf.extend_from_slice(LAST_CHUNK);
+        }
+        self.flush().await.is_ok()
     }
 
     /// Answers a protocol error and closes.
