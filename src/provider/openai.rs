@@ -36,8 +36,9 @@ struct StreamOptions {
     include_usage: bool,
 }
 
+/// OpenAI's `usage` object (the counts clawgate reads).
 #[derive(Deserialize)]
-struct WireUsage {
+pub struct WireUsage {
     #[serde(default)]
     prompt_tokens: u64,
     #[serde(default)]

@@ -29,7 +29,7 @@ use crate::http::response::EventStream;
 use crate::http::sse;
 use crate::http::Response;
 use crate::provider::http::{InFlight, Streamed};
-use crate::provider::openai::scan_usage;
+use crate::provider::openai::{scan_usage, WireUsage};
 use crate::provider::{ProviderError, Usage};
 use crate::ratelimit::TurnQuota;
 use crate::upstream::{sse as upstream_sse, BodyReader};
@@ -50,20 +50,6 @@ struct Peek<'a> {
 struct PeekStreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
-}
-
-#[derive(Deserialize, Default)]
-struct PeekUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-}
-
-impl From<PeekUsage> for Usage {
-    fn from(u: PeekUsage) -> Self {
-        Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }
-    }
 }
 
 /// What the stream option asks of the upstream body.
@@ -161,7 +147,7 @@ fn read_usage(json: &[u8]) -> Usage {
 fn parse_usage(json: &[u8]) -> Usage {
     sonic_rs::get(json, &["usage"])
         .ok()
-        .and_then(|v| sonic_rs::from_str::<PeekUsage>(v.as_raw_str()).ok())
+        .and_then(|v| sonic_rs::from_str::<WireUsage>(v.as_raw_str()).ok())
         .map(Usage::from)
         .unwrap_or_default()
 }
