@@ -239,13 +239,6 @@ impl Session {
     }
 }
 
-/// Where a command for a session id goes from this shard.
-enum Route {
-    /// Held here, or this is its home and nobody holds it (absent).
-    Here,
-    To(usize),
-}
-
 /// The sessions held by one worker, and (as their home) where its other ids are.
 ///
 /// Every id has a home worker (a hash of the id) that always knows where the session
@@ -288,18 +281,21 @@ impl Shard {
         }
     }
 
-    fn route(&self, id: &str) -> Route {
-        if self.sessions.contains_key(id) {
-            return Route::Here;
+    /// Where a command for `id` that has already travelled `hops` times goes from
+    /// here: `None` to be handled here (held here, or homed here and absent), or the
+    /// worker to pass it to; an error past `MAX_HOPS` (a routing bug, not a loop).
+    fn route(&self, id: &str, hops: u8) -> Result<Option<usize>, ApiError> {
+        let next = if self.sessions.contains_key(id) {
+            None
+        } else if self.home(id) != self.me {
+            Some(self.home(id))
+        } else {
+            self.moved.get(id).copied()
+        };
+        if next.is_some() && hops >= MAX_HOPS {
+            return Err(ApiError::internal("session routing loop"));
         }
-        let home = self.home(id);
-        if home != self.me {
-            return Route::To(home);
-        }
-        match self.moved.get(id) {
-            Some(&holder) => Route::To(holder),
-            None => Route::Here,
-        }
+        Ok(next)
     }
 
     /// Tells the home of a session this guest held that it is gone.
@@ -354,36 +350,36 @@ impl Shard {
             Cmd::Begin { req, from, hops, reply } => {
                 // `begin` always sets the id before sending.
                 let id = req.id.clone().unwrap_or_default();
-                match self.route(&id) {
-                    Route::Here => self.begin(id, req, from, reply),
-                    Route::To(_) if hops >= MAX_HOPS => {
-                        let _ = reply.send(Err(ApiError::internal("session routing loop")));
+                match self.route(&id, hops) {
+                    Ok(None) => self.begin(id, req, from, reply),
+                    Ok(Some(w)) => self.post(w, Cmd::Begin { req, from, hops: hops + 1, reply }),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
                     }
-                    Route::To(w) => self.post(w, Cmd::Begin { req, from, hops: hops + 1, reply }),
                 }
             }
             Cmd::Finish { id, token, user, assistant, model } => self.finish(&id, token, user, assistant, model),
             Cmd::Abort { id, token } => self.release(&id, token),
-            Cmd::Get { id, who, limit, hops, reply } => match self.route(&id) {
-                Route::Here => {
+            Cmd::Get { id, who, limit, hops, reply } => match self.route(&id, hops) {
+                Ok(None) => {
                     let _ = reply.send(self.get(&id, &who, limit));
                 }
-                Route::To(_) if hops >= MAX_HOPS => {
-                    let _ = reply.send(Err(ApiError::internal("session routing loop")));
+                Ok(Some(w)) => self.post(w, Cmd::Get { id, who, limit, hops: hops + 1, reply }),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
                 }
-                Route::To(w) => self.post(w, Cmd::Get { id, who, limit, hops: hops + 1, reply }),
             },
             Cmd::List { who, channel, after, limit, reply } => {
                 let _ = reply.send(Ok(self.list(&who, channel.as_deref(), after.as_ref(), limit)));
             }
-            Cmd::Act { id, who, action, hops, reply } => match self.route(&id) {
-                Route::Here => {
+            Cmd::Act { id, who, action, hops, reply } => match self.route(&id, hops) {
+                Ok(None) => {
                     let _ = reply.send(self.act(&id, &who, action));
                 }
-                Route::To(_) if hops >= MAX_HOPS => {
-                    let _ = reply.send(Err(ApiError::internal("session routing loop")));
+                Ok(Some(w)) => self.post(w, Cmd::Act { id, who, action, hops: hops + 1, reply }),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
                 }
-                Route::To(w) => self.post(w, Cmd::Act { id, who, action, hops: hops + 1, reply }),
             },
             Cmd::Adopt { session, created, req, reply } => self.adopt(*session, created, req, reply),
             Cmd::Return { session, then } => {
