@@ -85,6 +85,16 @@ pub async fn dispatch(
         }
         _ => None,
     };
+    // No parser below sees a body nested past the limit (sonic-rs recurses).
+    // Webhooks verify their signature over the raw bytes before anything parses them.
+    let parses_later = matches!(route, Route::Webhook(_) | Route::WebhookVerify(_));
+    if let Err(e) = check_body_depth(req).or_else(|e| if parses_later { Ok(()) } else { Err(e) }) {
+        let mut resp = error_response(&e, route.openai_errors());
+        if let Some(quota) = &quota {
+            worker.limiter.add_headers(quota, &mut resp);
+        }
+        return resp;
+    }
     let result = match (route, who) {
         (Route::Health, _) => Ok(health::health(&ctx)),
         (Route::HealthDetailed, who) => health::detailed(&ctx, who.as_ref()),
@@ -146,9 +156,9 @@ pub fn require_body(req: &Request) -> Result<&[u8], ApiError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => Ok(body),
         None => Err(ApiError::invalid("request body must be a JSON object")),
-        Some(_) => match sonic_rs::from_slice::<sonic_rs::Value>(body) {
+        Some(_) => match crate::json::from_slice::<sonic_rs::Value>(body) {
             Ok(_) => Err(ApiError::invalid("request body must be a JSON object")),
-            Err(e) => Err(ApiError::invalid(format!("malformed JSON: {}", first_line(&e)))),
+            Err(e) => Err(ApiError::invalid(format!("malformed JSON: {}", e.first_line()))),
         },
     }
 }
@@ -156,6 +166,15 @@ pub fn require_body(req: &Request) -> Result<&[u8], ApiError> {
 /// sonic-rs errors carry a multi-line excerpt of the input; the first line says it all.
 fn first_line(e: &sonic_rs::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().trim_end().to_string()
+}
+
+/// Refuses a request body that nests deeper than `server.max_json_depth`, before any
+/// handler parses it (`json`): every HTTP body passes here, whatever its route.
+fn check_body_depth(req: &Request) -> Result<(), ApiError> {
+    if req.body.is_empty() {
+        return Ok(());
+    }
+    crate::json::check_depth(&req.body, crate::json::max_depth()).map_err(|e| ApiError::invalid(e.first_line()))
 }
 
 /// Turns a JSON parse failure into a message that names the offending field when it

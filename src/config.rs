@@ -109,6 +109,13 @@ pub struct ServerConfig {
     pub ws_max_frame_bytes: usize,
     /// Largest WebSocket message (all fragments) accepted; larger closes with 1009.
     pub ws_max_message_bytes: usize,
+    /// Largest WebSocket message accepted before the socket authenticated (an `auth`
+    /// frame needs a few hundred bytes); larger closes with 1009.
+    pub ws_max_auth_frame_bytes: usize,
+    /// Deepest nesting of arrays and objects accepted in any JSON the gateway parses
+    /// (request bodies, WebSocket frames, upstream answers); deeper is refused with
+    /// `INVALID_REQUEST` before parsing.
+    pub max_json_depth: usize,
     /// Frames queued for one WebSocket before its turns are cut and it closes with 1013.
     pub ws_send_buffer_bytes: usize,
     /// Turns in flight at once on one WebSocket.
@@ -146,6 +153,8 @@ impl Default for ServerConfig {
             ws_pong_timeout_ms: 10_000,
             ws_max_frame_bytes: 1_048_576,
             ws_max_message_bytes: 1_048_576,
+            ws_max_auth_frame_bytes: 4_096,
+            max_json_depth: crate::json::DEFAULT_MAX_DEPTH,
             ws_send_buffer_bytes: 1_048_576,
             ws_max_turns_per_socket: 16,
             ws_status_interval_ms: 5_000,

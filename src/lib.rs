@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod json;
 pub mod log;
 pub mod provider;
 pub mod ratelimit;

@@ -26,6 +26,11 @@ use crate::log;
 use crate::session::{Cmd, SessionHub, Shard};
 use crate::worker::{Shared, Snapshot, Worker, WorkerStats};
 
+/// Each worker thread's stack. Reserved, not committed: only touched pages cost RSS.
+/// Sized so that a parse at the largest `server.max_json_depth` (4,096) fits many
+/// times over (sonic-rs recursion is a few hundred bytes a level).
+const WORKER_STACK_BYTES: usize = 16 << 20;
+
 /// Messages from the main thread to a worker.
 pub enum Control {
     Drain,
@@ -140,6 +145,9 @@ pub fn run(config: Config) -> Result<(), String> {
         };
         let thread = std::thread::Builder::new()
             .name(format!("clawgate-w{id}"))
+            // The guard behind the JSON depth limit (`json`): every parse is bounded
+            // far below what this stack holds, so an overflow can only be a bug.
+            .stack_size(WORKER_STACK_BYTES)
             .spawn(move || {
                 if pin {
                     let _ = monoio::utils::bind_to_cpu_set([id % cores]);

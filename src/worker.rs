@@ -38,6 +38,7 @@ impl std::fmt::Debug for Snapshot {
 
 impl Snapshot {
     pub fn new(config: Arc<Config>) -> Result<Self, String> {
+        crate::json::set_max_depth(config.server.max_json_depth);
         let keys = KeyStore::new(&config);
         let tls = config
             .providers

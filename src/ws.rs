@@ -79,6 +79,8 @@ const READ_BUFFER: usize = 4096;
 pub struct Upgrade {
     /// Set when the upgrade request carried a valid `Authorization`.
     pub who: Option<Identity>,
+    /// The client's address: failed `auth` frames count against its per-IP limit.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Checks a `/ws` request and answers `101` with the accept key. `who` is the caller
@@ -90,7 +92,7 @@ pub fn upgrade(ctx: &Ctx<'_>, who: Option<Identity>) -> Result<Response, ApiErro
     if let Some(peer) = ctx.req.peer {
         ctx.worker.limiter.ws_connect(peer.ip())?;
     }
-    let mut resp = Response::new(101, Body::Upgrade(Box::new(Upgrade { who })));
+    let mut resp = Response::new(101, Body::Upgrade(Box::new(Upgrade { who, peer: ctx.req.peer.map(|p| p.ip()) })));
     resp.push_header("upgrade", "websocket");
     resp.push_header("connection", "Upgrade");
     resp.push_header("sec-websocket-accept", accept);
@@ -146,7 +148,7 @@ pub async fn serve(stream: TcpStream, leftover: Bytes, worker: Rc<Worker>, up: U
     // `leftover` shares the connection's 16 KiB read buffer: let it go now.
     drop(leftover);
     let ws = WebSocket::from_framed_read(framed, Role::Server, Some(config));
-    session::run(ws, link.clone(), worker.clone(), up.who, &cfg).await;
+    session::run(ws, link.clone(), worker.clone(), up, &cfg).await;
 
     link.fail(Fail::Closed);
     LINKS.with(|l| l.borrow_mut().remove(&key));

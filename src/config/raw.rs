@@ -84,6 +84,10 @@ pub(super) struct RawServer {
     pub ws_max_frame_bytes: Option<usize>,
     /// Largest WebSocket message (all fragments) accepted; larger closes with 1009.
     pub ws_max_message_bytes: Option<usize>,
+    /// Largest WebSocket message accepted before the socket authenticated.
+    pub ws_max_auth_frame_bytes: Option<usize>,
+    /// Deepest JSON nesting accepted anywhere (bodies, frames, upstream answers).
+    pub max_json_depth: Option<usize>,
     /// Frames queued for one WebSocket before its turns are cut and it closes with 1013.
     pub ws_send_buffer_bytes: Option<usize>,
     /// Turns in flight at once on one WebSocket.

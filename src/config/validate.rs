@@ -261,6 +261,20 @@ impl Ctx<'_> {
                 16,
                 None,
             )?,
+            ws_max_auth_frame_bytes: self.ranged(
+                "server.ws_max_auth_frame_bytes",
+                raw.ws_max_auth_frame_bytes,
+                d.ws_max_auth_frame_bytes,
+                256,
+                None,
+            )?,
+            max_json_depth: self.ranged(
+                "server.max_json_depth",
+                raw.max_json_depth,
+                d.max_json_depth,
+                8,
+                Some(4096),
+            )?,
             ws_send_buffer_bytes: self.ranged(
                 "server.ws_send_buffer_bytes",
                 raw.ws_send_buffer_bytes,

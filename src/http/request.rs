@@ -149,6 +149,7 @@ fn parse(buf: &[u8], max_head: usize, max_headers: usize) -> Result<Option<(usiz
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
+    let mut hosts = 0u32;
     for h in parsed.headers.iter() {
         headers.push((span(h.name.as_bytes()), span(h.value)));
         let name = h.name;
@@ -177,7 +178,15 @@ fn parse(buf: &[u8], max_head: usize, max_headers: usize) -> Result<Option<(usiz
             }
         } else if name.eq_ignore_ascii_case("expect") {
             expect_continue = trim(h.value).eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
         }
+    }
+    // RFC 9112 section 3.2: 400 to an HTTP/1.1 request without Host, and to any
+    // request with more than one.
+    if hosts > 1 || (minor >= 1 && hosts == 0) {
+        let why = if hosts > 1 { "more than one Host header" } else { "HTTP/1.1 requests need a Host header" };
+        return Err(ApiError::invalid(why).closing());
     }
     let body_kind = match (content_length, chunked) {
         (Some(_), true) => {
@@ -350,7 +359,7 @@ mod tests {
 
     #[test]
     fn head_split_at_every_offset_is_partial_until_complete() {
-        let raw = b"POST /api/chat HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+        let raw = b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
         let head_len = raw.len() - 2;
         for cut in 0..head_len {
             assert!(matches!(probe_head(&raw[..cut], 16384, 64), Ok(Parsed::Partial)), "cut {cut}");
@@ -364,7 +373,7 @@ mod tests {
         assert!(req("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").is_err());
         assert!(req("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").is_err());
         assert!(req("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").is_err());
-        assert!(req("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").is_ok());
+        assert!(req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").is_ok());
     }
 
     #[test]
@@ -380,7 +389,18 @@ mod tests {
     fn http10_closes_unless_keep_alive() {
         assert!(!req("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
         assert!(req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().keep_alive);
-        assert!(!req("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().keep_alive);
+        assert!(!req("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap().keep_alive);
+    }
+
+    #[test]
+    fn host_must_appear_exactly_once_on_http11() {
+        for raw in ["GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"] {
+            let err = req(raw).unwrap_err();
+            assert_eq!((err.status(), err.close), (400, true), "{raw:?}");
+        }
+        assert!(req("GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n").is_err());
+        assert!(req("GET / HTTP/1.0\r\n\r\n").is_ok());
+        assert!(req("GET / HTTP/1.1\r\nhOsT: a\r\n\r\n").is_ok());
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub fn encode(req: &ChatRequest) -> Result<Bytes, ProviderError> {
 
 /// Reads a non-streamed message: the text blocks joined and the usage.
 pub fn decode_message(body: &[u8]) -> Result<(String, Usage), ProviderError> {
-    let m: Message<'_> = sonic_rs::from_slice(body)
+    let m: Message<'_> = crate::json::from_slice(body)
         .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable message: {e}")))?;
     let text: String = m.content.iter().filter(|b| b.kind == "text").filter_map(|b| b.text.as_deref()).collect();
     let u = m.usage.unwrap_or_default();
@@ -131,7 +131,7 @@ pub fn decode_message(body: &[u8]) -> Result<(String, Usage), ProviderError> {
 
 /// The `error.message` of an Anthropic error body, if it has one.
 pub fn error_message(body: &[u8]) -> Option<String> {
-    let e: ErrorBody<'_> = sonic_rs::from_slice(body).ok()?;
+    let e: ErrorBody<'_> = crate::json::from_slice(body).ok()?;
     e.error.message.map(Cow::into_owned)
 }
 
@@ -157,7 +157,7 @@ impl stream::Events for Events {
         data: &[u8],
         out: &mut VecDeque<StreamEvent>,
     ) -> Result<bool, ProviderError> {
-        let p: StreamPayload<'_> = sonic_rs::from_slice(data)
+        let p: StreamPayload<'_> = crate::json::from_slice(data)
             .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable event: {e}")))?;
         match &*p.kind {
             "message_start" => {

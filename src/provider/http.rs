@@ -239,8 +239,14 @@ impl HttpProvider {
         let mut now = Instant::now();
         let deadline = now + self.timeouts.total;
         let mut attempt = 0u32;
+        // The failure that led to the current retry: if the breaker then refuses, the
+        // client learns what actually went wrong (a timeout stays a 504).
+        let mut previous: Option<UpstreamError> = None;
         loop {
             if !self.breaker.borrow_mut().admit(now) {
+                if let Some(e) = previous {
+                    return Err(self.error(e));
+                }
                 return Err(ProviderError::upstream(format!(
                     "provider {} is marked down after repeated failures; it is probed again shortly",
                     self.name
@@ -281,6 +287,7 @@ impl HttpProvider {
                     monoio::time::sleep(delay).await;
                     now = Instant::now();
                     attempt += 1;
+                    previous = Some(e);
                 }
             }
         }

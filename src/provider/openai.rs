@@ -115,13 +115,13 @@ pub fn encode(req: &ChatRequest) -> Result<Bytes, ProviderError> {
 /// with one lazy lookup and a scan; anything else is parsed whole.
 pub fn decode_completion(body: &[u8]) -> Result<(String, Usage), ProviderError> {
     if let Some(usage) = scan_usage(body) {
-        if let Ok(v) = sonic_rs::get(body, &sonic_rs::pointer!["choices", 0, "message", "content"]) {
+        if let Ok(v) = crate::json::get(body, &sonic_rs::pointer!["choices", 0, "message", "content"]) {
             if let Ok(text) = sonic_rs::from_str::<String>(v.as_raw_str()) {
                 return Ok((text, usage));
             }
         }
     }
-    let c: Completion<'_> = sonic_rs::from_slice(body)
+    let c: Completion<'_> = crate::json::from_slice(body)
         .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable completion: {e}")))?;
     let text = c
         .choices
@@ -182,7 +182,7 @@ fn skip_ws(b: &[u8]) -> &[u8] {
 
 /// The `error.message` of an OpenAI-shaped error body, if it has one.
 pub fn error_message(body: &[u8]) -> Option<String> {
-    let e: ErrorBody<'_> = sonic_rs::from_slice(body).ok()?;
+    let e: ErrorBody<'_> = crate::json::from_slice(body).ok()?;
     e.error.message.map(Cow::into_owned)
 }
 
@@ -213,7 +213,7 @@ impl stream::Events for Events {
             out.push_back(StreamEvent::Done(self.usage.unwrap_or_default()));
             return Ok(true);
         }
-        let chunk: Completion<'_> = sonic_rs::from_slice(data)
+        let chunk: Completion<'_> = crate::json::from_slice(data)
             .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable chunk: {e}")))?;
         if let Some(e) = chunk.error {
             let msg = e.message.map(Cow::into_owned).unwrap_or_default();

@@ -58,6 +58,8 @@ struct Socket {
     worker: Rc<Worker>,
     link: Rc<Link>,
     who: Option<Identity>,
+    /// The client's address, for the per-IP limit on failed authentication.
+    peer: Option<std::net::IpAddr>,
     subs: Rc<Cell<Subs>>,
     status_task: bool,
     in_flight: Rc<Cell<usize>>,
@@ -72,12 +74,13 @@ pub async fn run(
     mut ws: WebSocket<WsIo>,
     link: Rc<Link>,
     worker: Rc<Worker>,
-    who: Option<Identity>,
+    up: crate::ws::Upgrade,
     cfg: &ServerConfig,
 ) {
     let mut sock = Socket {
         link,
-        who,
+        who: up.who,
+        peer: up.peer,
         subs: Rc::new(Cell::new(Subs { message: true, status: false })),
         status_task: false,
         in_flight: Rc::new(Cell::new(0)),
@@ -86,9 +89,29 @@ pub async fn run(
         messages: worker.limiter.ws_socket(),
         worker,
     };
+    // Before authentication a message may only be as big as an `auth` frame needs:
+    // nothing large is buffered or parsed for a caller we do not know.
+    if sock.who.is_none() {
+        let small = cfg.ws_max_auth_frame_bytes;
+        ws.set_config(|c| {
+            c.max_message_size = Some(small);
+            c.max_frame_size = Some(small);
+        });
+    }
     let flow = loop {
         let flow = match ws.read().await {
-            Ok(Message::Text(text)) => sock.on_text(&text),
+            Ok(Message::Text(text)) => {
+                let was_anonymous = sock.who.is_none();
+                let flow = sock.on_text(&text);
+                if was_anonymous && sock.who.is_some() {
+                    let (frame, message) = (cfg.ws_max_frame_bytes, cfg.ws_max_message_bytes);
+                    ws.set_config(|c| {
+                        c.max_message_size = Some(message);
+                        c.max_frame_size = Some(frame);
+                    });
+                }
+                flow
+            }
             Ok(Message::Binary(_)) => sock.on_unparsable("binary frames are not supported; send JSON text frames"),
             // The library already answered the close; the next read ends the loop.
             Ok(Message::Close(_)) => {
@@ -159,24 +182,20 @@ impl Socket {
     /// A frame that is not JSON (or not text): before auth that is a policy violation.
     fn on_unparsable(&self, why: &str) -> Flow {
         if self.who.is_none() {
-            return unauthorized("authenticate first: send {\"type\":\"auth\",\"token\":\"<key>\"}");
+            return self.auth_failure(ApiError::new(ErrorCode::Unauthorized, AUTH_FIRST), "unauthorized");
         }
         self.send_error(&ApiError::invalid(why.to_string()), None);
         Flow::Continue
     }
 
     fn on_text(&mut self, text: &str) -> Flow {
-        let frame: ClientFrame<'_> = match sonic_rs::from_str(text) {
+        let frame: ClientFrame<'_> = match crate::json::from_str(text) {
             Ok(f) => f,
-            Err(e) => {
-                let why = e.to_string();
-                let first = why.lines().next().unwrap_or("invalid JSON");
-                return self.on_unparsable(&format!("malformed JSON frame: {first}"));
-            }
+            Err(e) => return self.on_unparsable(&format!("malformed JSON frame: {}", e.first_line())),
         };
         match (&*frame.kind, &self.who) {
             ("auth", _) => return self.on_auth(&frame),
-            (_, None) => return unauthorized("authenticate first: send {\"type\":\"auth\",\"token\":\"<key>\"}"),
+            (_, None) => return self.auth_failure(ApiError::new(ErrorCode::Unauthorized, AUTH_FIRST), "unauthorized"),
             (_, Some(_)) => {}
         }
         // The socket's message quota: a refused frame is dropped, the socket stays.
@@ -195,7 +214,7 @@ impl Socket {
 
     fn on_auth(&mut self, frame: &ClientFrame<'_>) -> Flow {
         let Some(token) = frame.token.as_deref() else {
-            return unauthorized("auth needs a `token`");
+            return self.auth_failure(ApiError::new(ErrorCode::Unauthorized, "auth needs a `token`"), "unauthorized");
         };
         match self.worker.snapshot().keys.authenticate_token(token.as_bytes()) {
             Ok(who) => {
@@ -204,8 +223,21 @@ impl Socket {
                 self.who = Some(who);
                 Flow::Continue
             }
-            Err(e) => Flow::Close(CloseCode::Policy, "authentication failed", Some(e)),
+            // A failed key counts against its IP (`limits.ip_rpm`), as on HTTP routes:
+            // past the limit the answer is RATE_LIMITED, not UNAUTHORIZED.
+            Err(e) => self.auth_failure(e, "authentication failed"),
         }
+    }
+
+    /// Closes an unauthenticated socket with 1008. Every failure (bad token, no token,
+    /// anything but `auth` first) counts against the client's IP (`limits.ip_rpm`), as
+    /// failed keys do on HTTP routes: past the limit the error is RATE_LIMITED.
+    fn auth_failure(&self, e: ApiError, reason: &'static str) -> Flow {
+        let e = match self.worker.limiter.check_unauthenticated(self.peer) {
+            Ok(_) => e,
+            Err(refused) => refused.error,
+        };
+        Flow::Close(CloseCode::Policy, reason, Some(e))
     }
 
     fn on_subscribe(&mut self, frame: &ClientFrame<'_>) {
@@ -281,9 +313,8 @@ fn admit_turn(worker: &Worker, who: &Identity) -> Result<(), ApiError> {
     worker.limiter.check_request(&config, who, None).map(|_| ()).map_err(|r| r.error)
 }
 
-fn unauthorized(message: &'static str) -> Flow {
-    Flow::Close(CloseCode::Policy, "unauthorized", Some(ApiError::new(ErrorCode::Unauthorized, message)))
-}
+/// What an unauthenticated socket is told when it sends anything but `auth`.
+const AUTH_FIRST: &str = "authenticate first: send {\"type\":\"auth\",\"token\":\"<key>\"}";
 
 /// One turn on a socket.
 struct TurnTask {

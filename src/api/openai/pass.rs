@@ -145,7 +145,7 @@ fn read_usage(json: &[u8]) -> Usage {
 }
 
 fn parse_usage(json: &[u8]) -> Usage {
-    sonic_rs::get(json, &["usage"])
+    crate::json::get(json, &["usage"])
         .ok()
         .and_then(|v| sonic_rs::from_str::<WireUsage>(v.as_raw_str()).ok())
         .map(Usage::from)
@@ -250,14 +250,14 @@ impl Relay {
             let usage = read_usage(&data);
             if usage != Usage::default() {
                 self.usage = usage;
-                let no_choices = sonic_rs::get(&data[..], &["choices"]).is_ok_and(|c| c.as_raw_str() == "[]");
+                let no_choices = crate::json::get(&data[..], &["choices"]).is_ok_and(|c| c.as_raw_str() == "[]");
                 if self.hide_usage && no_choices {
                     return;
                 }
             }
         }
         if self.quota.reserved().is_some() {
-            let text = sonic_rs::get(&data[..], &sonic_rs::pointer!["choices", 0, "delta", "content"])
+            let text = crate::json::get(&data[..], &sonic_rs::pointer!["choices", 0, "delta", "content"])
                 .ok()
                 .and_then(|v| sonic_rs::from_str::<Cow<'_, str>>(v.as_raw_str()).ok().map(Cow::into_owned));
             if let Some(text) = text {
