@@ -118,8 +118,7 @@ fn sighup_reloads_the_config_for_new_connections() {
     };
     assert_eq!(ids(&gw), ["mock", "mock-large"]);
 
-    gw.rewrite_config(&cfg.clone().extra("[[models]]\nid = \"mock-new\"\nprovider = \"mock\"\n").toml());
-    gw.signal("HUP");
+    gw.reload(&cfg.clone().extra("[[models]]\nid = \"mock-new\"\nprovider = \"mock\"\n").toml());
     assert!(gw.wait_for_log("reloaded", Duration::from_secs(3)), "{:?}", gw.logs());
     assert!(
         eventually(Duration::from_secs(3), || ids(&gw) == ["mock", "mock-large", "mock-new"]),
@@ -135,8 +134,7 @@ fn sighup_reloads_the_config_for_new_connections() {
 fn sighup_with_a_broken_file_keeps_the_running_config() {
     let cfg = Cfg::new();
     let gw = cfg.start();
-    gw.rewrite_config("[server]\nlisten = \"127.0.0.1:0\"\nbogus_key = 1\n");
-    gw.signal("HUP");
+    gw.reload("[server]\nlisten = \"127.0.0.1:0\"\nbogus_key = 1\n");
     assert!(gw.wait_for_log("reload refused", Duration::from_secs(3)), "{:?}", gw.logs());
     // The refusal names the offending key (the message may span several lines).
     let logs = gw.logs();
@@ -244,7 +242,7 @@ fn keys_make_a_non_loopback_listen_address_acceptable() {
 #[test]
 fn the_config_file_can_come_from_clawgate_config() {
     let file = TempFile::new(&Cfg::new().toml());
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.env("CLAWGATE_CONFIG", file.path());
     let gw = Gateway::spawn(cmd, None);
     assert_eq!(gw.get("/api/status", Some(ADMIN)).json()["data"]["user"], "ops");

@@ -1,16 +1,21 @@
-//! Integration tests of the `clawgate` binary. Each test starts the real binary on
-//! `127.0.0.1:0` with its own temp config and the built-in mock provider, talks raw
-//! HTTP/1.1 to it and asserts exact status codes, headers and bodies as PROTOCOL.md
-//! fixes them. Run with `cargo nextest run --test it`; CI runs the suite once with
-//! `CLAWGATE_IO=uring` and once with `CLAWGATE_IO=epoll` (the variable is inherited by
-//! every gateway the tests start).
+//! Integration tests of the `clawgate` binary (and of the `mock_upstream` binary it
+//! is tested against). Each test starts the real binary on `127.0.0.1:0` with its own
+//! temp config, talks raw HTTP/1.1 (or raw WebSocket frames) to it and asserts exact
+//! status codes, headers and bodies as PROTOCOL.md fixes them. Run with
+//! `cargo nextest run --test it`; CI runs the suite once with `CLAWGATE_IO=uring` and
+//! once with `CLAWGATE_IO=epoll` (the variable is inherited by every gateway the tests
+//! start).
 //!
-//! Modules: `support` (process harness, raw client, JSON and SSE helpers), `rest`
-//! (health, status, catalogue, routing, auth, request ids), `chat` (JSON and SSE turns,
-//! validation, mock failures), `sessions` (listing, paging, actions, ownership,
-//! serialised turns), `http_edges` (pipelining, split writes, chunked bodies, limits,
-//! timeouts, load shedding), `lifecycle` (drain on SIGTERM, SIGHUP reload, config
-//! checks).
+//! Modules: `support` (one gateway harness, one `mock_upstream` harness, the raw HTTP
+//! and WebSocket clients, JSON and SSE helpers), `rest` (health, status, catalogue,
+//! routing, auth, request ids), `chat` (JSON and SSE turns, validation, mock
+//! failures), `sessions` (listing, paging, actions, ownership, serialised turns),
+//! `http_edges` (pipelining, split writes, chunked bodies, limits, timeouts, load
+//! shedding), `ws_edges` (WebSocket framing, close codes, pings), `ratelimit` (request
+//! and token limits, per-IP limits on failed keys, reload), `providers` (the OpenAI,
+//! Anthropic and compatible adapters in front of `mock_upstream`: retries, fallback,
+//! timeouts, TLS, breaker, pass-through), `mock_upstream` (the fake provider's own wire
+//! formats and faults), `lifecycle` (drain on SIGTERM, SIGHUP reload, config checks).
 
 // The tests are the client, not a worker: they block, sleep, unwrap and panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
@@ -20,6 +25,9 @@ mod support;
 mod chat;
 mod http_edges;
 mod lifecycle;
+mod mock_upstream;
 mod providers;
+mod ratelimit;
 mod rest;
 mod sessions;
+mod ws_edges;

@@ -6,72 +6,11 @@
 //! (error event, pool still healthy), a client that disconnects (the upstream sees the
 //! cancel), non-retryable errors, and the circuit breaker.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::support::*;
-
-const MOCK_BIN: &str = env!("CARGO_BIN_EXE_mock_upstream");
-
-/// A running `mock_upstream`; killed on drop.
-pub struct Upstream {
-    child: Child,
-    pub addr: SocketAddr,
-}
-
-impl Upstream {
-    #[allow(clippy::zombie_processes)] // `Drop` kills and waits for it
-    pub fn start(tls: bool) -> Upstream {
-        let mut cmd = Command::new(MOCK_BIN);
-        cmd.args(["--listen", "127.0.0.1:0", "--workers", "1"]);
-        if tls {
-            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-            cmd.arg("--tls-cert").arg(format!("{dir}/test-server.pem"));
-            cmd.arg("--tls-key").arg(format!("{dir}/test-server.key"));
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn mock_upstream");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("mock_upstream prints its address");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.trim().trim_start_matches("https://").trim_start_matches("http://");
-                return Upstream { child, addr: addr.parse().expect("address") };
-            }
-        }
-    }
-
-    fn http(&self, method: &str, path: &str) -> Value {
-        let mut conn = Conn::open(self.addr);
-        let r = conn.exchange(&req(method, path).header("authorization", "Bearer x").body(Vec::new()));
-        r.json()
-    }
-
-    pub fn stats(&self) -> Value {
-        self.http("GET", "/__mock/stats")
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A gateway with one provider of each kind in front of `up` (plain) and, if given,
 /// an OpenAI provider over TLS in front of `tls_up`.
@@ -142,7 +81,7 @@ fallbacks = ["claude"]
 "#
     );
     if let Some(t) = tls_up {
-        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-ca.pem");
+        let ca = fixture("test-ca.pem");
         toml.push_str(&format!(
             r#"
 [[providers]]
@@ -189,7 +128,7 @@ fn words(s: &str) -> u64 {
 
 #[test]
 fn each_adapter_answers_json_turns_with_provider_usage() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "");
     for model in ["gpt", "claude", "llama"] {
         let r = chat(&gw, model, "Hello there friend");
@@ -212,7 +151,7 @@ fn each_adapter_answers_json_turns_with_provider_usage() {
 
 #[test]
 fn each_adapter_streams_chunks_as_they_arrive_with_provider_usage() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "");
     for model in ["gpt", "claude", "llama"] {
         let events = stream(&gw, model, "Write a short poem [fault:chunks=6,chunk-ms=20]");
@@ -228,7 +167,7 @@ fn each_adapter_streams_chunks_as_they_arrive_with_provider_usage() {
 
 #[test]
 fn history_reaches_the_provider_on_the_next_turn() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "");
     let body = json!({"message": "first", "model": "claude", "sessionId": "hist-1"});
     assert_eq!(gw.post("/api/chat", Some("sk-admin"), &body).status(), 200);
@@ -242,8 +181,8 @@ fn history_reaches_the_provider_on_the_next_turn() {
 
 #[test]
 fn tls_provider_works_with_the_test_ca() {
-    let up = Upstream::start(false);
-    let tls = Upstream::start(true);
+    let up = Upstream::start();
+    let tls = Upstream::start_tls();
     let gw = gateway(&up, Some(&tls), "", "");
     let r = chat(&gw, "gpt-tls", "over tls");
     assert_eq!(r.status(), 200, "{}", r.text());
@@ -254,7 +193,7 @@ fn tls_provider_works_with_the_test_ca() {
 
 #[test]
 fn a_retryable_failure_is_retried_then_succeeds() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "");
     let before = up.stats()["requests"].as_u64().unwrap_or(0);
     let r = chat(&gw, "gpt", "hi [fault:status=503,fail-times=2,fail-key=retry-1]");
@@ -265,7 +204,7 @@ fn a_retryable_failure_is_retried_then_succeeds() {
 
 #[test]
 fn retry_after_on_429_is_honoured() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "");
     let started = Instant::now();
     let r = chat(&gw, "claude", "hi [fault:status=429,retry-after=1,fail-times=1,fail-key=ra-1]");
@@ -275,7 +214,7 @@ fn retry_after_on_429_is_honoured() {
 
 #[test]
 fn fallback_model_serves_when_the_provider_is_unreachable() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "");
     let r = chat(&gw, "broken", "please answer");
     assert_eq!(r.status(), 200, "{}", r.text());
@@ -285,7 +224,7 @@ fn fallback_model_serves_when_the_provider_is_unreachable() {
 
 #[test]
 fn exhausted_retries_become_upstream_error_without_secrets() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "max_retries = 1");
     let r = chat(&gw, "gpt", "hi [fault:status=500]");
     assert_eq!(r.status(), 502, "{}", r.text());
@@ -300,7 +239,7 @@ fn exhausted_retries_become_upstream_error_without_secrets() {
 
 #[test]
 fn a_slow_first_byte_is_a_504() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "max_retries = 0");
     let r = chat(&gw, "gpt", "hi [fault:first-byte-ms=3000]");
     assert_eq!(r.status(), 504, "{}", r.text());
@@ -309,7 +248,7 @@ fn a_slow_first_byte_is_a_504() {
 
 #[test]
 fn a_reset_mid_stream_ends_with_an_error_event_and_the_pool_recovers() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "");
     let events = stream(&gw, "gpt", "tell me more [fault:chunks=8,reset-mid-stream=2]");
     let chunks = events.iter().filter(|e| e.data["type"] == "chunk").count();
@@ -325,7 +264,7 @@ fn a_reset_mid_stream_ends_with_an_error_event_and_the_pool_recovers() {
 
 #[test]
 fn a_client_that_disconnects_cancels_the_upstream_stream() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     // The turn outlives its client only for the resume window (resumable SSE), then
     // it is cut and the upstream call with it.
     let gw = gateway(&up, None, "sse_resume_window_ms = 200", "");
@@ -347,7 +286,7 @@ fn a_client_that_disconnects_cancels_the_upstream_stream() {
 
 #[test]
 fn a_provider_that_keeps_failing_is_marked_down() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "max_retries = 0");
     for _ in 0..6 {
         let _ = chat(&gw, "llama", "x [fault:status=502]");
@@ -365,7 +304,7 @@ fn a_provider_that_keeps_failing_is_marked_down() {
 
 #[test]
 fn models_show_provider_and_upstream_names() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "");
     let v = gw.get("/api/models", Some("sk-admin")).json();
     let claude = v["data"].as_array().and_then(|l| l.iter().find(|m| m["id"] == "claude").cloned()).expect("claude");
@@ -377,7 +316,7 @@ fn models_show_provider_and_upstream_names() {
 
 #[test]
 fn openai_requests_pass_through_untouched_but_for_the_model() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "max_retries = 0");
     let body = json!({
         "model": "gpt",
@@ -431,7 +370,7 @@ fn v1_stream(gw: &Gateway, key: &str, body: &Value) -> Vec<String> {
 
 #[test]
 fn openai_streams_are_relayed_event_by_event() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "max_retries = 0");
     let before = gw.get("/api/status", Some("sk-admin")).json()["data"]["totals"]["promptTokens"].as_u64().unwrap();
     let body = json!({"model": "gpt", "stream": true, "temperature": 0.5,
@@ -464,7 +403,7 @@ fn openai_streams_are_relayed_event_by_event() {
 
 #[test]
 fn a_relayed_stream_cut_by_the_provider_ends_with_an_error_chunk() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "max_retries = 0");
     let body = json!({"model": "gpt", "stream": true,
         "messages": [{"role": "user", "content": "tell me more [fault:chunks=8,reset-mid-stream=2]"}]});
@@ -484,7 +423,7 @@ fn a_relayed_stream_cut_by_the_provider_ends_with_an_error_chunk() {
 
 #[test]
 fn a_relayed_stream_past_the_token_budget_is_cut_with_rate_limited() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let tokens = "\n[[keys]]\nname = \"tokens\"\nkey = \"sk-tokens\"\ntpm = 100\n";
     let gw = gateway(&up, None, tokens, "max_retries = 0");
     let message = vec!["lorem"; 45].join(" ");
@@ -500,7 +439,7 @@ fn a_relayed_stream_past_the_token_budget_is_cut_with_rate_limited() {
 
 #[test]
 fn a_client_leaving_a_relayed_stream_cancels_the_upstream_call() {
-    let up = Upstream::start(false);
+    let up = Upstream::start();
     let gw = gateway(&up, None, "", "");
     let cancelled_before = up.stats()["cancelled"].as_u64().unwrap_or(0);
     let mut conn = gw.conn();

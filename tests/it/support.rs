@@ -7,8 +7,12 @@
 //!
 //! `Gateway::start` reads stderr until the `listening on http://ADDR` line, then keeps
 //! draining it into a shared `Vec<String>` so tests can assert on logs; dropping the
-//! `Gateway` kills the child and removes the temp file. `CLAWGATE_IO` is inherited.
-//! The raw client (`Req`, `Conn`, `Response`) lives in `support/client.rs`.
+//! `Gateway` kills the child and removes the temp file. `CLAWGATE_IO` is inherited;
+//! `CLAWGATE_BIN` (set by tests/run.sh) overrides the binary cargo built.
+//!
+//! Submodules: `client` (the raw HTTP/1.1 client: `Req`, `Conn`, `Response`),
+//! `upstream` (the `mock_upstream` process, an OpenAI + Anthropic fake), `ws` (a raw
+//! WebSocket frame client).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -21,11 +25,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 mod client;
+mod upstream;
+mod ws;
 
 pub use client::{req, Conn, Head, Req, Response};
+pub use upstream::Upstream;
+pub use ws::{frame, masked, WsClient, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
+/// The binary under test: `$CLAWGATE_BIN` if set, else the one cargo built.
+pub fn bin() -> PathBuf {
+    bin_from_env("CLAWGATE_BIN", env!("CARGO_BIN_EXE_clawgate"))
+}
+
+/// The program named by the environment variable `var` if it is set and not empty,
+/// else `built`.
+fn bin_from_env(var: &str, built: &str) -> PathBuf {
+    std::env::var_os(var).filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(built), PathBuf::from)
+}
+
+/// A file of `tests/fixtures` (the test CA, the server certificate and key).
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// Key `ops`, role admin.
 pub const ADMIN: &str = "sk-admin";
 /// Key `app`, role user.
@@ -53,9 +75,33 @@ pub struct Cfg {
     server: Vec<String>,
     chunk_delay_ms: u64,
     chunk_words: usize,
-    keys: bool,
+    keys: String,
     extra: String,
 }
+
+/// The four default keys: `ADMIN`, `USER`, `OTHER` and `LIMITED`.
+const DEFAULT_KEYS: &str = r#"
+[[keys]]
+name = "ops"
+key = "sk-admin"
+role = "admin"
+
+[[keys]]
+name = "app"
+key = "sk-user"
+role = "user"
+
+[[keys]]
+name = "other"
+key = "sk-other"
+role = "user"
+
+[[keys]]
+name = "limited"
+key = "sk-limited"
+role = "user"
+models = ["mock"]
+"#;
 
 impl Default for Cfg {
     fn default() -> Self {
@@ -65,7 +111,7 @@ impl Default for Cfg {
             server: Vec::new(),
             chunk_delay_ms: 0,
             chunk_words: 3,
-            keys: true,
+            keys: DEFAULT_KEYS.into(),
             extra: String::new(),
         }
     }
@@ -104,7 +150,13 @@ impl Cfg {
 
     /// No `[[keys]]`: open mode.
     pub fn open_mode(mut self) -> Cfg {
-        self.keys = false;
+        self.keys.clear();
+        self
+    }
+
+    /// These `[[keys]]` instead of the four default ones.
+    pub fn keys(mut self, toml: &str) -> Cfg {
+        self.keys = toml.into();
         self
     }
 
@@ -121,32 +173,7 @@ impl Cfg {
             s.push_str(line);
             s.push('\n');
         }
-        if self.keys {
-            s.push_str(
-                r#"
-[[keys]]
-name = "ops"
-key = "sk-admin"
-role = "admin"
-
-[[keys]]
-name = "app"
-key = "sk-user"
-role = "user"
-
-[[keys]]
-name = "other"
-key = "sk-other"
-role = "user"
-
-[[keys]]
-name = "limited"
-key = "sk-limited"
-role = "user"
-models = ["mock"]
-"#,
-            );
-        }
+        s.push_str(&self.keys);
         s.push_str(&format!(
             r#"
 [[providers]]
@@ -238,7 +265,7 @@ impl Gateway {
     /// Writes `toml` to a temp file and runs `clawgate --config FILE`.
     pub fn start(toml: &str) -> Gateway {
         let file = TempFile::new(toml);
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("--config").arg(file.path());
         Gateway::spawn(cmd, Some(file))
     }
@@ -246,7 +273,7 @@ impl Gateway {
     /// Runs a prepared command and waits for its `listening on http://` line.
     pub fn spawn(mut cmd: Command, config: Option<TempFile>) -> Gateway {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {:?}: {e}", cmd.get_program()));
         let stderr = child.stderr.take().expect("piped stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<String>();
@@ -302,6 +329,11 @@ impl Gateway {
     /// A new connection to the gateway.
     pub fn conn(&self) -> Conn {
         Conn::open(self.addr)
+    }
+
+    /// A new WebSocket connection to `/ws`, upgraded with `key` as its bearer token.
+    pub fn ws(&self, key: &str) -> WsClient {
+        WsClient::connect(self.addr, Some(key), b"")
     }
 
     /// Sends one request on a new connection and reads its response.
@@ -365,10 +397,11 @@ impl Gateway {
         }
     }
 
-    /// Replaces the config file's contents (for SIGHUP reloads).
-    pub fn rewrite_config(&self, toml: &str) {
+    /// Replaces the config file's contents with `toml` and sends SIGHUP.
+    pub fn reload(&self, toml: &str) {
         let file = self.config.as_ref().expect("gateway started from a temp config");
         std::fs::write(file.path(), toml).expect("rewrite config");
+        self.signal("HUP");
     }
 }
 
@@ -390,7 +423,7 @@ fn parse_listening(line: &str) -> Option<SocketAddr> {
 pub fn run_bin(args: &[&str], env: &[(&str, &str)], within: Duration) -> (ExitStatus, String) {
     let err_path = temp_path("stderr");
     let err_file = std::fs::File::create(&err_path).expect("create stderr file");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_file);
     for (k, v) in env {
         cmd.env(k, v);

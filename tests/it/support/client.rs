@@ -1,7 +1,8 @@
 //! The raw HTTP/1.1 client of the tests: `Req` serialises a request by hand, `Conn`
-//! is one blocking `TcpStream` with its own read buffer that reads response heads,
-//! `Content-Length`, chunked (chunk by chunk, boundaries kept) and close-delimited
-//! bodies, and can assert that the server closed the connection.
+//! is one blocking stream (a `TcpStream`, or anything `Read + Write` such as a rustls
+//! stream) with its own read buffer that reads response heads, `Content-Length`,
+//! chunked (chunk by chunk, boundaries kept) and close-delimited bodies, and can
+//! assert that the server closed or reset the connection.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -170,8 +171,8 @@ impl Response {
 // The client
 
 /// One client connection with its own read buffer.
-pub struct Conn {
-    pub stream: TcpStream,
+pub struct Conn<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -181,11 +182,43 @@ impl Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
         stream.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
         stream.set_nodelay(true).expect("nodelay");
-        Conn { stream, buf: Vec::new() }
+        Conn::over(stream)
     }
 
     pub fn set_read_timeout(&self, d: Duration) {
         self.stream.set_read_timeout(Some(d)).expect("read timeout");
+    }
+
+    /// Asserts that the server closes the connection within `within` without sending
+    /// anything more.
+    pub fn expect_closed(&mut self, within: Duration) {
+        assert!(self.buf.is_empty(), "unread bytes before close: {:?}", String::from_utf8_lossy(&self.buf));
+        self.set_read_timeout(within);
+        match self.fill() {
+            Ok(0) => {}
+            Ok(_) => panic!("expected a close, got bytes: {:?}", String::from_utf8_lossy(&self.buf)),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("expected the server to close the connection within {within:?}: {e}"),
+        }
+        self.set_read_timeout(IO_TIMEOUT);
+    }
+
+    /// Asserts that the server resets the connection (RST) before sending a byte.
+    pub fn expect_reset(&mut self) {
+        assert!(self.buf.is_empty(), "unread bytes before reset: {:?}", String::from_utf8_lossy(&self.buf));
+        match self.fill() {
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Ok(0) => panic!("expected a reset, got a clean close"),
+            Ok(_) => panic!("expected a reset, got bytes: {:?}", String::from_utf8_lossy(&self.buf)),
+            Err(e) => panic!("expected a reset, got {e}"),
+        }
+    }
+}
+
+impl<S: Read + Write> Conn<S> {
+    /// A connection over an already open stream (e.g. TLS), timeouts set by the caller.
+    pub fn over(stream: S) -> Conn<S> {
+        Conn { stream, buf: Vec::new() }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -315,20 +348,6 @@ impl Conn {
             }
         }
         std::mem::take(&mut self.buf)
-    }
-
-    /// Asserts that the server closes the connection within `within` without sending
-    /// anything more.
-    pub fn expect_closed(&mut self, within: Duration) {
-        assert!(self.buf.is_empty(), "unread bytes before close: {:?}", String::from_utf8_lossy(&self.buf));
-        self.set_read_timeout(within);
-        match self.fill() {
-            Ok(0) => {}
-            Ok(_) => panic!("expected a close, got bytes: {:?}", String::from_utf8_lossy(&self.buf)),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-            Err(e) => panic!("expected the server to close the connection within {within:?}: {e}"),
-        }
-        self.set_read_timeout(IO_TIMEOUT);
     }
 }
 
