@@ -9,17 +9,22 @@
 
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod json;
 pub mod log;
+pub mod peers;
 pub mod provider;
 pub mod ratelimit;
 pub mod router;
 pub mod runtime;
+pub mod server;
 pub mod session;
+pub mod stats;
+pub mod turn;
 pub mod upstream;
 pub mod worker;
 pub mod ws;

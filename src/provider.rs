@@ -3,53 +3,24 @@
 //! deltas ending with the provider's usage. Non-streaming clients simply drain the
 //! stream. Dispatch is by enum (`ProviderImpl`, `ChatStream`), not `dyn`, so the
 //! per-chunk call is static and allocation-free. Wire types stay private to each
-//! adapter file (`openai`, `anthropic`, `openai_compat`, `mock`); `http` holds the
+//! adapter file (`openai`, `anthropic`, `openai_compat`, `mock`); `policy` holds the
 //! retry/key/breaker policy shared by the HTTP adapters, `resilience` its pieces.
 
 pub mod anthropic;
-pub mod http;
 pub mod mock;
 pub mod openai;
 pub mod openai_compat;
+pub mod policy;
 pub mod resilience;
 pub mod stream;
 
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::chat::{Message, Usage};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::{ApiError, ErrorCode};
 use crate::upstream::{tls, Client, UpstreamError};
-
-/// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MessageRole {
-    System,
-    User,
-    Assistant,
-}
-
-/// One message of a conversation. Content is shared (`Arc<str>`) so a history can be
-/// handed to another core or a provider without copying text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub role: MessageRole,
-    pub content: Arc<str>,
-}
-
-/// Token accounting reported by the provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-}
-
-impl Usage {
-    pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
-    }
-}
 
 /// What a provider is asked for.
 #[derive(Debug, Clone)]
@@ -119,8 +90,8 @@ pub enum ChatStream {
         usage: Usage,
         done: bool,
     },
-    OpenAi(openai::Stream, http::InFlight),
-    Anthropic(anthropic::Stream, http::InFlight),
+    OpenAi(openai::Stream, policy::InFlight),
+    Anthropic(anthropic::Stream, policy::InFlight),
 }
 
 impl ChatStream {
@@ -149,7 +120,7 @@ impl ChatStream {
 /// A configured provider instance owned by one worker.
 pub enum ProviderImpl {
     Mock(mock::MockProvider),
-    Http(Box<http::HttpProvider>),
+    Http(Box<policy::HttpProvider>),
     /// Configured, but it could not be set up (the reason is the error every call gets).
     Broken(String),
 }
@@ -164,7 +135,7 @@ impl ProviderImpl {
         match cfg.kind {
             ProviderKind::Mock => ProviderImpl::Mock(mock::MockProvider::new(&cfg.mock)),
             ProviderKind::OpenAi | ProviderKind::Anthropic | ProviderKind::OpenAiCompat => {
-                match http::HttpProvider::new(cfg, tls, client.clone(), health) {
+                match policy::HttpProvider::new(cfg, tls, client.clone(), health) {
                     Ok(p) => ProviderImpl::Http(Box::new(p)),
                     Err(e) => ProviderImpl::Broken(e),
                 }
@@ -173,7 +144,7 @@ impl ProviderImpl {
     }
 
     /// The HTTP provider behind this one if it speaks OpenAI's format.
-    pub fn openai_http(&self) -> Option<&http::HttpProvider> {
+    pub fn openai_http(&self) -> Option<&policy::HttpProvider> {
         match self {
             ProviderImpl::Http(p) if p.speaks_openai() => Some(p),
             _ => None,
@@ -195,20 +166,20 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Builds this worker's providers; `health` gives each one its published health
-    /// record, `tls` the connector built for it at config load.
+    /// Builds this worker's providers from `providers` (config order); `health` gives
+    /// each one its published health record, `tls[i]` the connector built for
+    /// `providers[i]` at config load (`None`: plain HTTP or mock).
     pub fn new(
-        snap: &crate::worker::Snapshot,
+        providers: &[ProviderConfig],
+        tls: &[Option<tls::Connector>],
         client: &Rc<Client>,
         mut health: impl FnMut(&str) -> Arc<resilience::ProviderHealth>,
     ) -> Self {
-        let list = snap
-            .config
-            .providers
+        let list = providers
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let tls = snap.tls.get(i).cloned().flatten();
+                let tls = tls.get(i).cloned().flatten();
                 (p.name.clone(), Rc::new(ProviderImpl::new(p, tls, client, health(&p.name))))
             })
             .collect();
@@ -218,10 +189,4 @@ impl Providers {
     pub fn get(&self, name: &str) -> Option<Rc<ProviderImpl>> {
         self.list.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone())
     }
-}
-
-/// A rough token estimate (about four bytes a token) for quotas before the provider
-/// reports real usage.
-pub fn estimate_tokens(text: &str) -> u64 {
-    (text.len() as u64).div_ceil(4).max(1)
 }

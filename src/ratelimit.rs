@@ -84,7 +84,6 @@ use std::time::Duration;
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::Response;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use registry::Global;
@@ -94,6 +93,32 @@ pub use turn::TurnQuota;
 
 /// How often each worker runs [`Limiter::sweep`].
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The rate-limit headers of one response, as values: `requests` is (limit,
+/// remaining, reset in unix seconds), `tokens` is (limit, remaining).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaHeaders {
+    pub requests: Option<(u64, u64, u64)>,
+    pub tokens: Option<(u64, u64)>,
+}
+
+impl QuotaHeaders {
+    /// The headers as (lower-case name, value) pairs, in a stable order:
+    /// `x-ratelimit-limit`, `-remaining`, `-reset`, `-limit-tokens`, `-remaining-tokens`.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        let requests = self.requests.into_iter().flat_map(|(limit, remaining, reset)| {
+            [
+                ("x-ratelimit-limit", limit.to_string()),
+                ("x-ratelimit-remaining", remaining.to_string()),
+                ("x-ratelimit-reset", reset.to_string()),
+            ]
+        });
+        let tokens = self.tokens.into_iter().flat_map(|(limit, remaining)| {
+            [("x-ratelimit-limit-tokens", limit.to_string()), ("x-ratelimit-remaining-tokens", remaining.to_string())]
+        });
+        requests.chain(tokens)
+    }
+}
 
 /// What a response to an admitted (or refused) request is told about its quotas.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -174,19 +199,13 @@ impl Limiter {
         client_check(&mut self.shard.borrow_mut(), ClientLimit::Http, peer, now)
     }
 
-    /// Adds the `X-RateLimit-*` headers of `quota` to `resp`. The token headers are
-    /// read now, so a non-streamed turn shows its settled usage.
-    pub fn add_headers(&self, quota: &Quota, resp: &mut Response) {
-        if let Some(w) = quota.requests {
-            resp.push_header("x-ratelimit-limit", w.limit.to_string());
-            resp.push_header("x-ratelimit-remaining", w.remaining.to_string());
-            resp.push_header("x-ratelimit-reset", self.clock.unix_secs(w.reset_ns).to_string());
-        }
+    /// The `X-RateLimit-*` headers of `quota` (PROTOCOL.md "Conventions"), for the
+    /// caller to add to its response. The token headers are read now, so a
+    /// non-streamed turn shows its settled usage.
+    pub fn headers(&self, quota: &Quota) -> QuotaHeaders {
+        let requests = quota.requests.map(|w| (w.limit, w.remaining, self.clock.unix_secs(w.reset_ns)));
         let tokens = quota.token_slot.and_then(|slot| self.shard.borrow().token_window(slot, self.clock.now_ns()));
-        if let Some(t) = tokens {
-            resp.push_header("x-ratelimit-limit-tokens", t.limit.to_string());
-            resp.push_header("x-ratelimit-remaining-tokens", t.remaining.to_string());
-        }
+        QuotaHeaders { requests, tokens: tokens.map(|t| (t.limit, t.remaining)) }
     }
 
     /// Counts a WebSocket upgrade from `peer` (`limits.ws_connects_per_minute_per_ip`).

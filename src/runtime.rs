@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
 
-use crate::api::resume::{ResumeCmd, TurnHub};
 use crate::config::{Config, IoMode};
-use crate::http::conn;
 use crate::log;
-use crate::session::{Cmd, SessionHub, Shard};
+use crate::peers::{self, Peers};
+use crate::session::{Cmd, LocalSessions, SessionHub};
+use crate::turn::{ResumeCmd, TurnHub};
 use crate::worker::{Shared, Snapshot, Worker, WorkerStats};
 
 /// Each worker thread's stack. Reserved, not committed: only touched pages cost RSS.
@@ -118,10 +118,9 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let shared = Arc::new(Shared::new(workers, driver.as_str()));
     let snapshot = Arc::new(Snapshot::new(Arc::new(config))?);
-    let (session_txs, session_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded::<Cmd>()).unzip();
-    let session_txs: Arc<[flume::Sender<Cmd>]> = Arc::from(session_txs);
-    let (resume_txs, resume_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| flume::unbounded::<ResumeCmd>()).unzip();
-    let resume_txs: Arc<[flume::Sender<ResumeCmd>]> = Arc::from(resume_txs);
+    // The cores' mailboxes (`peers`): session commands and resume requests.
+    let (session_peers, session_rxs) = peers::mailboxes::<Cmd>(workers);
+    let (resume_peers, resume_rxs) = peers::mailboxes::<ResumeCmd>(workers);
     let mut resume_rxs = resume_rxs.into_iter();
     let (ready_tx, ready_rx) = flume::unbounded::<Result<(), String>>();
     let mut controls = Vec::with_capacity(workers);
@@ -137,9 +136,9 @@ pub fn run(config: Config) -> Result<(), String> {
             snapshot: snapshot.clone(),
             shared: shared.clone(),
             session_rx,
-            session_txs: session_txs.clone(),
+            session_peers: session_peers.for_worker(id),
             resume_rx: resume_rxs.next(),
-            resume_txs: resume_txs.clone(),
+            resume_peers: resume_peers.for_worker(id),
             control_rx,
             ready: ready_tx.clone(),
         };
@@ -247,9 +246,9 @@ struct WorkerArgs {
     snapshot: Arc<Snapshot>,
     shared: Arc<Shared>,
     session_rx: flume::Receiver<Cmd>,
-    session_txs: Arc<[flume::Sender<Cmd>]>,
+    session_peers: Peers<Cmd>,
     resume_rx: Option<flume::Receiver<ResumeCmd>>,
-    resume_txs: Arc<[flume::Sender<ResumeCmd>]>,
+    resume_peers: Peers<ResumeCmd>,
     control_rx: flume::Receiver<Control>,
     ready: flume::Sender<Result<(), String>>,
 }
@@ -290,9 +289,9 @@ async fn worker_main(args: WorkerArgs) {
         snapshot,
         shared,
         session_rx,
-        session_txs,
+        session_peers,
         resume_rx,
-        resume_txs,
+        resume_peers,
         control_rx,
         ready,
     } = args;
@@ -303,18 +302,14 @@ async fn worker_main(args: WorkerArgs) {
             return;
         }
     };
-    if session_txs.get(id).is_none() {
-        let _ = ready.send(Err(format!("worker {id}: no session channel")));
-        return;
-    }
     let count = shared.workers.get(id).map(|w| w.sessions.clone()).unwrap_or_default();
-    let shard = Rc::new(RefCell::new(Shard::new(snapshot.config.sessions.clone(), id, session_txs.clone(), count)));
-    monoio::spawn(SessionHub::serve(shard.clone(), session_rx.clone()));
-    let hub = SessionHub::new(id, shard, session_txs, session_rx);
-    let worker = Rc::new(Worker::new(id, snapshot, shared.clone(), hub));
-    worker.turns.connect(resume_txs);
+    let local =
+        Rc::new(RefCell::new(LocalSessions::new(snapshot.config.sessions.clone(), session_peers.clone(), count)));
+    monoio::spawn(SessionHub::serve(local.clone(), session_rx.clone()));
+    let hub = SessionHub::new(local, session_peers, session_rx);
+    let worker = Rc::new(Worker::new(id, snapshot, shared.clone(), hub, TurnHub::new(resume_peers)));
     if let Some(rx) = resume_rx {
-        monoio::spawn(TurnHub::serve(worker.clone(), rx));
+        monoio::spawn(TurnHub::serve(worker.turns.resume.clone(), rx));
     }
     let canceller = Canceller::new();
     let handle = canceller.handle();
@@ -323,28 +318,10 @@ async fn worker_main(args: WorkerArgs) {
     monoio::spawn(crate::ratelimit::sweep_loop(worker.limiter.clone()));
     let _ = ready.send(Ok(()));
 
-    loop {
-        match listener.cancelable_accept(handle.clone()).await {
-            Ok((stream, peer)) => {
-                let max = worker.snapshot().config.server.max_connections_per_worker as u64;
-                if WorkerStats::get(&worker.stats().connections) >= max {
-                    WorkerStats::add(&worker.stats().rejected_connections, 1);
-                    monoio::spawn(conn::reject_overloaded(stream, worker.next_request_id()));
-                } else {
-                    monoio::spawn(conn::serve(stream, peer, worker.clone(), handle.clone()));
-                }
-            }
-            Err(_) if shared.draining() => break,
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                log::info(&format!("worker {id}: accept failed: {e}"));
-                monoio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    crate::server::accept_loop(&listener, &worker, handle).await;
     drop(listener);
     let deadline = Instant::now() + Duration::from_millis(worker.snapshot().config.server.shutdown_timeout_ms);
-    // WebSockets were told to close with 1001 (`ws::drain_worker`); give them the same
+    // WebSockets were told to close with 1001 (`worker.on_drain`); give them the same
     // deadline to finish their close handshake.
     while (shared.total(|w| &w.in_flight) > 0 || WorkerStats::get(&worker.stats().ws_clients) > 0)
         && Instant::now() < deadline
@@ -361,7 +338,7 @@ async fn control_loop(worker: Rc<Worker>, rx: flume::Receiver<Control>, cancelle
                 if let Some(c) = canceller.take() {
                     let _ = c.cancel();
                 }
-                crate::ws::drain_worker();
+                worker.on_drain.drain_all();
             }
             Control::Reload(snap) => worker.reload(snap),
         }

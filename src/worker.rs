@@ -6,8 +6,9 @@
 //! moment stale, which is fine), the drain flag and the RSS sampled off the workers.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,8 @@ use crate::config::Config;
 use crate::provider::resilience::ProviderHealth;
 use crate::provider::Providers;
 use crate::session::SessionHub;
+pub use crate::stats::WorkerStats;
+use crate::turn::{Engine, TurnHub};
 use crate::upstream::{tls, Client};
 
 /// A config and what is derived from it, swapped as a whole on reload. Built on the
@@ -57,41 +60,13 @@ impl Snapshot {
     }
 }
 
-/// One worker's counters. Written only by that worker; padded to a cache line so
-/// workers never share one.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-pub struct WorkerStats {
-    pub requests: AtomicU64,
-    pub connections: AtomicU64,
-    pub in_flight: AtomicU64,
-    pub ws_clients: AtomicU64,
-    pub prompt_tokens: AtomicU64,
-    pub completion_tokens: AtomicU64,
-    pub rejected_connections: AtomicU64,
-    pub sessions: Arc<AtomicUsize>,
-}
-
-impl WorkerStats {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn sub(counter: &AtomicU64, n: u64) {
-        counter.fetch_sub(n, Ordering::Relaxed);
-    }
-
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
 /// Process-wide facts and counters.
 #[derive(Debug)]
 pub struct Shared {
     pub started: Instant,
     pub io_driver: &'static str,
-    pub workers: Box<[WorkerStats]>,
+    /// Each worker's counters (index = worker id); its turn engine holds its own.
+    pub workers: Box<[Arc<WorkerStats>]>,
     pub draining: AtomicBool,
     /// Resident set size in bytes, sampled once a second by the main thread.
     pub rss_bytes: AtomicU64,
@@ -107,7 +82,7 @@ impl Shared {
         Shared {
             started: Instant::now(),
             io_driver,
-            workers: (0..workers).map(|_| WorkerStats::default()).collect(),
+            workers: (0..workers).map(|_| Arc::new(WorkerStats::default())).collect(),
             draining: AtomicBool::new(false),
             rss_bytes: AtomicU64::new(0),
             provider_health: Mutex::new(Vec::new()),
@@ -147,37 +122,77 @@ fn push_hex(out: &mut String, v: u64, digits: u32) {
     }
 }
 
+/// Long-lived tasks of a worker that must hear of a drain (a WebSocket closes with
+/// 1001). Implemented by the front doors that hold such tasks.
+pub trait OnDrain {
+    fn drain(&self);
+}
+
+/// The worker's registry of `OnDrain` tasks, by key; entries are weak, so a task that
+/// ended without removing itself costs nothing but its slot until the next drain.
+#[derive(Default)]
+pub struct DrainList {
+    next: Cell<u64>,
+    items: RefCell<HashMap<u64, Weak<dyn OnDrain>>>,
+}
+
+impl DrainList {
+    /// Registers a task; the key removes it.
+    pub fn register(&self, item: Weak<dyn OnDrain>) -> u64 {
+        let key = self.next.get();
+        self.next.set(key + 1);
+        self.items.borrow_mut().insert(key, item);
+        key
+    }
+
+    pub fn remove(&self, key: u64) {
+        self.items.borrow_mut().remove(&key);
+    }
+
+    /// Tells every registered task that the worker drains.
+    pub fn drain_all(&self) {
+        let live: Vec<Rc<dyn OnDrain>> = self.items.borrow().values().filter_map(Weak::upgrade).collect();
+        for item in live {
+            item.drain();
+        }
+    }
+}
+
 /// One core's state.
 pub struct Worker {
     pub id: usize,
     pub snapshot: RefCell<Arc<Snapshot>>,
     pub shared: Arc<Shared>,
-    pub sessions: SessionHub,
-    pub providers: RefCell<Rc<Providers>>,
+    /// This core's turn engine: its session hub, providers, resume buffers.
+    pub turns: Rc<Engine>,
     /// This core's upstream HTTP client and its keep-alive pools.
     pub client: Rc<Client>,
-    /// Streamed turns buffered for `Last-Event-ID` reconnects (`api::resume`).
-    pub turns: crate::api::resume::TurnHub,
     /// This core's rate-limit shard (`ratelimit`): checked per request, no locks.
     pub limiter: Rc<crate::ratelimit::Limiter>,
+    /// Tasks told when this worker drains (open WebSockets).
+    pub on_drain: DrainList,
     request_seq: Cell<u64>,
     request_prefix: u32,
 }
 
 impl Worker {
-    pub fn new(id: usize, snapshot: Arc<Snapshot>, shared: Arc<Shared>, sessions: SessionHub) -> Self {
+    /// Builds worker `id`'s state on its own thread. `sessions` and `resume` are this
+    /// worker's doors to the session and resume mailboxes (`peers`).
+    pub fn new(id: usize, snapshot: Arc<Snapshot>, shared: Arc<Shared>, sessions: SessionHub, resume: TurnHub) -> Self {
         let client = Rc::new(Client::new());
-        let providers = Rc::new(Providers::new(&snapshot, &client, |name| shared.health_of(name, id)));
+        let providers =
+            Providers::new(&snapshot.config.providers, &snapshot.tls, &client, |name| shared.health_of(name, id));
         let limiter = Rc::new(crate::ratelimit::Limiter::new(id, shared.limits.clone(), &snapshot.config));
+        let stats = shared.workers.get(id).cloned().unwrap_or_default();
+        let turns = Rc::new(Engine::new(sessions, limiter.clone(), stats, resume, providers));
         Worker {
             id,
             snapshot: RefCell::new(snapshot),
             shared,
-            sessions,
-            providers: RefCell::new(providers),
+            turns,
             client,
-            turns: crate::api::resume::TurnHub::new(id),
             limiter,
+            on_drain: DrainList::default(),
             request_seq: Cell::new(0),
             request_prefix: fastrand::u32(..),
         }
@@ -193,14 +208,16 @@ impl Worker {
     }
 
     pub fn providers(&self) -> Rc<Providers> {
-        self.providers.borrow().clone()
+        self.turns.providers()
     }
 
     /// Installs a reloaded config for new connections and rebuilds the providers
     /// (their pools live in `client` and survive).
     pub fn reload(&self, snap: Arc<Snapshot>) {
-        let providers = Providers::new(&snap, &self.client, |name| self.shared.health_of(name, self.id));
-        *self.providers.borrow_mut() = Rc::new(providers);
+        let providers = Providers::new(&snap.config.providers, &snap.tls, &self.client, |name| {
+            self.shared.health_of(name, self.id)
+        });
+        self.turns.set_providers(providers);
         // New limits apply before the first request on the new snapshot.
         self.limiter.reload(&snap.config);
         *self.snapshot.borrow_mut() = snap;

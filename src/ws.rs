@@ -1,13 +1,13 @@
 //! WebSocket `/ws`: the OpenClaw Gateway protocol over RFC 6455 text frames of JSON.
 //!
 //! ```text
-//! GET /ws (Upgrade) -> api::dispatch -> ws::upgrade (handshake checks, optional
-//!   Authorization) -> Body::Upgrade -> http::conn writes the 101 and hands over the
+//! GET /ws (Upgrade) -> server::dispatch -> ws::upgrade (handshake checks, optional
+//!   Authorization) -> Body::Upgrade -> the server's connection loop writes the 101 and hands over the
 //!   TcpStream + the bytes it already read -> ws::serve
 //!     WsIo (io.rs): the one owner of the socket: reads for the codec, writes the
 //!       outbox, pings, deadlines; cancel-safe on io_uring
 //!     WebSocket (monoio-tungstenite): framing, masking, fragments, UTF-8, limits
-//!     session.rs: auth, message/ping/subscribe, one spawned task per turn
+//!     socket.rs: auth, message/ping/subscribe, one spawned task per turn
 //!     link.rs: the per-socket outbox (capped: backpressure) and timers
 //! ```
 //!
@@ -49,10 +49,8 @@ pub mod handshake;
 mod io;
 mod link;
 pub mod protocol;
-mod session;
+mod socket;
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -62,11 +60,10 @@ use monoio_tungstenite::protocol::frame::codec::FrameDecoder;
 use monoio_tungstenite::protocol::{FramedRead, Role, WebSocketConfig};
 use monoio_tungstenite::WebSocket;
 
-use crate::api::Ctx;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::http::{Body, Response};
-use crate::worker::{Worker, WorkerStats};
+use crate::http::{Body, Request, Response};
+use crate::worker::{OnDrain, Worker, WorkerStats};
 
 pub use io::WsIo;
 pub use link::{Fail, Link};
@@ -84,32 +81,28 @@ pub struct Upgrade {
 }
 
 /// Checks a `/ws` request and answers `101` with the accept key. `who` is the caller
-/// if the request authenticated by header (or the gateway is in open mode).
-pub fn upgrade(ctx: &Ctx<'_>, who: Option<Identity>) -> Result<Response, ApiError> {
-    let accept = handshake::accept_key(ctx.req)?;
+/// if the request authenticated by header (or the gateway is in open mode). The
+/// `Upgrade` rides in the response body to the server, which hands the socket back to
+/// `serve`.
+pub fn upgrade(req: &Request, worker: &Worker, who: Option<Identity>) -> Result<Response, ApiError> {
+    let accept = handshake::accept_key(req)?;
+    let peer = req.peer.map(|p| p.ip());
     // The per-IP connect quota (`limits.ws_connects_per_minute_per_ip`): a 429 instead
-    // of the 101. Messages are limited per socket in `session.rs`.
-    if let Some(peer) = ctx.req.peer {
-        ctx.worker.limiter.ws_connect(peer.ip())?;
+    // of the 101. Messages are limited per socket in `socket.rs`.
+    if let Some(ip) = peer {
+        worker.limiter.ws_connect(ip)?;
     }
-    let mut resp = Response::new(101, Body::Upgrade(Box::new(Upgrade { who, peer: ctx.req.peer.map(|p| p.ip()) })));
+    let mut resp = Response::new(101, Body::Upgrade(Box::new(Upgrade { who, peer })));
     resp.push_header("upgrade", "websocket");
     resp.push_header("connection", "Upgrade");
     resp.push_header("sec-websocket-accept", accept);
     Ok(resp)
 }
 
-thread_local! {
-    /// This worker's open sockets, so a drain can close them with 1001.
-    static LINKS: RefCell<HashMap<u64, Weak<Link>>> = RefCell::new(HashMap::new());
-    static NEXT_LINK: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Asks every WebSocket of the calling worker to close with 1001 (server drain).
-pub fn drain_worker() {
-    let links: Vec<Rc<Link>> = LINKS.with(|l| l.borrow().values().filter_map(Weak::upgrade).collect());
-    for link in links {
-        link.fail(Fail::Drain);
+impl OnDrain for Link {
+    /// A drain closes the socket with 1001.
+    fn drain(&self) {
+        self.fail(Fail::Drain);
     }
 }
 
@@ -130,12 +123,7 @@ pub async fn serve(stream: TcpStream, leftover: Bytes, worker: Rc<Worker>, up: U
     if worker.shared.draining() {
         link.fail(Fail::Drain);
     }
-    let key = NEXT_LINK.with(|n| {
-        let k = n.get();
-        n.set(k + 1);
-        k
-    });
-    LINKS.with(|l| l.borrow_mut().insert(key, Rc::downgrade(&link)));
+    let drain_key = worker.on_drain.register(Rc::downgrade(&link) as Weak<dyn OnDrain>);
 
     let io = WsIo::new(stream, link.clone(), Duration::from_millis(cfg.write_timeout_ms));
     let config = WebSocketConfig::default()
@@ -148,9 +136,9 @@ pub async fn serve(stream: TcpStream, leftover: Bytes, worker: Rc<Worker>, up: U
     // `leftover` shares the connection's 16 KiB read buffer: let it go now.
     drop(leftover);
     let ws = WebSocket::from_framed_read(framed, Role::Server, Some(config));
-    session::run(ws, link.clone(), worker.clone(), up, &cfg).await;
+    socket::run(ws, link.clone(), worker.clone(), up, &cfg).await;
 
     link.fail(Fail::Closed);
-    LINKS.with(|l| l.borrow_mut().remove(&key));
+    worker.on_drain.remove(drain_key);
     WorkerStats::sub(&worker.stats().ws_clients, 1);
 }

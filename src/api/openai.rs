@@ -13,7 +13,7 @@
 //! earlier user/assistant messages of the request are ignored (the session already
 //! has them), and the turn is appended to the session. Either way the last message
 //! must be a `user` message. Any configured provider answers in OpenAI's shape, since
-//! the turn runs through the same `chat::start_turn`/`LiveTurn` as every front door.
+//! the turn runs through the same `turn::start_turn`/`LiveTurn` as every front door.
 //! Cost: the body is parsed once with borrowed strings; each chunk is one small JSON
 //! render.
 //!
@@ -32,15 +32,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::api::chat::{run_to_end, start_turn, LiveTurn, TurnContext, TurnEvent, TurnRequest};
 use crate::api::{require_body, Ctx};
 use crate::auth::Identity;
+use crate::chat::{Message, MessageRole, Usage};
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::response::EventStream;
 use crate::http::sse;
 use crate::http::Response;
-use crate::provider::{Message, MessageRole, Usage};
+use crate::turn::{run_to_end, start_turn, LiveTurn, TurnContext, TurnEvent, TurnRequest};
 
 #[derive(Deserialize)]
 struct CompletionBody<'a> {
@@ -267,7 +267,7 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
     let mut parsed = parse(body)?;
     let session_id = ctx.req.header("x-session-id").map(str::to_string);
     let turn = into_turn(&mut parsed, session_id.clone())?;
-    let started = start_turn(ctx.worker, &ctx.snap.config, &who, turn).await?;
+    let started = start_turn(&ctx.worker.turns, &ctx.snap.config, &who, turn).await?;
     let id = format!("chatcmpl-{}", ctx.request_id.trim_start_matches("req_"));
     let created = clock::now_unix();
     if parsed.stream {

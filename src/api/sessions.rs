@@ -44,7 +44,7 @@ impl<'a> From<&'a SessionInfo> for InfoView<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MessageView<'a> {
-    role: crate::provider::MessageRole,
+    role: crate::chat::MessageRole,
     content: &'a str,
     created_at: String,
 }
@@ -84,13 +84,13 @@ pub async fn list(ctx: &Ctx<'_>, who: &Identity) -> Result<Response, ApiError> {
     let limit = parse_limit(ctx.req.query_param("limit"), DEFAULT_PAGE)?;
     let cursor = ctx.req.query_param("cursor").filter(|c| !c.is_empty());
     let channel = ctx.req.query_param("channel").filter(|c| !c.is_empty());
-    let page = ctx.worker.sessions.list(who, channel.as_deref(), cursor.as_deref(), limit).await?;
+    let page = ctx.worker.turns.sessions.list(who, channel.as_deref(), cursor.as_deref(), limit).await?;
     ok(&ListView { sessions: page.sessions.iter().map(InfoView::from).collect(), next_cursor: page.next_cursor })
 }
 
 pub async fn get(ctx: &Ctx<'_>, who: &Identity, id: &str) -> Result<Response, ApiError> {
     validate_id(id).map_err(|_| unknown(id))?;
-    let view = ctx.worker.sessions.get(id, who, None).await?;
+    let view = ctx.worker.turns.sessions.get(id, who, None).await?;
     ok(&FullView { info: (&view.info).into(), messages: view.messages.iter().map(MessageView::from).collect() })
 }
 
@@ -125,7 +125,7 @@ pub async fn operate(ctx: &Ctx<'_>, who: &Identity, id: &str) -> Result<Response
     validate_id(id).map_err(|_| unknown(id))?;
     let body = require_body(ctx.req)?;
     let op: OpBody<'_> = sonic_rs::from_slice(body).map_err(|e| json_error(body, &e, FIELDS))?;
-    let hub = &ctx.worker.sessions;
+    let hub = &ctx.worker.turns.sessions;
     match op.action.as_deref() {
         Some("reset") => ok(&InfoView::from(&hub.act(id, who, SessionAction::Reset).await?)),
         Some("delete") => {

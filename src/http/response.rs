@@ -21,8 +21,9 @@ pub enum Body {
     Full(Bytes),
     Sse(Box<dyn EventStream>),
     /// A `101 Switching Protocols`: after the head, the connection loop hands the
-    /// socket to the WebSocket module (`ws::serve`).
-    Upgrade(Box<crate::ws::Upgrade>),
+    /// socket and this opaque value to whoever made it (the server downcasts it to
+    /// `ws::Upgrade`); the codec knows nothing of the protocol switched to.
+    Upgrade(Box<dyn std::any::Any>),
 }
 
 impl std::fmt::Debug for Body {

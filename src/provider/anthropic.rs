@@ -10,8 +10,9 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{MessageRole, Usage};
 use crate::provider::stream::{self, SseStream};
-use crate::provider::{ChatRequest, MessageRole, ProviderError, StreamEvent, Usage};
+use crate::provider::{ChatRequest, ProviderError, StreamEvent};
 use crate::upstream::BodyReader;
 
 /// `max_tokens` when neither the request nor the model sets one.
@@ -202,7 +203,7 @@ impl stream::Events for Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::Message as Msg;
+    use crate::chat::Message as Msg;
 
     #[test]
     fn system_messages_move_to_the_top_level() {

@@ -12,8 +12,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::chat::{MessageRole, Usage};
 use crate::config::MockConfig;
-use crate::provider::{ChatRequest, ChatStream, MessageRole, Provider, ProviderError, StreamEvent, Usage};
+use crate::provider::{ChatRequest, ChatStream, Provider, ProviderError, StreamEvent};
 
 /// The mock provider's settings.
 #[derive(Debug, Clone)]

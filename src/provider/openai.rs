@@ -10,8 +10,9 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{MessageRole, Usage};
 use crate::provider::stream::{self, SseStream};
-use crate::provider::{ChatRequest, MessageRole, ProviderError, StreamEvent, Usage};
+use crate::provider::{ChatRequest, ProviderError, StreamEvent};
 use crate::upstream::BodyReader;
 
 #[derive(Serialize)]
@@ -234,7 +235,7 @@ impl stream::Events for Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::Message;
+    use crate::chat::Message;
 
     #[test]
     fn request_asks_for_usage_when_streaming() {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::chat::{Message, MessageRole, Usage};
 use crate::config::Role;
-use crate::provider::{Message, MessageRole, Usage};
 
 const UNIX0: u64 = 1_700_000_000;
 
@@ -31,13 +31,7 @@ fn open() -> Identity {
 }
 
 fn headers(l: &Limiter, q: &Quota) -> Vec<(String, String)> {
-    let mut resp = Response::json(200, &b"{}"[..]);
-    l.add_headers(q, &mut resp);
-    resp.headers
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("x-ratelimit"))
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect()
+    l.headers(q).pairs().map(|(n, v)| (n.to_string(), v)).collect()
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

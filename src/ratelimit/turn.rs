@@ -2,7 +2,7 @@
 //! stream, settle with the provider's usage.
 //!
 //! 1. [`Limiter::reserve_turn`] (from `start_turn`, before the upstream call) estimates
-//!    the prompt (`provider::estimate_tokens` of every message sent) plus the
+//!    the prompt (`chat::estimate_tokens` of every message sent) plus the
 //!    completion (the model's `max_tokens`, else `limits.completion_reserve_tokens`)
 //!    and takes that much from the key's token lease. It needs at least the prompt
 //!    plus one token; with less than the whole estimate left it takes what is left
@@ -35,9 +35,9 @@ use super::clock::SharedClock;
 use super::shard::{Denied, Shard};
 use super::Limiter;
 use crate::auth::Identity;
+use crate::chat::{estimate_tokens, Message, Usage};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
-use crate::provider::{estimate_tokens, Message, Usage};
 
 /// A turn's token reservation; `TurnQuota::unlimited()` when the key has no token
 /// limit. See the module doc.

@@ -12,7 +12,7 @@ use monoio_tungstenite::protocol::frame::coding::{Data, OpCode};
 use monoio_tungstenite::protocol::frame::Frame;
 use serde::{Deserialize, Serialize};
 
-use crate::api::chat::UsageView;
+use crate::chat::UsageView;
 use crate::error::ApiError;
 
 /// A client frame; which fields matter depends on `type`.

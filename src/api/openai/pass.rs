@@ -24,13 +24,14 @@ use serde::Deserialize;
 
 use crate::api::Ctx;
 use crate::auth::Identity;
+use crate::chat::Usage;
 use crate::error::ApiError;
 use crate::http::response::EventStream;
 use crate::http::sse;
 use crate::http::Response;
-use crate::provider::http::{InFlight, Streamed};
 use crate::provider::openai::{scan_usage, WireUsage};
-use crate::provider::{ProviderError, Usage};
+use crate::provider::policy::{InFlight, Streamed};
+use crate::provider::ProviderError;
 use crate::ratelimit::TurnQuota;
 use crate::upstream::{sse as upstream_sse, BodyReader};
 use crate::worker::{Worker, WorkerStats};

@@ -3,7 +3,7 @@
 //! ```text
 //! read (deadline) -> Request::take (one parse: size limits, framing rules)
 //!   -> body (Content-Length split off as Bytes | chunked decoder) (deadline, 413)
-//!   -> api::dispatch -> encode into the output buffer -> flush when no request is
+//!   -> server::dispatch -> encode into the output buffer -> flush when no request is
 //!      waiting in the input (pipelined responses leave in order, in one write)
 //!   -> SSE: head flushed at once, then one write per event as it is produced
 //! ```
@@ -60,7 +60,7 @@ struct Conn {
     snap: Arc<Snapshot>,
     cancel: CancelHandle,
     /// Set when the last exchange switched protocols: `serve` hands the socket on.
-    upgrade: Option<Box<crate::ws::Upgrade>>,
+    upgrade: Option<Box<dyn std::any::Any>>,
     /// The last key accepted on this connection (no SHA-256 per request).
     auth_memo: AuthMemo,
 }
@@ -84,8 +84,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, canc
     conn.run().await;
     match conn.upgrade.take() {
         // The 101 is out: the socket and any bytes the client sent after the head
-        // belong to the WebSocket now.
+        // belong to the WebSocket now (the only hand-off: a 101 made by `ws::upgrade`).
         Some(up) => {
+            let Ok(up) = up.downcast::<crate::ws::Upgrade>() else {
+                WorkerStats::sub(&worker.stats().connections, 1);
+                return;
+            };
             // Everything but the socket and the unread bytes is freed before the
             // (long-lived) WebSocket starts.
             let Conn { stream, rbuf, wbuf, worker: conn_worker, cancel, .. } = conn;
@@ -200,7 +204,7 @@ impl Conn {
             return false;
         }
         let snap = self.snap.clone();
-        let mut resp = api::dispatch(&self.worker, &snap, &req, &request_id, &mut self.auth_memo).await;
+        let mut resp = super::dispatch(&self.worker, &snap, &req, &request_id, &mut self.auth_memo).await;
         resp.push_header("x-request-id", request_id.clone());
         let keep = req.keep_alive && !resp.close && !self.worker.shared.draining();
         let status = resp.status;

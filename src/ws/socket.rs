@@ -10,7 +10,7 @@
 //!
 //! The loop reads one message at a time from the codec; everything it sends goes
 //! through the link's outbox (one writer: `WsIo`). Turn tasks run
-//! `chat::start_turn` + `chat::LiveTurn`, the same turn as every front door, racing
+//! `turn::start_turn` + `turn::LiveTurn`, the same turn as every front door, racing
 //! each provider step against the link's failure so a closing socket aborts its
 //! turns. Library errors map to close codes: size -> 1009, UTF-8 -> 1007, other
 //! protocol violations -> 1002.
@@ -27,11 +27,11 @@ use monoio_tungstenite::protocol::frame::Utf8Bytes;
 use monoio_tungstenite::protocol::CloseFrame;
 use monoio_tungstenite::{Message, WebSocket};
 
-use crate::api::chat::{start_turn, LiveTurn, TurnContext, TurnEvent, TurnRequest};
 use crate::auth::Identity;
 use crate::config::{Config, ServerConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::ratelimit::SocketLimiter;
+use crate::turn::{start_turn, LiveTurn, TurnContext, TurnEvent, TurnRequest};
 use crate::worker::Worker;
 use crate::ws::io::WsIo;
 use crate::ws::link::{Fail, Link};
@@ -331,7 +331,7 @@ impl TurnTask {
     async fn run(self, turn: TurnRequest) {
         let link = self.link.clone();
         let started = monoio::select! {
-            s = start_turn(&self.worker, &self.config, &self.who, turn) => s,
+            s = start_turn(&self.worker.turns, &self.config, &self.who, turn) => s,
             _ = link.failed() => return self.done(),
         };
         let mut live = match started {

@@ -1,15 +1,17 @@
-//! Resumable SSE for `/api/chat` streams. A streamed turn does not run inside its HTTP
-//! response: `start` registers a bounded event buffer under a fresh turn id, spawns a
-//! producer task that drives the turn (`chat::SseTurn`) into the buffer, and hands the
-//! client a reader from event 0. Each event carries `id: <turnId>:<seq>`. A client
+//! Resumable streams (`/api/chat` SSE). A streamed turn does not run inside its HTTP
+//! response: `TurnHub::start` registers a bounded event buffer under a fresh turn id,
+//! spawns a producer task that drives the turn's framed events (any `EventStream`;
+//! `/api/chat` gives its SSE rendering) into the buffer, and hands the client a reader
+//! from event 0. Each event carries `id: <turnId>:<seq>`. A client
 //! that reconnects with `Last-Event-ID: <turnId>:<seq>` gets a reader from `seq + 1`:
 //! the rest of the same turn, exactly once, never a new turn.
 //!
 //! ```text
 //! POST /api/chat (stream) -> start_turn -> TurnHub::start -> producer task -> Buffered
 //!                                                   reader(s) <- events / wakers <-+
-//! reconnect (any worker) -> resume -> owner worker (turn id names it; flume message)
-//!                                  -> forwarder task -> flume channel -> this response
+//! reconnect (any worker) -> TurnHub::resume -> owner worker (turn id names it; a
+//!   `ResumeCmd` through the resume mailbox, `peers`) -> forwarder task -> flume
+//!   channel -> this response
 //! ```
 //!
 //! Turns live on the worker that started them; the turn id (`t<worker>-<64 random
@@ -24,7 +26,7 @@
 //! is served unbuffered and dies with its client, as before). Cost on the hot path:
 //! one `Bytes` clone per event per reader and a waker per wait.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -35,13 +37,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::api::chat::SseTurn;
 use crate::auth::Identity;
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::response::EventStream;
 use crate::http::sse;
-use crate::worker::Worker;
+use crate::peers::{self, Peers};
 
 /// Events queued between an owner's forwarder and a reader on another worker.
 const FORWARD_QUEUE: usize = 64;
@@ -51,14 +52,14 @@ pub struct ResumeCmd {
     turn_id: String,
     from_seq: u64,
     who: Identity,
-    reply: flume::Sender<Result<flume::Receiver<Bytes>, ApiError>>,
+    reply: peers::Reply<Result<flume::Receiver<Bytes>, ApiError>>,
 }
 
 /// One worker's buffered turns and its doors to the other workers'.
 pub struct TurnHub {
     me: usize,
     turns: RefCell<HashMap<String, Rc<Buffered>>>,
-    peers: OnceCell<Arc<[flume::Sender<ResumeCmd>]>>,
+    peers: Peers<ResumeCmd>,
 }
 
 struct Buffered {
@@ -101,19 +102,15 @@ fn not_buffered(turn_id: &str) -> ApiError {
 }
 
 impl TurnHub {
-    pub fn new(me: usize) -> Self {
-        TurnHub { me, turns: RefCell::new(HashMap::new()), peers: OnceCell::new() }
-    }
-
-    /// Connects this hub to every worker's resume channel (index = worker id).
-    pub fn connect(&self, peers: Arc<[flume::Sender<ResumeCmd>]>) {
-        let _ = self.peers.set(peers);
+    /// `peers`: the resume mailboxes as seen from this worker.
+    pub fn new(peers: Peers<ResumeCmd>) -> Self {
+        TurnHub { me: peers.me(), turns: RefCell::new(HashMap::new()), peers }
     }
 
     /// Serves other workers' resume requests for this worker's turns.
-    pub async fn serve(worker: Rc<Worker>, rx: flume::Receiver<ResumeCmd>) {
+    pub async fn serve(hub: Rc<TurnHub>, rx: flume::Receiver<ResumeCmd>) {
         while let Ok(cmd) = rx.recv_async().await {
-            let answer = worker.turns.local_reader(&cmd.turn_id, cmd.from_seq, &cmd.who).map(|mut reader| {
+            let answer = hub.local_reader(&cmd.turn_id, cmd.from_seq, &cmd.who).map(|mut reader| {
                 let (tx, rx) = flume::bounded(FORWARD_QUEUE);
                 monoio::spawn(async move {
                     while let Some(event) = reader.next().await {
@@ -151,62 +148,59 @@ impl TurnHub {
     }
 }
 
-/// Runs a streamed turn in its own task and returns the client's reader (from event 0).
-/// When the worker already buffers its maximum of turns, the turn is served directly
-/// (not resumable).
-pub fn start(
-    worker: &Rc<Worker>,
-    cfg: &ServerConfig,
-    turn_id: String,
-    owner: Arc<str>,
-    turn: SseTurn,
-) -> Result<Box<dyn EventStream>, ApiError> {
-    let hub = &worker.turns;
-    hub.sweep(Instant::now());
-    if hub.turns.borrow().len() >= cfg.sse_max_buffered_turns {
-        return Ok(Box::new(turn));
+impl TurnHub {
+    /// Runs a streamed turn's events (`producer`) in their own task and returns the
+    /// client's reader (from event 0). When the worker already buffers its maximum of
+    /// turns, the producer is served directly (not resumable).
+    pub fn start<S: EventStream + 'static>(
+        &self,
+        cfg: &ServerConfig,
+        turn_id: String,
+        owner: Arc<str>,
+        producer: S,
+    ) -> Result<Box<dyn EventStream>, ApiError> {
+        self.sweep(Instant::now());
+        if self.turns.borrow().len() >= cfg.sse_max_buffered_turns {
+            return Ok(Box::new(producer));
+        }
+        let (cut_tx, cut_rx) = local_sync::oneshot::channel::<()>();
+        let buf = Rc::new(Buffered {
+            owner,
+            window: Duration::from_millis(cfg.sse_resume_window_ms),
+            max_bytes: cfg.sse_resume_buffer_bytes,
+            state: RefCell::new(BufState { cut: Some(cut_tx), ..BufState::default() }),
+        });
+        self.turns.borrow_mut().insert(turn_id.clone(), buf.clone());
+        let reader = Reader::attach(buf.clone(), turn_id, 0);
+        monoio::spawn(produce(buf, producer, cut_rx));
+        Ok(Box::new(reader))
     }
-    let (cut_tx, cut_rx) = local_sync::oneshot::channel::<()>();
-    let buf = Rc::new(Buffered {
-        owner,
-        window: Duration::from_millis(cfg.sse_resume_window_ms),
-        max_bytes: cfg.sse_resume_buffer_bytes,
-        state: RefCell::new(BufState { cut: Some(cut_tx), ..BufState::default() }),
-    });
-    hub.turns.borrow_mut().insert(turn_id.clone(), buf.clone());
-    let reader = Reader::attach(buf.clone(), turn_id, 0);
-    monoio::spawn(produce(buf, turn, cut_rx));
-    Ok(Box::new(reader))
-}
 
-/// Answers a reconnect: `last_event_id` is `<turnId>:<seq>`; the reader starts after it.
-pub async fn resume(
-    worker: &Rc<Worker>,
-    who: &Identity,
-    last_event_id: &str,
-) -> Result<Box<dyn EventStream>, ApiError> {
-    let bad = || ApiError::invalid("Last-Event-ID must be <turnId>:<seq> as sent in an event's id");
-    let (turn_id, seq) = last_event_id.trim().rsplit_once(':').ok_or_else(bad)?;
-    let seq: u64 = seq.parse().map_err(|_| bad())?;
-    let owner = owner_of(turn_id).ok_or_else(bad)?;
-    let from_seq = seq.saturating_add(1);
-    let hub = &worker.turns;
-    if owner == hub.me {
-        return Ok(Box::new(hub.local_reader(turn_id, from_seq, who)?));
+    /// Answers a reconnect: `last_event_id` is `<turnId>:<seq>`; the reader starts
+    /// after it. Errors: `INVALID_REQUEST` for a malformed id, `INVALID_SESSION` for a
+    /// turn no longer buffered (or not the caller's).
+    pub async fn resume(&self, who: &Identity, last_event_id: &str) -> Result<Box<dyn EventStream>, ApiError> {
+        let bad = || ApiError::invalid("Last-Event-ID must be <turnId>:<seq> as sent in an event's id");
+        let (turn_id, seq) = last_event_id.trim().rsplit_once(':').ok_or_else(bad)?;
+        let seq: u64 = seq.parse().map_err(|_| bad())?;
+        let owner = owner_of(turn_id).ok_or_else(bad)?;
+        let from_seq = seq.saturating_add(1);
+        if owner == self.me {
+            return Ok(Box::new(self.local_reader(turn_id, from_seq, who)?));
+        }
+        let (reply, answer) = peers::reply();
+        let cmd = ResumeCmd { turn_id: turn_id.to_string(), from_seq, who: who.clone(), reply };
+        self.peers.send(owner, cmd).map_err(|_| not_buffered(turn_id))?;
+        let events = answer.recv().await.map_err(|_| not_buffered(turn_id))??;
+        Ok(Box::new(Forwarded { rx: events }))
     }
-    let peer = hub.peers.get().and_then(|p| p.get(owner)).ok_or_else(|| not_buffered(turn_id))?;
-    let (tx, rx) = flume::bounded(1);
-    let cmd = ResumeCmd { turn_id: turn_id.to_string(), from_seq, who: who.clone(), reply: tx };
-    peer.send(cmd).map_err(|_| not_buffered(turn_id))?;
-    let events = rx.recv_async().await.map_err(|_| not_buffered(turn_id))??;
-    Ok(Box::new(Forwarded { rx: events }))
 }
 
 /// Drives the turn into its buffer until it ends or is cut.
-async fn produce(buf: Rc<Buffered>, mut turn: SseTurn, mut cut: local_sync::oneshot::Receiver<()>) {
+async fn produce<S: EventStream>(buf: Rc<Buffered>, mut turn: S, mut cut: local_sync::oneshot::Receiver<()>) {
     loop {
         let event = monoio::select! {
-            ev = turn.step() => ev,
+            ev = turn.next_event() => ev,
             _ = &mut cut => None,
         };
         let Some(event) = event else { break };

@@ -12,9 +12,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::chat::Usage;
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::provider::resilience::{backoff, Breaker, ProviderHealth};
-use crate::provider::{anthropic, openai, openai_compat, ChatRequest, ChatStream, ProviderError, Usage};
+use crate::provider::{anthropic, openai, openai_compat, ChatRequest, ChatStream, ProviderError};
 use crate::upstream::{tls, BodyReader, Client, Endpoint, Outgoing, Timeouts, UpstreamError};
 
 /// Largest non-streamed answer read from a provider.

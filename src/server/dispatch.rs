@@ -1,0 +1,88 @@
+//! The request path after decoding, top to bottom in one place (a function per step
+//! in `server`'s index): route (404/405/version) -> authenticate (open routes skip it;
+//! a failed key counts against its IP) -> limit (the caller's request quota) -> depth
+//! guard (no parser sees a body nested past `server.max_json_depth`) -> handler (`ws`
+//! for the upgrade, `api::handle` for everything else) -> the `X-RateLimit-*` headers
+//! of the caller's quotas. Never fails: every error becomes a response here.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::api::{self, add_quota_headers, error_response, Ctx};
+use crate::auth::AuthMemo;
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::router::{self, Route};
+use crate::worker::{Snapshot, Worker};
+
+/// Serves one decoded request: the whole path between the codec and the handler.
+pub async fn dispatch(
+    worker: &Rc<Worker>,
+    snap: &Arc<Snapshot>,
+    req: &Request,
+    request_id: &str,
+    auth_memo: &mut AuthMemo,
+) -> Response {
+    let path = req.path();
+    let route = match router::route(req.method, path) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e, router::is_openai_path(path)),
+    };
+    let peer = req.peer.map(|p| p.ip());
+    let who = if route.needs_auth() || route == Route::HealthDetailed {
+        match snap.keys.authenticate_header_memo(req.header_bytes("authorization"), auth_memo) {
+            Ok(id) => Some(id),
+            // A WebSocket upgrade without `Authorization` authenticates by its first frame.
+            Err(_) if route == Route::WebSocket && req.header_bytes("authorization").is_none() => None,
+            Err(e) if route.needs_auth() => {
+                // A failed key counts against its IP (`limits.ip_rpm`): guessing gets 429.
+                let (e, quota) = match worker.limiter.check_unauthenticated(peer) {
+                    Ok(quota) => (e, quota),
+                    Err(refused) => (refused.error, refused.quota),
+                };
+                let mut resp = error_response(&e, route.openai_errors());
+                add_quota_headers(&mut resp, worker.limiter.headers(&quota));
+                return resp;
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    // The caller's request quota, before the handler runs. Open routes are not limited;
+    // `/ws` limits its own connects and messages (`Limiter::ws_connect`, `ws_socket`).
+    let quota = match &who {
+        Some(id) if route.needs_auth() && route != Route::WebSocket => {
+            match worker.limiter.check_request(&snap.config, id, peer) {
+                Ok(quota) => Some(quota),
+                Err(refused) => {
+                    let mut resp = error_response(&refused.error, route.openai_errors());
+                    add_quota_headers(&mut resp, worker.limiter.headers(&refused.quota));
+                    return resp;
+                }
+            }
+        }
+        _ => None,
+    };
+    let result = match check_body_depth(route, req) {
+        Err(e) => Err(e),
+        Ok(()) if route == Route::WebSocket => crate::ws::upgrade(req, worker, who),
+        Ok(()) => api::handle(&Ctx { worker, snap, req, request_id }, route, who).await,
+    };
+    let mut resp = result.unwrap_or_else(|e| error_response(&e, route.openai_errors()));
+    if let Some(quota) = &quota {
+        add_quota_headers(&mut resp, worker.limiter.headers(quota));
+    }
+    resp
+}
+
+/// Refuses a request body that nests deeper than `server.max_json_depth` before any
+/// handler parses it (`json`; sonic-rs recurses): every HTTP body passes here,
+/// whatever its route. Webhooks are the exception: they verify their signature over
+/// the raw bytes first, and parse through `json` after.
+fn check_body_depth(route: Route<'_>, req: &Request) -> Result<(), ApiError> {
+    if req.body.is_empty() || matches!(route, Route::Webhook(_) | Route::WebhookVerify(_)) {
+        return Ok(());
+    }
+    crate::json::check_depth(&req.body, crate::json::max_depth()).map_err(|e| ApiError::invalid(e.first_line()))
+}

@@ -1,0 +1,72 @@
+//! A started turn driven to its end (`LiveTurn`): the provider's deltas (each checked
+//! against the key's token budget), then `Done` with the usage counted and the reply
+//! recorded in the session, or `Failed`. Every front door renders these events.
+
+use std::sync::Arc;
+
+use crate::chat::Usage;
+use crate::error::{ApiError, ErrorCode};
+use crate::provider::StreamEvent;
+
+use super::StartedTurn;
+
+/// A started turn driven to its end: the one loop every front door runs. Yields the
+/// provider's deltas, then `Done` (usage counted, reply recorded in the session) or
+/// `Failed`, then `None`. Dropping it mid-way aborts the turn (the grant's `Drop`).
+pub struct LiveTurn {
+    started: Option<StartedTurn>,
+    text: String,
+    /// The session the turn belongs to (empty for an explicit-context turn).
+    pub session_id: String,
+    /// The catalogue id of the model answering.
+    pub model_id: String,
+}
+
+/// One step of a `LiveTurn`.
+#[derive(Debug)]
+pub enum TurnEvent {
+    Delta(String),
+    Done { usage: Usage, reply: Arc<str> },
+    Failed(ApiError),
+}
+
+impl LiveTurn {
+    pub fn new(started: StartedTurn) -> Self {
+        let (session_id, model_id) = (started.session_id.clone(), started.model_id.clone());
+        LiveTurn { started: Some(started), text: String::new(), session_id, model_id }
+    }
+
+    /// The next event; `None` once the turn is over.
+    pub async fn next(&mut self) -> Option<TurnEvent> {
+        let started = self.started.as_mut()?;
+        match started.stream.next().await {
+            Ok(Some(StreamEvent::Delta(d))) => {
+                // A reply that runs past the key's token quota ends here (RATE_LIMITED).
+                if let Err(e) = started.engine.limiter.turn_delta(&started.quota, &d) {
+                    self.started = None;
+                    return Some(TurnEvent::Failed(e));
+                }
+                self.text.push_str(&d);
+                Some(TurnEvent::Delta(d))
+            }
+            Ok(Some(StreamEvent::Done(usage))) => {
+                let started = self.started.take()?;
+                started.account(usage);
+                let reply: Arc<str> = Arc::from(std::mem::take(&mut self.text));
+                started.finish(reply.clone());
+                Some(TurnEvent::Done { usage, reply })
+            }
+            Ok(None) => {
+                self.started = None;
+                Some(TurnEvent::Failed(ApiError::new(
+                    ErrorCode::UpstreamError,
+                    "provider ended the stream without usage",
+                )))
+            }
+            Err(e) => {
+                self.started = None;
+                Some(TurnEvent::Failed(e.to_api()))
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Starting a turn: channel and model resolution, the session grant (history), the
+//! token reservation, then the provider call down the model's fallback chain
+//! (`start_turn`). What comes back is a `StartedTurn`: the grant, the provider's live
+//! stream and the quota to settle. `run_to_end` drains one for non-streaming clients.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::auth::{check_model_access, Identity};
+use crate::chat::{Message, MessageRole, Usage};
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+use crate::provider::{ChatRequest, ChatStream, StreamEvent};
+use crate::session::{self, BeginTurn, TurnGrant};
+use crate::stats::WorkerStats;
+
+use super::Engine;
+
+/// A validated turn request, independent of the front door it came through.
+pub struct TurnRequest {
+    pub channel: String,
+    pub message: Arc<str>,
+    pub session_id: Option<String>,
+    pub model: Option<String>,
+    /// Where the conversation before `message` comes from.
+    pub context: TurnContext,
+    /// Whether the client streams (the provider is then asked to stream too).
+    pub stream: bool,
+}
+
+/// The conversation a turn's provider request is built from.
+#[derive(Debug, Clone, Default)]
+pub enum TurnContext {
+    /// The session's stored history (the session is created if new or absent); the
+    /// user message and the reply are appended when the turn completes.
+    #[default]
+    Session,
+    /// Like `Session`, with these messages (e.g. a client's system prompt) sent before
+    /// the stored history. They are not stored.
+    SessionWithPrefix(Vec<Message>),
+    /// Exactly these messages, then `message`; no session is read, created or written
+    /// (the OpenAI front door without `X-Session-Id`).
+    Explicit(Vec<Message>),
+}
+
+/// A turn that has its session grant and a live provider stream.
+pub struct StartedTurn {
+    /// The engine of the worker the turn runs on (its session hub, limiter, counters).
+    pub engine: Rc<Engine>,
+    pub grant: Option<TurnGrant>,
+    pub stream: ChatStream,
+    pub session_id: String,
+    pub model_id: String,
+    pub user_message: Arc<str>,
+    /// The turn's token reservation (`ratelimit::turn`): settled in `account`,
+    /// charged for what was streamed if the turn is dropped.
+    pub quota: crate::ratelimit::TurnQuota,
+}
+
+impl StartedTurn {
+    /// Records the completed reply in the session and releases it.
+    pub fn finish(mut self, reply: Arc<str>) {
+        if let Some(grant) = self.grant.take() {
+            self.engine.sessions.finish(grant, self.user_message.clone(), reply);
+        }
+    }
+
+    /// Counts the turn's tokens in this worker's totals.
+    pub fn account(&self, usage: Usage) {
+        let stats = &self.engine.stats;
+        WorkerStats::add(&stats.prompt_tokens, usage.prompt_tokens);
+        WorkerStats::add(&stats.completion_tokens, usage.completion_tokens);
+        self.engine.limiter.settle_turn(&self.quota, usage);
+    }
+}
+
+/// Resolves channel and model, waits for the session's turn and starts the provider.
+/// Errors: `INVALID_REQUEST` (unknown channel, bad session id), `FORBIDDEN` (disabled
+/// channel, model not allowed), `MODEL_NOT_FOUND`, `INVALID_SESSION`, `RATE_LIMITED`
+/// (token quota), and the provider's error once every model of the chain failed.
+pub async fn start_turn(
+    engine: &Rc<Engine>,
+    cfg: &Config,
+    who: &Identity,
+    turn: TurnRequest,
+) -> Result<StartedTurn, ApiError> {
+    let channel_default = if turn.channel == "api" {
+        None
+    } else {
+        let ch =
+            cfg.channel(&turn.channel).ok_or_else(|| ApiError::invalid(format!("unknown channel {}", turn.channel)))?;
+        if !ch.enabled {
+            return Err(ApiError::new(ErrorCode::Forbidden, format!("channel {} is disabled", ch.name)));
+        }
+        ch.model.clone()
+    };
+    if let Some(id) = &turn.session_id {
+        session::validate_id(id)?;
+    }
+    if let Some(m) = &turn.model {
+        resolve_model(cfg, who, m)?;
+    }
+    let default_model = channel_default.unwrap_or_else(|| cfg.default_model().id.clone());
+    let (grant, model_id, prefix, history) = match turn.context {
+        TurnContext::Explicit(messages) => (None, turn.model.unwrap_or(default_model), messages, Vec::new()),
+        context => {
+            let mut grant = engine
+                .sessions
+                .begin(BeginTurn {
+                    id: turn.session_id,
+                    who: who.clone(),
+                    channel: turn.channel,
+                    requested_model: turn.model,
+                    default_model,
+                })
+                .await?;
+            let prefix = match context {
+                TurnContext::SessionWithPrefix(p) => p,
+                TurnContext::Session | TurnContext::Explicit(_) => Vec::new(),
+            };
+            // The snapshot is ours: move it out rather than copy it.
+            let history = std::mem::take(&mut grant.history);
+            (Some(grant), String::new(), prefix, history)
+        }
+    };
+    let model_id = grant.as_ref().map_or(model_id, |g| g.model.clone());
+    let model = resolve_model(cfg, who, &model_id)?;
+    let mut messages = Vec::with_capacity(prefix.len() + history.len() + 1);
+    messages.extend(prefix);
+    messages.extend(history);
+    messages.push(Message { role: MessageRole::User, content: turn.message.clone() });
+    // The key's token quota: the estimate is reserved before any upstream call (429).
+    let quota = engine.limiter.reserve_turn(cfg, who, &messages, model.max_tokens)?;
+    // The model first, then its fallbacks in order; each provider retries on its own.
+    let providers = engine.providers();
+    let chain = std::iter::once(model.id.as_str()).chain(model.fallbacks.iter().map(String::as_str));
+    let last = model.fallbacks.len();
+    let mut last_err: Option<ApiError> = None;
+    for (i, candidate) in chain.enumerate() {
+        let Some(m) = cfg.model(candidate) else { continue };
+        let Some(provider) = providers.get(&m.provider) else {
+            last_err = Some(ApiError::internal(format!("provider {} is not running", m.provider)));
+            continue;
+        };
+        // Only a turn with fallbacks still to try needs to keep its own copy.
+        let messages = if i == last { std::mem::take(&mut messages) } else { messages.clone() };
+        let request =
+            ChatRequest { upstream_model: m.upstream.clone(), messages, max_tokens: m.max_tokens, stream: turn.stream };
+        match provider.chat(request).await {
+            Ok(stream) => {
+                return Ok(StartedTurn {
+                    engine: engine.clone(),
+                    session_id: grant.as_ref().map(|g| g.session_id.clone()).unwrap_or_default(),
+                    model_id: m.id.clone(),
+                    grant,
+                    stream,
+                    user_message: turn.message,
+                    quota,
+                })
+            }
+            Err(e) => last_err = Some(e.to_api()),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| ApiError::internal("no model could serve the turn")))
+}
+
+fn resolve_model<'c>(cfg: &'c Config, who: &Identity, id: &str) -> Result<&'c crate::config::ModelConfig, ApiError> {
+    let model = cfg
+        .model(id)
+        .ok_or_else(|| ApiError::new(ErrorCode::ModelNotFound, format!("model {id} is not in the catalogue")))?;
+    check_model_access(cfg, who, id)?;
+    Ok(model)
+}
+
+/// Drains a turn's stream into the whole reply (non-streaming clients).
+pub async fn run_to_end(mut started: StartedTurn) -> Result<(StartedTurn, String, Usage), ApiError> {
+    let mut text = String::new();
+    loop {
+        match started.stream.next().await.map_err(|e| e.to_api())? {
+            Some(StreamEvent::Delta(d)) => text.push_str(&d),
+            Some(StreamEvent::Done(usage)) => {
+                started.account(usage);
+                return Ok((started, text, usage));
+            }
+            None => return Err(ApiError::new(ErrorCode::UpstreamError, "provider ended the stream without usage")),
+        }
+    }
+}
