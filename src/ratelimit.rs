@@ -23,7 +23,7 @@
 //!
 //! So with all traffic on one core the limit is exact, and spread over `W` cores it
 //! is within `q W`. `shard/tests.rs` checks both, and the bound across real threads;
-//! `tests/ratelimit.rs` checks it end to end. Token limits work the same way with
+//! `tests/it/ratelimit.rs` checks it end to end. Token limits work the same way with
 //! leases of up to `256 lease_size` tokens, plus the overshoot of turns in flight
 //! (settled from the provider's usage, possibly into debt; see `turn.rs`).
 //!

@@ -5,10 +5,10 @@
 //! turn completes. With `"stream": true` (or `Accept: text/event-stream`) the answer
 //! streams as SSE, one event per provider chunk, each flushed as it arrives; a failure
 //! after the stream began is an `error` event that ends it. Streamed turns are
-//! resumable (`api::resume`): the turn runs in its own task and keeps going for a while
+//! resumable (`turn::TurnHub`): the turn runs in its own task and keeps going for a while
 //! after its client left, so a reconnect with `Last-Event-ID` gets the rest of it.
 //!
-//! The turn itself is front-door neutral: `start_turn` (context -> session grant ->
+//! The turn itself is front-door neutral (`turn`): `start_turn` (context -> session grant ->
 //! provider) and `LiveTurn` (deltas, then usage, the reply recorded in the session) are
 //! what `/api/chat`, `/v1/chat/completions` and `/ws` all run; each only renders.
 

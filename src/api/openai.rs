@@ -3,7 +3,7 @@
 //! `chat.completion.chunk` events as bare `data: ...` lines, a final chunk with
 //! `finish_reason`, a usage chunk when `stream_options.include_usage`, then
 //! `data: [DONE]`) and `GET /v1/models`. Errors use OpenAI's shape and statuses
-//! (`ApiError::render_openai`, chosen by the route in `api::dispatch`).
+//! (`ApiError::render_openai`, chosen by the route in `server::dispatch`).
 //!
 //! Conversation rule (documented for users): without `X-Session-Id` a request is a
 //! fresh conversation: every message of `messages` before the last goes to the
