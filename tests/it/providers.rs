@@ -247,6 +247,21 @@ fn a_slow_first_byte_is_a_504() {
 }
 
 #[test]
+fn a_timeout_whose_retry_meets_the_open_breaker_is_still_a_504() {
+    let up = Upstream::start();
+    // One retry per call: two failing calls are four breaker failures; the slow call's
+    // first attempt is the fifth (the breaker opens), its retry is refused by the
+    // breaker, and the client is told what actually went wrong: a timeout.
+    let gw = gateway(&up, None, "", "max_retries = 1");
+    for _ in 0..2 {
+        assert_eq!(chat(&gw, "gpt", "x [fault:status=502]").status(), 502);
+    }
+    let r = chat(&gw, "gpt", "slow [fault:first-byte-ms=3000]");
+    assert_eq!(r.status(), 504, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "UPSTREAM_TIMEOUT");
+}
+
+#[test]
 fn a_reset_mid_stream_ends_with_an_error_event_and_the_pool_recovers() {
     let up = Upstream::start();
     let gw = gateway(&up, None, "", "");
