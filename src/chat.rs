@@ -35,7 +35,8 @@ pub struct Usage {
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        // Counts come from providers: a hostile one must not overflow the sum.
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 }
 

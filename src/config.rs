@@ -316,8 +316,12 @@ pub struct ModelConfig {
     pub provider: String,
     /// Model name sent to the provider.
     pub upstream: String,
-    /// Other model ids tried in order when this one fails.
+    /// Other model ids tried in order when this one fails (not when the provider
+    /// refused the request itself: PROTOCOL.md "Provider errors, by kind").
     pub fallbacks: Vec<String>,
+    /// Model ids tried in order when the provider says the prompt is longer than the
+    /// context window (and only then).
+    pub context_window_fallbacks: Vec<String>,
     /// The model used when a request names none.
     pub default: bool,
     /// Context window in tokens, if known.
@@ -468,6 +472,7 @@ fn builtin_mock_model() -> ModelConfig {
         provider: "mock".to_owned(),
         upstream: "mock".to_owned(),
         fallbacks: Vec::new(),
+        context_window_fallbacks: Vec::new(),
         default: true,
         context_window: None,
         max_tokens: None,

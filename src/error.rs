@@ -143,11 +143,22 @@ pub struct ApiError {
     pub allow: Option<&'static str>,
     /// A protocol-level failure: the connection is closed after the response.
     pub close: bool,
+    /// A provider's own error `type` and `code` for a request it refused, kept in
+    /// OpenAI-shaped answers (PROTOCOL.md "Provider errors, by kind"). Boxed: rare,
+    /// and `ApiError` travels in every `Result` of the request path.
+    pub provider: Option<Box<ProviderDetail>>,
+}
+
+/// The error `type` and `code` a provider gave for a request it refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderDetail {
+    pub kind: Option<String>,
+    pub code: Option<String>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        ApiError { code, message: message.into(), retry_after: None, allow: None, close: false }
+        ApiError { code, message: message.into(), retry_after: None, allow: None, close: false, provider: None }
     }
 
     pub fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
@@ -197,7 +208,11 @@ impl ApiError {
     /// OpenAI's error shape, for `/v1/*`.
     pub fn render_openai(&self) -> Vec<u8> {
         let body = OpenAiEnvelope {
-            error: OpenAiError { message: &self.message, kind: self.code.openai_type(), code: openai_code(self.code) },
+            error: OpenAiError {
+                message: &self.message,
+                kind: self.provider.as_ref().and_then(|p| p.kind.as_deref()).unwrap_or(self.code.openai_type()),
+                code: self.provider.as_ref().and_then(|p| p.code.as_deref()).unwrap_or(openai_code(self.code)),
+            },
         };
         sonic_rs::to_vec(&body).unwrap_or_else(|_| fallback_body())
     }

@@ -7,6 +7,7 @@
 //! retry/key/breaker policy shared by the HTTP adapters, `resilience` its pieces.
 
 pub mod anthropic;
+mod error;
 pub mod mock;
 pub mod openai;
 pub mod openai_compat;
@@ -19,8 +20,9 @@ use std::sync::Arc;
 
 use crate::chat::{Message, Usage};
 use crate::config::{ProviderConfig, ProviderKind};
-use crate::error::{ApiError, ErrorCode};
-use crate::upstream::{tls, Client, UpstreamError};
+
+use crate::upstream::{tls, Client};
+pub use error::{is_context_length, ErrorInfo, FailureKind, ProviderError};
 
 /// What a provider is asked for.
 #[derive(Debug, Clone)]
@@ -38,38 +40,6 @@ pub struct ChatRequest {
 pub enum StreamEvent {
     Delta(String),
     Done(Usage),
-}
-
-/// A provider failure, before or during the stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderError {
-    pub timeout: bool,
-    pub message: String,
-    /// Seconds the provider asked callers to wait (429/503 with `Retry-After`).
-    pub retry_after: Option<u64>,
-}
-
-impl ProviderError {
-    pub fn upstream(message: impl Into<String>) -> Self {
-        ProviderError { timeout: false, message: message.into(), retry_after: None }
-    }
-
-    pub fn timeout(message: impl Into<String>) -> Self {
-        ProviderError { timeout: true, message: message.into(), retry_after: None }
-    }
-
-    pub fn from_upstream(e: UpstreamError) -> Self {
-        ProviderError { timeout: e.is_timeout(), message: e.to_string(), retry_after: None }
-    }
-
-    pub fn to_api(&self) -> ApiError {
-        let code = if self.timeout { ErrorCode::UpstreamTimeout } else { ErrorCode::UpstreamError };
-        let e = ApiError::new(code, self.message.clone());
-        match self.retry_after {
-            Some(s) => e.with_retry_after(s),
-            None => e,
-        }
-    }
 }
 
 /// The provider interface: start a chat and stream its answer.

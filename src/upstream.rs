@@ -111,8 +111,17 @@ pub enum UpstreamError {
     Timeout(&'static str),
     /// The connection broke; `sent` tells whether the provider may have seen it.
     Io { message: String, before_response: bool },
-    /// The provider answered with a non-success status.
-    Status { status: u16, retry_after: Option<Duration>, message: String },
+    /// The provider answered with a non-success status. `message`, `error_type` and
+    /// `error_code` are what its error body said (when it said it in a known shape);
+    /// `context_length` marks a prompt longer than the model's context window.
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        message: String,
+        error_type: Option<String>,
+        error_code: Option<String>,
+        context_length: bool,
+    },
     /// The provider's bytes made no sense.
     Protocol(String),
 }
@@ -138,6 +147,28 @@ impl UpstreamError {
         match self {
             UpstreamError::Status { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+}
+
+impl UpstreamError {
+    /// What a client may be told: the kind of failure, never an address or a host
+    /// name (those stay in `Display`, for the log).
+    pub fn client_message(&self) -> String {
+        match self {
+            UpstreamError::Connect(_) => "could not connect to the provider".to_string(),
+            UpstreamError::Timeout(phase) => format!("timed out waiting for the {phase}"),
+            UpstreamError::Io { .. } => "the connection to the provider broke".to_string(),
+            UpstreamError::Status { status, message, .. } if message.is_empty() => {
+                format!("provider answered {status}")
+            }
+            UpstreamError::Status { status, message, .. } => format!("provider answered {status}: {message}"),
+            // The gateway wrote these reasons itself: their first line, printable only.
+            UpstreamError::Protocol(m) => {
+                let line: String = m.lines().next().unwrap_or_default().chars().take(200).collect();
+                let clean: String = line.chars().filter(|c| !c.is_control()).collect();
+                format!("the provider sent an unusable answer: {clean}")
+            }
         }
     }
 }
@@ -202,7 +233,9 @@ fn encode_request(out: &mut BytesMut, ep: &Endpoint, req: &Outgoing<'_>) {
     out.put_slice(req.path.as_bytes());
     out.put_slice(b" HTTP/1.1\r\nhost: ");
     out.put_slice(ep.authority.as_bytes());
-    out.put_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    // `identity`: providers may compress an answer unless told not to (RFC 9110
+    // section 12.5.3); the gateway relays and parses bodies as they are.
+    out.put_slice(b"\r\naccept-encoding: identity\r\ncontent-type: application/json\r\ncontent-length: ");
     crate::http::response::put_u64(out, req.body.len() as u64);
     out.put_slice(b"\r\n");
     for (name, value) in req.headers {
@@ -231,7 +264,14 @@ mod tests {
 
     #[test]
     fn retry_policy_matches_the_contract() {
-        let status = |s| UpstreamError::Status { status: s, retry_after: None, message: String::new() };
+        let status = |s| UpstreamError::Status {
+            status: s,
+            retry_after: None,
+            message: String::new(),
+            error_type: None,
+            error_code: None,
+            context_length: false,
+        };
         for s in [429, 500, 502, 503, 504, 529] {
             assert!(status(s).retryable(), "{s}");
         }

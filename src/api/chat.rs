@@ -79,6 +79,7 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
         model: parsed.model.map(Cow::into_owned),
         context: TurnContext::Session,
         stream: wants_sse,
+        request_id: ctx.request_id.to_string(),
     };
     let started = start_turn(&ctx.worker.turns, &ctx.snap.config, &who, turn).await?;
     if wants_sse {

@@ -165,6 +165,7 @@ fn into_turn(p: &mut Parsed, session_id: Option<String>) -> Result<TurnRequest, 
         model: p.model.take(),
         context,
         stream: p.stream,
+        request_id: String::new(),
     })
 }
 
@@ -266,7 +267,8 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
     }
     let mut parsed = parse(body)?;
     let session_id = ctx.req.header("x-session-id").map(str::to_string);
-    let turn = into_turn(&mut parsed, session_id.clone())?;
+    let mut turn = into_turn(&mut parsed, session_id.clone())?;
+    turn.request_id = ctx.request_id.to_string();
     let started = start_turn(&ctx.worker.turns, &ctx.snap.config, &who, turn).await?;
     let id = format!("chatcmpl-{}", ctx.request_id.trim_start_matches("req_"));
     let created = clock::now_unix();

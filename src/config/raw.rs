@@ -178,6 +178,8 @@ pub(super) struct RawModel {
     pub upstream: Option<String>,
     /// Fallback model ids, in order.
     pub fallbacks: Option<Vec<String>>,
+    /// Model ids tried, in order, on a context-length refusal.
+    pub context_window_fallbacks: Option<Vec<String>>,
     /// The default model.
     pub default: Option<bool>,
     /// Context window in tokens.

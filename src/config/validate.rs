@@ -358,11 +358,16 @@ impl Ctx<'_> {
             for (j, f) in raw.fallbacks.unwrap_or_default().into_iter().enumerate() {
                 fallbacks.push(self.expand(&format!("models[{i}].fallbacks[{j}]"), &f)?);
             }
+            let mut context_window_fallbacks = Vec::new();
+            for (j, f) in raw.context_window_fallbacks.unwrap_or_default().into_iter().enumerate() {
+                context_window_fallbacks.push(self.expand(&format!("models[{i}].context_window_fallbacks[{j}]"), &f)?);
+            }
             out.push(ModelConfig {
                 id,
                 provider,
                 upstream,
                 fallbacks,
+                context_window_fallbacks,
                 default,
                 context_window: raw.context_window,
                 max_tokens: raw.max_tokens,
@@ -370,17 +375,21 @@ impl Ctx<'_> {
         }
         // Fallbacks may point forward, so they are checked once every id is known.
         for (i, model) in out.iter().enumerate() {
-            let mut seen = HashSet::new();
-            for (j, f) in model.fallbacks.iter().enumerate() {
-                let key = format!("models[{i}].fallbacks[{j}]");
-                if *f == model.id {
-                    return Err(self.err(&key, format!("model {f:?} cannot fall back to itself")));
-                }
-                if !out.iter().any(|m| m.id == *f) {
-                    return Err(self.err(&key, format!("unknown model {f:?}; not in [[models]]")));
-                }
-                if !seen.insert(f.as_str()) {
-                    return Err(self.err(&key, format!("model {f:?} is listed twice")));
+            let lists =
+                [("fallbacks", &model.fallbacks), ("context_window_fallbacks", &model.context_window_fallbacks)];
+            for (list, ids) in lists {
+                let mut seen = HashSet::new();
+                for (j, f) in ids.iter().enumerate() {
+                    let key = format!("models[{i}].{list}[{j}]");
+                    if *f == model.id {
+                        return Err(self.err(&key, format!("model {f:?} cannot fall back to itself")));
+                    }
+                    if !out.iter().any(|m| m.id == *f) {
+                        return Err(self.err(&key, format!("unknown model {f:?}; not in [[models]]")));
+                    }
+                    if !seen.insert(f.as_str()) {
+                        return Err(self.err(&key, format!("model {f:?} is listed twice")));
+                    }
                 }
             }
         }

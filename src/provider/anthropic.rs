@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::{MessageRole, Usage};
 use crate::provider::stream::{self, SseStream};
-use crate::provider::{ChatRequest, ProviderError, StreamEvent};
+use crate::provider::{ChatRequest, ErrorInfo, ProviderError, StreamEvent};
 use crate::upstream::BodyReader;
 
 /// `max_tokens` when neither the request nor the model sets one.
@@ -90,6 +90,8 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     #[serde(borrow, default)]
     message: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
 }
 
 /// The request body for `req`.
@@ -132,8 +134,19 @@ pub fn decode_message(body: &[u8]) -> Result<(String, Usage), ProviderError> {
 
 /// The `error.message` of an Anthropic error body, if it has one.
 pub fn error_message(body: &[u8]) -> Option<String> {
+    error_info(body).map(|i| i.message)
+}
+
+/// `error.message` and `error.type` of an Anthropic error body
+/// (`{"type":"error","error":{"type":"invalid_request_error","message":...}}`,
+/// https://docs.anthropic.com/en/api/errors), if it is one.
+pub fn error_info(body: &[u8]) -> Option<ErrorInfo> {
     let e: ErrorBody<'_> = crate::json::from_slice(body).ok()?;
-    e.error.message.map(Cow::into_owned)
+    Some(ErrorInfo {
+        message: e.error.message.map(Cow::into_owned).unwrap_or_default(),
+        kind: e.error.kind.map(Cow::into_owned),
+        code: None,
+    })
 }
 
 /// A streamed message in progress.

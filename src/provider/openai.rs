@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::{MessageRole, Usage};
 use crate::provider::stream::{self, SseStream};
-use crate::provider::{ChatRequest, ProviderError, StreamEvent};
+use crate::provider::{ChatRequest, ErrorInfo, ProviderError, StreamEvent};
 use crate::upstream::BodyReader;
 
 #[derive(Serialize)]
@@ -87,6 +87,11 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     #[serde(borrow, default)]
     message: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    /// A string in OpenAI's answers; some compatible servers send a number.
+    #[serde(default)]
+    code: Option<sonic_rs::Value>,
 }
 
 fn role(r: MessageRole) -> &'static str {
@@ -183,8 +188,20 @@ fn skip_ws(b: &[u8]) -> &[u8] {
 
 /// The `error.message` of an OpenAI-shaped error body, if it has one.
 pub fn error_message(body: &[u8]) -> Option<String> {
+    error_info(body).map(|i| i.message)
+}
+
+/// `error.message`, `error.type` and `error.code` of an OpenAI-shaped error body
+/// (https://platform.openai.com/docs/guides/error-codes), if it is one.
+pub fn error_info(body: &[u8]) -> Option<ErrorInfo> {
+    use sonic_rs::JsonValueTrait;
     let e: ErrorBody<'_> = crate::json::from_slice(body).ok()?;
-    e.error.message.map(Cow::into_owned)
+    let code = e.error.code.and_then(|c| c.as_str().map(str::to_string).or_else(|| c.as_i64().map(|n| n.to_string())));
+    Some(ErrorInfo {
+        message: e.error.message.map(Cow::into_owned).unwrap_or_default(),
+        kind: e.error.kind.map(Cow::into_owned),
+        code,
+    })
 }
 
 /// A streamed completion in progress.

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use crate::chat::Usage;
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::provider::resilience::{backoff, Breaker, ProviderHealth};
-use crate::provider::{anthropic, openai, openai_compat, ChatRequest, ChatStream, ProviderError};
+use crate::provider::{
+    anthropic, is_context_length, openai, openai_compat, ChatRequest, ChatStream, ErrorInfo, FailureKind, ProviderError,
+};
 use crate::upstream::{tls, BodyReader, Client, Endpoint, Outgoing, Timeouts, UpstreamError};
 
 /// Largest non-streamed answer read from a provider.
@@ -191,9 +193,7 @@ impl HttpProvider {
                 return Ok(Forwarded { status: resp.status, body });
             }
             let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();
-            let message = openai::error_message(&body)
-                .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-            Err(UpstreamError::Status { status: resp.status, retry_after: resp.retry_after, message })
+            Err(self.status_error(resp.status, resp.retry_after, &body))
         })
         .await
     }
@@ -222,9 +222,7 @@ impl HttpProvider {
                 return Ok(Streamed::Answer(Forwarded { status: resp.status, body }));
             }
             let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();
-            let message = openai::error_message(&body)
-                .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-            Err(UpstreamError::Status { status: resp.status, retry_after: resp.retry_after, message })
+            Err(self.status_error(resp.status, resp.retry_after, &body))
         })
         .await
     }
@@ -246,7 +244,7 @@ impl HttpProvider {
         loop {
             if !self.breaker.borrow_mut().admit(now) {
                 if let Some(e) = previous {
-                    return Err(self.error(e));
+                    return Err(self.error(e, attempt));
                 }
                 return Err(ProviderError::upstream(format!(
                     "provider {} is marked down after repeated failures; it is probed again shortly",
@@ -277,7 +275,7 @@ impl HttpProvider {
                         }
                         self.health.record(None, provider_fault, b.state());
                     }
-                    let give_up = |e: UpstreamError| Err(self.error(e));
+                    let give_up = |e: UpstreamError| Err(self.error(e, attempt + 1));
                     if !e.retryable() || attempt >= self.max_retries {
                         return give_up(e);
                     }
@@ -294,10 +292,55 @@ impl HttpProvider {
         }
     }
 
-    fn error(&self, e: UpstreamError) -> ProviderError {
+    /// A non-2xx answer as an error: the provider's message, `type` and `code` read
+    /// from its error body in this provider's shape (the first 200 bytes of text when
+    /// it is not one), and whether it is a context-length refusal.
+    fn status_error(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> UpstreamError {
+        let info = match self.wire {
+            Wire::OpenAi => openai::error_info(body),
+            Wire::Anthropic => anthropic::error_info(body),
+        }
+        .unwrap_or_else(|| ErrorInfo {
+            message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            ..ErrorInfo::default()
+        });
+        let context_length =
+            matches!(status, 400 | 413 | 422) && is_context_length(info.code.as_deref(), &info.message);
+        UpstreamError::Status {
+            status,
+            retry_after,
+            message: info.message,
+            error_type: info.kind,
+            error_code: info.code,
+            context_length,
+        }
+    }
+
+    /// The failure a call ended with, by kind (`provider::error`): the client's
+    /// message names this provider and never an address; the cause (for the log)
+    /// keeps everything but secrets.
+    fn error(&self, e: UpstreamError, attempts: u32) -> ProviderError {
+        let name = &self.name;
         let retry_after = e.retry_after().map(|d| d.as_secs().max(1));
-        let mut err = ProviderError::from_upstream(e);
-        err.message = self.scrub(format!("{}: {}", self.name, err.message));
+        let mut err = ProviderError::from_upstream(e.clone());
+        err.message = match (&e, err.kind) {
+            (UpstreamError::Status { status, .. }, FailureKind::Credentials) => {
+                format!("provider {name} refused the gateway's credentials (HTTP {status}); check its api_key")
+            }
+            (UpstreamError::Status { status, message, .. }, FailureKind::RateLimited) => {
+                format!("provider {name} rate limit reached (HTTP {status}): {message}")
+            }
+            (UpstreamError::Status { message, .. }, FailureKind::BadRequest { .. }) if !message.is_empty() => {
+                format!("provider {name}: {message}")
+            }
+            _ => format!("provider {name}: {}", e.client_message()),
+        };
+        err.message = self.scrub(err.message);
+        err.cause = self.scrub(format!("provider {name}, attempt {attempts}: {e}"));
+        if let UpstreamError::Status { error_type, error_code, .. } = e {
+            err.provider_type = error_type;
+            err.provider_code = error_code;
+        }
         err.retry_after = retry_after;
         err
     }
@@ -327,12 +370,7 @@ impl HttpProvider {
         let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
         if !(200..300).contains(&resp.status) {
             let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();
-            let message = match self.wire {
-                Wire::OpenAi => openai::error_message(&body),
-                Wire::Anthropic => anthropic::error_message(&body),
-            }
-            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-            return Err(UpstreamError::Status { status: resp.status, retry_after: resp.retry_after, message });
+            return Err(self.status_error(resp.status, resp.retry_after, &body));
         }
         let sse = resp.content_type.starts_with("text/event-stream");
         if req.stream && sse {

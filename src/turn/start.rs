@@ -3,6 +3,7 @@
 //! (`start_turn`). What comes back is a `StartedTurn`: the grant, the provider's live
 //! stream and the quota to settle. `run_to_end` drains one for non-streaming clients.
 
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use crate::auth::{check_model_access, Identity};
 use crate::chat::{Message, MessageRole, Usage};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
-use crate::provider::{ChatRequest, ChatStream, StreamEvent};
+use crate::log;
+use crate::provider::{ChatRequest, ChatStream, FailureKind, ProviderError, StreamEvent};
 use crate::session::{self, BeginTurn, TurnGrant};
 use crate::stats::WorkerStats;
 
@@ -26,6 +28,9 @@ pub struct TurnRequest {
     pub context: TurnContext,
     /// Whether the client streams (the provider is then asked to stream too).
     pub stream: bool,
+    /// The id of the request (or WebSocket message) that asks for the turn: every
+    /// log line about the turn carries it.
+    pub request_id: String,
 }
 
 /// The conversation a turn's provider request is built from.
@@ -55,6 +60,8 @@ pub struct StartedTurn {
     /// The turn's token reservation (`ratelimit::turn`): settled in `account`,
     /// charged for what was streamed if the turn is dropped.
     pub quota: crate::ratelimit::TurnQuota,
+    /// The request that started the turn, for log lines about it.
+    pub request_id: String,
 }
 
 impl StartedTurn {
@@ -132,18 +139,24 @@ pub async fn start_turn(
     // The key's token quota: the estimate is reserved before any upstream call (429).
     let quota = engine.limiter.reserve_turn(cfg, who, &messages, model.max_tokens)?;
     // The model first, then its fallbacks in order; each provider retries on its own.
+    // A request the provider refused itself ends the chain (the next model would be
+    // sent the same request), except a context-length refusal, which moves on to the
+    // model's `context_window_fallbacks` (PROTOCOL.md "Provider errors, by kind").
     let providers = engine.providers();
-    let chain = std::iter::once(model.id.as_str()).chain(model.fallbacks.iter().map(String::as_str));
-    let last = model.fallbacks.len();
-    let mut last_err: Option<ApiError> = None;
-    for (i, candidate) in chain.enumerate() {
+    let mut chain: VecDeque<&str> =
+        std::iter::once(model.id.as_str()).chain(model.fallbacks.iter().map(String::as_str)).collect();
+    let mut on_context_length = Some(&model.context_window_fallbacks).filter(|l| !l.is_empty());
+    let mut failures: Vec<String> = Vec::new();
+    let mut last: Option<ProviderError> = None;
+    while let Some(candidate) = chain.pop_front() {
         let Some(m) = cfg.model(candidate) else { continue };
         let Some(provider) = providers.get(&m.provider) else {
-            last_err = Some(ApiError::internal(format!("provider {} is not running", m.provider)));
+            last = Some(ProviderError::upstream(format!("provider {} is not running", m.provider)));
             continue;
         };
-        // Only a turn with fallbacks still to try needs to keep its own copy.
-        let messages = if i == last { std::mem::take(&mut messages) } else { messages.clone() };
+        // Only a turn with models still to try needs to keep its own copy.
+        let final_try = chain.is_empty() && on_context_length.is_none();
+        let messages = if final_try { std::mem::take(&mut messages) } else { messages.clone() };
         let request =
             ChatRequest { upstream_model: m.upstream.clone(), messages, max_tokens: m.max_tokens, stream: turn.stream };
         match provider.chat(request).await {
@@ -156,12 +169,32 @@ pub async fn start_turn(
                     stream,
                     user_message: turn.message,
                     quota,
+                    request_id: turn.request_id,
                 })
             }
-            Err(e) => last_err = Some(e.to_api()),
+            Err(e) => {
+                if !e.is_client_fault() {
+                    log::info(&format!("request {}: model {} failed: {}", turn.request_id, m.id, e.cause));
+                }
+                failures.push(format!("{}: {}", m.id, e.message));
+                match e.kind {
+                    FailureKind::BadRequest { context_length: true, .. } if on_context_length.is_some() => {
+                        chain = on_context_length.take().into_iter().flatten().map(String::as_str).collect();
+                    }
+                    FailureKind::BadRequest { .. } => return Err(e.to_api()),
+                    _ => {}
+                }
+                last = Some(e);
+            }
         }
     }
-    Err(last_err.unwrap_or_else(|| ApiError::internal("no model could serve the turn")))
+    let last = last.unwrap_or_else(|| ProviderError::upstream("no model could serve the turn"));
+    let mut err = last.to_api();
+    if failures.len() > 1 {
+        // A fallback chain reports every attempt, in order.
+        err.message = format!("every model failed: {}", failures.join("; ")).into();
+    }
+    Err(err)
 }
 
 fn resolve_model<'c>(cfg: &'c Config, who: &Identity, id: &str) -> Result<&'c crate::config::ModelConfig, ApiError> {

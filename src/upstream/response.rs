@@ -144,6 +144,13 @@ async fn read_head(conn: &mut UpConn) -> Result<Head, HeadError> {
                         head.retry_after = value.parse::<f64>().ok().filter(|s| *s >= 0.0).map(Duration::from_secs_f64);
                     } else if h.name.eq_ignore_ascii_case("content-type") {
                         head.content_type = value.to_ascii_lowercase();
+                    } else if h.name.eq_ignore_ascii_case("content-encoding") && !value.eq_ignore_ascii_case("identity")
+                    {
+                        // Asked for `identity`: a coded body is never relayed or parsed as
+                        // if it were plain (its bytes would reach clients as JSON).
+                        return Err(HeadError::Protocol(format!(
+                            "provider answered with Content-Encoding {value} although the gateway asked for identity"
+                        )));
                     }
                 }
                 let _ = conn.rbuf.split_to(n);

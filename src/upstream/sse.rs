@@ -38,11 +38,15 @@ impl Parser {
 
     /// Adds a piece of the stream and pushes every event it completes onto `out`.
     pub fn feed(&mut self, piece: &[u8], out: &mut Vec<Event>) -> Result<(), LineTooLong> {
+        // A CR that ended the last piece may be half of a CRLF: one LF right after it
+        // belongs to it, and only that one (a piece of exactly "\n" uses it up; found
+        // by the `upstream_sse` fuzz target).
+        let (piece, had) = (piece, !piece.is_empty());
         let piece = match (self.skip_lf, piece.first()) {
             (true, Some(b'\n')) => &piece[1..],
             _ => piece,
         };
-        if !piece.is_empty() {
+        if had {
             self.skip_lf = false;
         }
         self.buf.extend_from_slice(piece);
@@ -174,5 +178,16 @@ mod tests {
     #[test]
     fn unterminated_event_is_not_emitted() {
         assert!(parse_all(&[b"data: partial"]).is_empty());
+    }
+
+    #[test]
+    fn a_crlf_split_after_its_cr_then_a_blank_line_in_its_own_read_ends_the_event() {
+        let mut p = Parser::new();
+        let mut out = Vec::new();
+        for piece in [&b"data: a\r"[..], b"\n", b"\n"] {
+            p.feed(piece, &mut out).unwrap();
+        }
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(&out[0].data[..], b"a");
     }
 }

@@ -289,6 +289,7 @@ impl Socket {
             model: frame.model.as_deref().map(str::to_string),
             context: TurnContext::Session,
             stream: true,
+            request_id: self.worker.next_request_id(),
         };
         self.in_flight.set(self.in_flight.get() + 1);
         let task = TurnTask {

@@ -78,6 +78,10 @@ upstream = "llama3"
 id = "broken"
 provider = "dead"
 fallbacks = ["claude"]
+
+[[models]]
+id = "dead-only"
+provider = "dead"
 "#
     );
     if let Some(t) = tls_up {
@@ -232,9 +236,98 @@ fn exhausted_retries_become_upstream_error_without_secrets() {
     assert_eq!(v["success"], false);
     assert_eq!(v["error"]["code"], "UPSTREAM_ERROR");
     assert!(!r.text().contains("sk-upstream-secret-1"));
-    let r = chat(&gw, "gpt", "hi [fault:status=400]");
-    assert_eq!(r.status(), 502);
-    assert!(r.json()["error"]["message"].as_str().unwrap_or("").contains("400"), "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap_or("").contains("provider openai"), "{}", r.text());
+}
+
+/// What the mock saw, by path (`/__mock/stats`).
+fn upstream_hits(up: &Upstream) -> u64 {
+    up.stats()["requests"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn a_request_the_provider_refuses_is_a_400_with_its_message_never_retried_nor_sent_to_a_fallback() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 2");
+    for model in ["gpt", "claude", "broken"] {
+        let before = upstream_hits(&up);
+        let r = chat(&gw, model, "hi [fault:status=400]");
+        assert_eq!(r.status(), 400, "{model}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], "INVALID_REQUEST", "{model}");
+        let message = r.json()["error"]["message"].as_str().unwrap_or("").to_string();
+        assert!(message.starts_with("provider "), "{model}: {message}");
+        // One call: no retry, and for `broken` (dead provider, falls back to claude) the
+        // fallback's refusal ends the chain too.
+        assert_eq!(upstream_hits(&up) - before, 1, "{model}: {}", up.stats());
+    }
+}
+
+#[test]
+fn a_provider_429_is_a_429_with_retry_after_after_the_retries() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 1");
+    let before = upstream_hits(&up);
+    let r = chat(&gw, "gpt", "hi [fault:status=429,retry-after=1]");
+    assert_eq!(r.status(), 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "RATE_LIMITED");
+    assert!(
+        r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)),
+        "{:?}",
+        r.header("retry-after")
+    );
+    assert!(r.json()["error"]["message"].as_str().unwrap_or("").contains("rate limit"), "{}", r.text());
+    assert_eq!(upstream_hits(&up) - before, 2, "retried once: {}", up.stats());
+}
+
+#[test]
+fn a_refused_provider_key_is_a_502_naming_the_provider_never_the_key() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 2");
+    let before = upstream_hits(&up);
+    let r = chat(&gw, "gpt", "hi [fault:status=401]");
+    assert_eq!(r.status(), 502, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "UPSTREAM_ERROR");
+    let message = r.json()["error"]["message"].as_str().unwrap_or("").to_string();
+    assert!(message.contains("provider openai refused the gateway's credentials"), "{message}");
+    assert!(!r.text().contains("sk-upstream-secret-1"));
+    assert_eq!(upstream_hits(&up) - before, 1, "not retried: {}", up.stats());
+}
+
+#[test]
+fn openai_clients_get_the_provider_refusal_with_its_type_and_code() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "");
+    // Translated (an Anthropic model): 400 INVALID_REQUEST carrying Anthropic's type
+    // and message.
+    let body = json!({"model": "claude", "messages": [{"role": "user", "content": "hi [fault:status=404]"}]});
+    let r = gw.post("/v1/chat/completions", Some("sk-admin"), &body);
+    assert_eq!(r.status(), 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["type"], "not_found_error", "{}", r.text());
+    assert_eq!(r.json()["error"]["message"], "provider anthropic: The requested resource could not be found.");
+    // Passed through (an OpenAI model): the provider's answer as it was.
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi [fault:status=404]"}]});
+    let r = gw.post("/v1/chat/completions", Some("sk-admin"), &body);
+    assert_eq!(r.status(), 404, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "model_not_found", "{}", r.text());
+}
+
+#[test]
+fn a_connect_failure_names_the_provider_and_never_its_address() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "");
+    let r = chat(&gw, "dead-only", "hi");
+    assert_eq!(r.status(), 502, "{}", r.text());
+    let message = r.json()["error"]["message"].as_str().unwrap_or("").to_string();
+    assert_eq!(message, "provider dead: could not connect to the provider");
+    // The cause, with the address, is in the gateway's log with the request id.
+    let id = r.request_id().to_string();
+    assert!(
+        gw.wait_for_log(
+            &format!("request {id}: model dead-only failed: provider dead, attempt 1: cannot connect"),
+            Duration::from_secs(5)
+        ),
+        "{:?}",
+        gw.logs()
+    );
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! The pass-through of `/v1/chat/completions`: a request with no `X-Session-Id` for a
-//! model with no fallbacks, served by a provider that speaks OpenAI's format, is
-//! forwarded as is (only `model` is rewritten to the upstream name, by splicing the
-//! body) and the provider's answer is handed back untouched. Nothing is re-encoded,
-//! and every field the client sent (temperature, tools, response_format, ...) reaches
-//! the provider.
+//! model whose every candidate (the model, its fallbacks, its context-window
+//! fallbacks) is served by a provider that speaks OpenAI's format, is forwarded as is
+//! (only `model` is rewritten to each attempt's upstream name, by splicing the body)
+//! and the provider's answer is handed back untouched. Nothing is re-encoded, and
+//! every field the client sent (temperature, tools, response_format, ...) reaches the
+//! provider. Failures follow PROTOCOL.md "Provider errors, by kind": a request the
+//! provider refused comes back as the provider said it (no fallback, except a
+//! context-length refusal); other failures try the next model, and the last one
+//! reaches the client by its kind (429, 502, 504).
 //!
 //! Non-streamed, the answer's `usage` is read for quotas and totals. Streamed, each
 //! provider event is relayed as its own HTTP chunk (`data: ...` exactly as received,
@@ -25,13 +29,15 @@ use serde::Deserialize;
 use crate::api::Ctx;
 use crate::auth::Identity;
 use crate::chat::Usage;
+use crate::config::ModelConfig;
 use crate::error::ApiError;
 use crate::http::response::EventStream;
 use crate::http::sse;
 use crate::http::Response;
+use crate::log;
 use crate::provider::openai::{scan_usage, WireUsage};
-use crate::provider::policy::{InFlight, Streamed};
-use crate::provider::ProviderError;
+use crate::provider::policy::{Forwarded, InFlight, Streamed};
+use crate::provider::{is_context_length, ProviderError, ProviderImpl};
 use crate::ratelimit::TurnQuota;
 use crate::upstream::{sse as upstream_sse, BodyReader};
 use crate::worker::{Worker, WorkerStats};
@@ -80,57 +86,114 @@ pub async fn pass_through(ctx: &Ctx<'_>, who: &Identity) -> Result<Option<Respon
     };
     let cfg = &ctx.snap.config;
     let Some(model) = peek.model.as_deref().and_then(|id| cfg.model(id)) else { return Ok(None) };
-    if !model.fallbacks.is_empty() {
-        return Ok(None);
-    }
+    // Every model that may serve the request (the model, its fallbacks, its
+    // context-window fallbacks) must speak OpenAI's format: each attempt then splices
+    // its own upstream model name into the same body.
     let providers = ctx.worker.providers();
-    let Some(provider) = providers.get(&model.provider) else { return Ok(None) };
-    let Some(http) = provider.openai_http() else { return Ok(None) };
+    let serving = |ids: &mut dyn Iterator<Item = &String>| -> Option<Vec<(&ModelConfig, Rc<ProviderImpl>)>> {
+        ids.map(|id| {
+            let m = cfg.model(id)?;
+            let p = providers.get(&m.provider)?;
+            p.openai_http()?;
+            Some((m, p))
+        })
+        .collect()
+    };
+    let Some(chain) = serving(&mut std::iter::once(&model.id).chain(&model.fallbacks)) else { return Ok(None) };
+    let Some(on_context_length) = serving(&mut model.context_window_fallbacks.iter()) else { return Ok(None) };
     crate::auth::check_model_access(cfg, who, &model.id)?;
-    let mut upstream_body = if peek.model.as_deref() == Some(model.upstream.as_str()) {
-        body.clone()
-    } else {
-        match splice_model(body, &model.upstream) {
-            Some(b) => b,
+    let mut asked = body.clone();
+    if usage_option == UsageOption::Inject {
+        match ask_for_usage(&asked) {
+            Some(b) => asked = b,
             None => return Ok(None),
         }
-    };
-    if usage_option == UsageOption::Inject {
-        match ask_for_usage(&upstream_body) {
-            Some(b) => upstream_body = b,
-            None => return Ok(None),
+    }
+    // Each attempt's body: the model name spliced, the rest as sent.
+    let mut bodies = Vec::with_capacity(chain.len() + on_context_length.len());
+    for (m, _) in chain.iter().chain(&on_context_length) {
+        if peek.model.as_deref() == Some(m.upstream.as_str()) {
+            bodies.push(asked.clone());
+        } else {
+            match splice_model(&asked, &m.upstream) {
+                Some(b) => bodies.push(b),
+                None => return Ok(None),
+            }
         }
     }
     let worker = ctx.worker;
     let prompt_estimate = (body.len() as u64).div_ceil(4);
     let quota = worker.limiter.reserve_prompt(cfg, who, prompt_estimate, model.max_tokens)?;
-    if !stream {
-        let answer = http.forward(upstream_body).await.map_err(|e| e.to_api())?;
-        let usage = if (200..300).contains(&answer.status) { read_usage(&answer.body) } else { Usage::default() };
-        account(worker, &quota, usage);
-        return Ok(Some(Response::json(answer.status, answer.body)));
-    }
-    match http.forward_stream(upstream_body).await.map_err(|e| e.to_api())? {
-        Streamed::Answer(answer) => {
-            account(worker, &quota, Usage::default());
-            Ok(Some(Response::json(answer.status, answer.body)))
+    let mut failures: Vec<String> = Vec::new();
+    let mut last: Option<ProviderError> = None;
+    let mut attempts: VecDeque<usize> = (0..chain.len()).collect();
+    let mut context_switch = (!on_context_length.is_empty()).then_some(chain.len());
+    while let Some(i) = attempts.pop_front() {
+        let Some(((m, provider), upstream_body)) = chain.iter().chain(&on_context_length).zip(&bodies).nth(i) else {
+            break;
+        };
+        let Some(http) = provider.openai_http() else { break };
+        let outcome = if stream {
+            http.forward_stream(upstream_body.clone()).await
+        } else {
+            http.forward(upstream_body.clone()).await.map(Streamed::Answer)
+        };
+        match outcome {
+            Ok(Streamed::Answer(answer)) => {
+                // A context-length refusal moves on to the context-window fallbacks.
+                if let Some(first) = context_switch.filter(|_| is_context_length_answer(&answer)) {
+                    context_switch = None;
+                    failures.push(format!("{}: context length exceeded", m.id));
+                    attempts = (first..first + on_context_length.len()).collect();
+                    continue;
+                }
+                let ok = (200..300).contains(&answer.status);
+                let usage = if ok && !stream { read_usage(&answer.body) } else { Usage::default() };
+                account(worker, &quota, usage);
+                return Ok(Some(Response::json(answer.status, answer.body)));
+            }
+            Ok(Streamed::Events(body, guard)) => {
+                let relay = Relay {
+                    body: Some(*body),
+                    _guard: guard,
+                    parser: upstream_sse::Parser::new(),
+                    events: Vec::new(),
+                    out: VecDeque::new(),
+                    worker: worker.clone(),
+                    quota,
+                    hide_usage: usage_option == UsageOption::Inject,
+                    usage: Usage::default(),
+                    over: false,
+                };
+                return Ok(Some(Response::sse(Box::new(relay))));
+            }
+            Err(e) => {
+                if !e.is_client_fault() {
+                    log::info(&format!("request {}: model {} failed: {}", ctx.request_id, m.id, e.cause));
+                }
+                failures.push(format!("{}: {}", m.id, e.message));
+                let falls_back = e.kind.falls_back();
+                last = Some(e);
+                if !falls_back {
+                    break;
+                }
+            }
         }
-        Streamed::Events(body, guard) => {
-            let relay = Relay {
-                body: Some(*body),
-                _guard: guard,
-                parser: upstream_sse::Parser::new(),
-                events: Vec::new(),
-                out: VecDeque::new(),
-                worker: worker.clone(),
-                quota,
-                hide_usage: usage_option == UsageOption::Inject,
-                usage: Usage::default(),
-                over: false,
-            };
-            Ok(Some(Response::sse(Box::new(relay))))
-        }
     }
+    account(worker, &quota, Usage::default());
+    let mut err = last.unwrap_or_else(|| ProviderError::upstream("no model could serve the request")).to_api();
+    if failures.len() > 1 {
+        err.message = format!("every model failed: {}", failures.join("; ")).into();
+    }
+    Err(err)
+}
+
+/// Whether a provider's 4xx answer (relayed as is otherwise) says the prompt is longer
+/// than the model's context window.
+fn is_context_length_answer(answer: &Forwarded) -> bool {
+    matches!(answer.status, 400 | 413 | 422)
+        && crate::provider::openai::error_info(&answer.body)
+            .is_some_and(|i| is_context_length(i.code.as_deref(), &i.message))
 }
 
 fn account(worker: &Rc<Worker>, quota: &TurnQuota, usage: Usage) {
