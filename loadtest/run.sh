@@ -44,6 +44,11 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 echo "== build (release)"
 cargo build --release --bin clawgate --bin mock_upstream --bin loadgen
+# The commit the binaries were built from: read now, not when the results are written
+# (work may go on in the tree during the run).
+commit=$(git rev-parse --short=9 HEAD 2>/dev/null || echo unknown)
+dirty=""
+[ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null || true)" ] && dirty=" (with uncommitted changes in src/ or Cargo.*)"
 BIN="$root/target/release"
 
 # ---------------------------------------------------------------------------------
@@ -355,9 +360,6 @@ final_cg=$(rss_kb "$cg_pid")
 
 # ---------------------------------------------------------------------------------
 # Results file
-commit=$(git rev-parse --short=9 HEAD 2>/dev/null || echo unknown)
-dirty=""
-[ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null || true)" ] && dirty=" (with uncommitted changes in src/ or Cargo.*)"
 day=$(date -u +%Y-%m-%d)
 mkdir -p loadtest/results
 OUT=${OUT:-loadtest/results/$day-$commit.md}

@@ -158,6 +158,7 @@ pub fn stream(body: BodyReader) -> Stream {
 }
 
 /// Anthropic's stream of named events (see the module doc).
+#[derive(Default)]
 pub struct Events {
     usage: Usage,
 }

@@ -214,6 +214,7 @@ pub fn stream(body: BodyReader) -> Stream {
 
 /// OpenAI's stream: `data:` chunks with `choices[].delta.content`, a usage chunk
 /// (asked for with `include_usage`), then `data: [DONE]`.
+#[derive(Default)]
 pub struct Events {
     usage: Option<Usage>,
 }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A/B of two clawgate binaries under the same load, interleaved (A, B, A, B, ...) so
+# that drift on the shared machine hits both alike; prints server CPU per request,
+# stream or WebSocket turn for each run, then the median per scenario and side.
+#
+#   bash loadtest/ab.sh BEFORE_BIN AFTER_BIN        (ROUNDS=3 by default)
+#
+# Uses target/release/{mock_upstream,loadgen} (built if missing) and the load-test
+# config of run.sh (one key, one OpenAI-format provider on the mock, two workers).
+# Scenarios: ws-64 (64 sockets, 20 chunks a turn), stream-api and stream-v1 (64 SSE
+# streams of 20 chunks 10 ms apart), latency-api (/api/chat on one connection).
+# Everything started here is stopped by PID at the end.
+set -u
+cd "$(dirname "$0")/.."
+A=$1; B=$2; ROUNDS=${ROUNDS:-3}
+[ -x target/release/loadgen ] && [ -x target/release/mock_upstream ] || cargo build --release --bin loadgen --bin mock_upstream
+LG=target/release/loadgen
+work=$(mktemp -d /tmp/clawgate-ab.XXXXXX)
+target/release/mock_upstream --listen 127.0.0.1:0 --workers 2 2> "$work/mock.log" & mp=$!
+sleep 0.5; maddr=$(grep -o 'http://[0-9.:]*' "$work/mock.log" | head -1)
+cat > "$work/cg.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+workers = 2
+
+[[keys]]
+name = "loadtest"
+key = "sk-loadtest-client"
+role = "user"
+
+[sessions]
+max_messages = 2
+
+[[providers]]
+name = "mockai"
+kind = "openai"
+base_url = "$maddr/v1"
+api_key = "sk-upstream-mock"
+
+[[models]]
+id = "gpt-4o-mini"
+provider = "mockai"
+default = true
+TOML
+"$A" --config "$work/cg.toml" 2> "$work/a.log" & ap=$!
+"$B" --config "$work/cg.toml" 2> "$work/b.log" & bp=$!
+trap 'kill $ap $bp $mp 2>/dev/null; wait 2>/dev/null' EXIT
+sleep 1
+aaddr=$(grep -o 'listening on http://[0-9.:]*' "$work/a.log" | cut -d/ -f3)
+baddr=$(grep -o 'listening on http://[0-9.:]*' "$work/b.log" | cut -d/ -f3)
+MSG="Hello from the load test"
+run() { # label pid scenario-args...
+  local label=$1 pid=$2; shift 2
+  "$LG" --label "$label" --threads 2 --duration 5 --warmup 1 --watch "server=$pid" "$@" 2>&1 \
+    | grep "cpu server" | grep -o "[0-9.]* us/req" | sed "s/^/$label /"
+}
+for _ in $(seq "$ROUNDS"); do
+  for side in A B; do
+    if [ "$side" = A ]; then pid=$ap; addr=$aaddr; else pid=$bp; addr=$baddr; fi
+    run "ws-64 $side" $pid --scenario ws --url "http://$addr/ws" --ws-token sk-loadtest-client \
+      --ws-content "$MSG [fault:chunks=20]" -c 64 --expect-events 20
+    run "stream-api $side" $pid --scenario sse --url "http://$addr/api/chat" \
+      --body "{\"message\":\"$MSG [fault:chunks=20,chunk-ms=10]\",\"sessionId\":\"lt-sse-{conn}\",\"stream\":true}" \
+      -H 'Authorization: Bearer sk-loadtest-client' -c 64 --expect-events 21
+    run "stream-v1 $side" $pid --scenario sse --url "http://$addr/v1/chat/completions" \
+      --body "{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$MSG [fault:chunks=20,chunk-ms=10]\"}]}" \
+      -H 'Authorization: Bearer sk-loadtest-client' -c 64 --expect-events 23
+    run "latency-api $side" $pid --url "http://$addr/api/chat" \
+      --body "{\"message\":\"$MSG\",\"sessionId\":\"lt-{conn}\"}" -H 'Authorization: Bearer sk-loadtest-client' -c 1
+  done
+done | tee "$work/runs.txt"
+echo "== median server CPU (us per request / stream / turn)"
+awk '{k=$1" "$2; v[k]=v[k]" "$3} END {for (k in v) {n=split(v[k],a," "); asort(a); printf "%-16s %s\n", k, a[int((n+1)/2)]}}' "$work/runs.txt" | sort
