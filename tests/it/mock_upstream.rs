@@ -1,9 +1,17 @@
-//! Smoke test of the `mock_upstream` binary that the gateway's integration and load
-//! tests rely on: it is started on port 0 by the same `support::Upstream` the provider
-//! tests use, and spoken to with the raw client (over rustls for HTTPS), so the bytes
-//! checked here are the bytes the gateway's upstream client will see: both providers'
-//! JSON and SSE shapes, an injected status with `Retry-After`, a reset before the head,
-//! a fail-key that fails only the first tries, and the stats endpoint.
+//! Tests of the `mock_upstream` binary that the gateway's integration and load tests
+//! rely on: it is started on port 0 by the same `support::Upstream` the provider tests
+//! use, and spoken to with the raw client (over rustls for HTTPS), so the bytes checked
+//! here are the bytes the gateway's upstream client will see. This file: the OpenAI and
+//! Anthropic JSON and SSE shapes, an injected status with `Retry-After`, a reset before
+//! the head, a fail-key that fails only the first tries, the stats endpoint and the
+//! record of received requests. Submodules: `scripted` (scripted answers: tool calls,
+//! thinking, stop reasons, cached usage, in OpenAI's and Anthropic's formats),
+//! `formats` (the Gemini and Azure OpenAI routes), `failures` (documented error bodies
+//! by kind, in-stream errors, compressed answers).
+
+mod failures;
+mod formats;
+mod scripted;
 
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -14,6 +22,15 @@ use crate::support::*;
 
 const OPENAI: &[(&str, &str)] = &[("Authorization", "Bearer sk-test"), ("Content-Type", "application/json")];
 const ANTHROPIC: &[(&str, &str)] = &[("x-api-key", "sk-ant-test"), ("anthropic-version", "2023-06-01")];
+
+/// The arguments of the mock's first and second tool call of an answer.
+const ARGS: [&str; 2] =
+    [r#"{"location":"San Francisco, CA","unit":"celsius"}"#, r#"{"location":"Tokyo, Japan","unit":"celsius"}"#];
+
+/// Prompt tokens as the mock counts them for one message: words + 3.
+fn tokens(text: &str) -> u64 {
+    text.split_whitespace().count() as u64 + 3
+}
 
 /// `POST path` with `headers` and `Connection: close`.
 fn post(path: &str, headers: &[(&str, &str)], body: &str) -> Req {
@@ -45,6 +62,15 @@ fn events(body: &str) -> Vec<(Option<String>, String)> {
             }
             (name, data.join("\n"))
         })
+        .collect()
+}
+
+/// The JSON `data:` payloads of an SSE body (without `[DONE]`).
+fn data(body: &str) -> Vec<Value> {
+    events(body)
+        .into_iter()
+        .filter(|(_, d)| d != "[DONE]")
+        .map(|(_, d)| serde_json::from_str(&d).unwrap_or_else(|e| panic!("{e}: {d}")))
         .collect()
 }
 
@@ -191,4 +217,49 @@ fn serves_https_with_the_test_ca() {
     let r = conn.exchange(&post("/v1/chat/completions", OPENAI, body));
     assert_eq!(r.status(), 200);
     assert_eq!(r.json()["choices"][0]["message"]["content"], "Echo: over tls");
+}
+
+#[test]
+fn every_request_is_recorded_exactly_and_reset_forgets_it() {
+    let up = Upstream::start();
+    let body = "{\"model\":\"m\",  \"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    let headers = [("Authorization", "Bearer sk-test"), ("X-Dup", "a"), ("x-dup", "b")];
+    assert_eq!(send(&up, &post("/v1/chat/completions?trace=1", &headers, body)).status(), 200);
+    let models = req("GET", "/v1/models").header("Connection", "close").key("sk-test");
+    assert_eq!(send(&up, &models).status(), 200);
+    assert_eq!(send(&up, &post("/nowhere", &[], "not json")).status(), 404);
+    let _ = up.stats(); // the mock's own endpoints are not recorded
+
+    let list = up.requests();
+    assert_eq!(list.len(), 3, "{list:?}");
+    let first = &list[0];
+    assert_eq!(first["seq"], 1);
+    assert_eq!(
+        (first["method"].as_str(), first["target"].as_str()),
+        (Some("POST"), Some("/v1/chat/completions?trace=1"))
+    );
+    assert_eq!((first["path"].as_str(), first["query"].as_str()), (Some("/v1/chat/completions"), Some("trace=1")));
+    assert_eq!(first["headers"]["x-dup"], "a, b");
+    assert_eq!(
+        first["rawHeaders"],
+        json!([
+            ["host", "127.0.0.1"],
+            ["connection", "close"],
+            ["authorization", "Bearer sk-test"],
+            ["x-dup", "a"],
+            ["x-dup", "b"],
+            ["content-length", body.len().to_string()]
+        ])
+    );
+    assert_eq!(first["body"], body, "the body exactly as sent, spacing included");
+    assert_eq!(first["json"], json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
+    assert!(first.get("bodyBase64").is_none());
+    assert_eq!((list[1]["method"].as_str(), list[1]["body"].as_str()), (Some("GET"), Some("")));
+    assert_eq!((list[2]["body"].as_str(), list[2]["json"].is_null()), (Some("not json"), true));
+    assert_eq!(up.last_request_to("/v1/models")["seq"], 2);
+
+    up.reset();
+    assert!(up.requests().is_empty());
+    assert_eq!(send(&up, &post("/v1/chat/completions", OPENAI, body)).status(), 200);
+    assert_eq!(up.requests()[0]["seq"], 1, "numbering starts again after a reset");
 }

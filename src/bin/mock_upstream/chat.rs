@@ -1,25 +1,19 @@
 //! The provider-neutral part of a chat exchange: reading the fields the mock cares
-//! about from an OpenAI or Anthropic request body, and the deterministic answer.
+//! about from an OpenAI, Azure OpenAI, Anthropic or Gemini request body, and the
+//! `Turn` every provider's encoder renders.
 //!
-//! The answer is `Echo: <text of the last user message>` (with any `[fault:...]`
-//! directive cut out), split into content chunks of three words, each chunk keeping
-//! the whitespace before its first word, so the chunks concatenate to the text.
-//! `chunks=N` forces exactly N chunks, repeating the words when the text is shorter.
-//! Usage is counted in words: prompt = sum over messages (and an Anthropic `system`)
-//! of words + 3, completion = words of the answer. Bodies are parsed with sonic-rs
-//! into borrowed fields; message content stays a `LazyValue` until it is needed,
+//! Usage is counted in words: prompt = sum over messages (Gemini `contents`, and an
+//! Anthropic `system` or Gemini `systemInstruction`) of words + 3; the answer's
+//! counts are in `reply.rs`. Bodies are parsed with sonic-rs into borrowed fields;
+//! OpenAI and Anthropic message content stays a `LazyValue` until it is needed,
 //! because it may be a string or an array of content parts.
 
 use std::borrow::Cow;
-use std::ops::Range;
 
 use serde::Deserialize;
 use sonic_rs::LazyValue;
 
-use crate::fault::find_directive;
-
-/// Words per content chunk when `chunks=N` is not given.
-const WORDS_PER_CHUNK: usize = 3;
+use crate::reply::{words, Reply};
 
 #[derive(Deserialize)]
 struct Body<'a> {
@@ -35,6 +29,10 @@ struct Body<'a> {
     max_tokens: Option<u64>,
     #[serde(borrow, default)]
     system: Option<LazyValue<'a>>,
+    #[serde(borrow, default)]
+    tools: Option<Vec<Tool<'a>>>,
+    #[serde(default)]
+    stop_sequences: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -57,15 +55,77 @@ struct Part<'a> {
     text: Option<Cow<'a, str>>,
 }
 
+/// A declared tool in any of the three shapes: Anthropic `{name}`, OpenAI
+/// `{function: {name}}`, Gemini `{functionDeclarations: [{name}]}`.
+#[derive(Deserialize)]
+struct Tool<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    function: Option<Named<'a>>,
+    #[serde(borrow, default, rename = "functionDeclarations", alias = "function_declarations")]
+    function_declarations: Option<Vec<Named<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Named<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+/// Gemini's `GenerateContentRequest`.
+#[derive(Deserialize)]
+struct GeminiBody<'a> {
+    #[serde(borrow, default)]
+    contents: Option<Vec<Content<'a>>>,
+    #[serde(borrow, default, rename = "systemInstruction", alias = "system_instruction")]
+    system_instruction: Option<Content<'a>>,
+    #[serde(borrow, default)]
+    tools: Option<Vec<Tool<'a>>>,
+    #[serde(default, rename = "generationConfig", alias = "generation_config")]
+    generation_config: Option<GenerationConfig>,
+}
+
+#[derive(Deserialize)]
+struct Content<'a> {
+    #[serde(borrow, default)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    parts: Option<Vec<Part<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct GenerationConfig {
+    #[serde(default, rename = "thinkingConfig", alias = "thinking_config")]
+    thinking_config: Option<ThinkingConfig>,
+    #[serde(default, rename = "stopSequences", alias = "stop_sequences")]
+    stop_sequences: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct ThinkingConfig {
+    #[serde(default, rename = "includeThoughts", alias = "include_thoughts")]
+    include_thoughts: Option<bool>,
+}
+
 /// What the mock needs from a chat request.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Chat {
+    /// Empty for Gemini (the model is in the path) and for Azure without `model`.
     pub model: String,
+    /// `stream: true` (Gemini: decided by the method in the path).
     pub stream: bool,
     pub include_usage: bool,
     pub prompt_tokens: u64,
     /// Text of the last `user` message, directive included.
     pub last_user: String,
+    /// Names of the declared tools, in order.
+    pub tools: Vec<String>,
+    /// The first stop sequence asked for (Anthropic `stop_sequences`, Gemini
+    /// `generationConfig.stopSequences`).
+    pub stop_sequence: Option<String>,
+    /// Gemini `generationConfig.thinkingConfig.includeThoughts`.
+    pub include_thoughts: bool,
 }
 
 /// Why a body was refused, phrased like the provider would; `param` names the field.
@@ -75,24 +135,35 @@ pub struct Invalid {
     pub param: Option<&'static str>,
 }
 
-/// Which provider's required fields to enforce.
+/// Whose wire format a request speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     OpenAi,
+    /// OpenAI's bodies under Azure's routes, auth and error envelopes.
+    Azure,
     Anthropic,
+    Gemini,
 }
 
 /// Parses and checks a chat body.
 pub fn parse(body: &[u8], dialect: Dialect) -> Result<Chat, Invalid> {
+    if dialect == Dialect::Gemini {
+        return parse_gemini(body);
+    }
     let parsed: Body<'_> = sonic_rs::from_slice(body).map_err(|e| Invalid {
         message: format!("We could not parse the JSON body of your request. ({e})"),
         param: None,
     })?;
     let missing = |field: &'static str| match dialect {
-        Dialect::OpenAi => Invalid { message: format!("Missing required parameter: '{field}'."), param: Some(field) },
         Dialect::Anthropic => Invalid { message: format!("{field}: Field required"), param: Some(field) },
+        _ => Invalid { message: format!("Missing required parameter: '{field}'."), param: Some(field) },
     };
-    let model = parsed.model.filter(|m| !m.is_empty()).ok_or_else(|| missing("model"))?.into_owned();
+    let model = match parsed.model.filter(|m| !m.is_empty()) {
+        Some(m) => m.into_owned(),
+        // Azure names the model by the deployment in the path.
+        None if dialect == Dialect::Azure => String::new(),
+        None => return Err(missing("model")),
+    };
     let messages = parsed.messages.ok_or_else(|| missing("messages"))?;
     if dialect == Dialect::Anthropic && parsed.max_tokens.is_none() {
         return Err(missing("max_tokens"));
@@ -118,6 +189,41 @@ pub fn parse(body: &[u8], dialect: Dialect) -> Result<Chat, Invalid> {
         include_usage: parsed.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         prompt_tokens,
         last_user: last_user.map(Cow::into_owned).unwrap_or_default(),
+        tools: tool_names(parsed.tools.as_deref()),
+        stop_sequence: parsed.stop_sequences.and_then(|s| s.into_iter().next()),
+        include_thoughts: false,
+    })
+}
+
+/// Gemini's body: `contents` (roles `user` and `model`; no role counts as the user),
+/// `systemInstruction`, `tools`, `generationConfig`.
+fn parse_gemini(body: &[u8]) -> Result<Chat, Invalid> {
+    let parsed: GeminiBody<'_> = sonic_rs::from_slice(body)
+        .map_err(|e| Invalid { message: format!("Invalid JSON payload received. {e}"), param: None })?;
+    let contents = parsed.contents.filter(|c| !c.is_empty()).ok_or(Invalid {
+        message: "* GenerateContentRequest.contents: contents is not specified\n".into(),
+        param: Some("contents"),
+    })?;
+    let mut prompt_tokens = 0u64;
+    let mut last_user = None;
+    for c in &contents {
+        let text = parts_text(c.parts.as_deref());
+        prompt_tokens += words(&text) + 3;
+        if c.role.as_deref().is_none_or(|r| r == "user") {
+            last_user = Some(text);
+        }
+    }
+    if let Some(system) = &parsed.system_instruction {
+        prompt_tokens += words(&parts_text(system.parts.as_deref())) + 3;
+    }
+    let config = parsed.generation_config;
+    Ok(Chat {
+        prompt_tokens,
+        last_user: last_user.unwrap_or_default(),
+        tools: tool_names(parsed.tools.as_deref()),
+        stop_sequence: config.as_ref().and_then(|c| c.stop_sequences.as_ref()).and_then(|s| s.first().cloned()),
+        include_thoughts: config.and_then(|c| c.thinking_config).and_then(|t| t.include_thoughts).unwrap_or(false),
+        ..Chat::default()
     })
 }
 
@@ -129,92 +235,56 @@ fn content_text<'a>(content: Option<&LazyValue<'a>>) -> Cow<'a, str> {
         Some(b'"') => sonic_rs::from_str::<String>(raw).map(Cow::Owned).unwrap_or_default(),
         Some(b'[') => {
             let parts: Vec<Part<'_>> = sonic_rs::from_str(raw).unwrap_or_default();
-            let texts: Vec<&str> = parts.iter().filter_map(|p| p.text.as_deref()).collect();
-            Cow::Owned(texts.join(" "))
+            Cow::Owned(parts_text(Some(&parts)))
         }
         _ => Cow::Borrowed(""),
     }
 }
 
-fn words(text: &str) -> u64 {
-    text.split_whitespace().count() as u64
+/// The `text` of parts joined by a space.
+fn parts_text(parts: Option<&[Part<'_>]>) -> String {
+    let texts: Vec<&str> = parts.unwrap_or_default().iter().filter_map(|p| p.text.as_deref()).collect();
+    texts.join(" ")
 }
 
-/// The answer text and its content chunks (byte ranges into `text`).
-#[derive(Debug)]
-pub struct Reply {
-    pub text: String,
-    pub chunks: Vec<Range<usize>>,
-    pub words: u64,
-}
-
-impl Reply {
-    /// Builds the answer to `last_user`; `force` is `chunks=N`.
-    pub fn echo(last_user: &str, force: Option<usize>) -> Reply {
-        let content = match find_directive(last_user) {
-            Some((range, _)) => {
-                let mut s = String::with_capacity(last_user.len());
-                s.push_str(&last_user[..range.start]);
-                s.push_str(&last_user[range.end..]);
-                s.trim().to_string()
-            }
-            None => last_user.to_string(),
-        };
-        let mut text = format!("Echo: {content}");
-        let mut starts = token_starts(&text);
-        let chunks = match force {
-            Some(0) => {
-                text.clear();
-                Vec::new()
-            }
-            Some(n) => {
-                if starts.len() < n {
-                    let pool: Vec<String> = text.split_whitespace().map(str::to_string).collect();
-                    let mut k = 0;
-                    while starts.len() < n {
-                        starts.push(text.len());
-                        text.push(' ');
-                        text.push_str(pool.get(k % pool.len().max(1)).map_or("Echo:", String::as_str));
-                        k += 1;
-                    }
-                }
-                let t = starts.len();
-                (0..n).map(|j| bound(&starts, &text, j * t / n)..bound(&starts, &text, (j + 1) * t / n)).collect()
-            }
-            None => {
-                let t = starts.len();
-                (0..t.div_ceil(WORDS_PER_CHUNK))
-                    .map(|j| {
-                        bound(&starts, &text, j * WORDS_PER_CHUNK)..bound(&starts, &text, (j + 1) * WORDS_PER_CHUNK)
-                    })
-                    .collect()
-            }
-        };
-        let words = words(&text);
-        Reply { text, chunks, words }
+fn tool_names(tools: Option<&[Tool<'_>]>) -> Vec<String> {
+    let mut names = Vec::new();
+    for t in tools.unwrap_or_default() {
+        if let Some(n) = t.name.as_deref().or_else(|| t.function.as_ref().and_then(|f| f.name.as_deref())) {
+            names.push(n.to_string());
+        }
+        for d in t.function_declarations.as_deref().unwrap_or_default() {
+            names.extend(d.name.as_deref().map(str::to_string));
+        }
     }
-
-    /// The text of content chunk `i`.
-    pub fn chunk(&self, i: usize) -> &str {
-        self.chunks.get(i).and_then(|r| self.text.get(r.clone())).unwrap_or("")
-    }
+    names
 }
 
 /// One answer being rendered: everything a provider's encoder needs.
 pub struct Turn<'a> {
-    /// `chatcmpl-...` or `msg_...`.
+    /// `chatcmpl-...`, `msg_...` or Gemini's `responseId`.
     pub id: String,
     /// Unix seconds.
     pub created: u64,
     pub model: &'a str,
     pub prompt_tokens: u64,
     pub include_usage: bool,
+    /// Gemini: render thinking as `thought: true` parts.
+    pub include_thoughts: bool,
+    pub dialect: Dialect,
     pub reply: &'a Reply,
 }
 
 impl Turn<'_> {
+    /// Every output token, thinking included (OpenAI `completion_tokens`, Anthropic
+    /// `output_tokens`).
     pub fn completion_tokens(&self) -> u64 {
-        self.reply.words
+        self.reply.visible_tokens() + self.reply.thinking_tokens()
+    }
+
+    /// Prompt tokens read from the cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.reply.cached.min(self.prompt_tokens)
     }
 }
 
@@ -231,75 +301,50 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Byte offsets where tokens start: the first token starts at 0, every later one at
-/// the whitespace before its word, so each token carries its leading space.
-fn token_starts(text: &str) -> Vec<usize> {
-    let mut starts = vec![0];
-    let mut prev_ws = true;
-    let mut seen_word = false;
-    let mut ws_start = 0;
-    for (i, c) in text.char_indices() {
-        if c.is_whitespace() {
-            if !prev_ws {
-                ws_start = i;
-            }
-            prev_ws = true;
-        } else {
-            if prev_ws && seen_word {
-                starts.push(ws_start);
-            }
-            prev_ws = false;
-            seen_word = true;
-        }
-    }
-    starts
-}
-
-/// Start of token `i`, or the end of the text past the last token.
-fn bound(starts: &[usize], text: &str, i: usize) -> usize {
-    starts.get(i).copied().unwrap_or(text.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn chunks(r: &Reply) -> Vec<&str> {
-        (0..r.chunks.len()).map(|i| r.chunk(i)).collect()
-    }
-
-    #[test]
-    fn echo_splits_into_three_word_chunks_that_concatenate() {
-        let r = Reply::echo("one two  three four five", None);
-        assert_eq!(r.text, "Echo: one two  three four five");
-        assert_eq!(chunks(&r), ["Echo: one two", "  three four five"]);
-        assert_eq!(r.words, 6);
-    }
-
-    #[test]
-    fn forced_chunk_counts_repeat_or_merge_words() {
-        let r = Reply::echo("hi [fault:chunks=5]", Some(5));
-        assert_eq!(r.text, "Echo: hi Echo: hi Echo:");
-        assert_eq!(chunks(&r), ["Echo:", " hi", " Echo:", " hi", " Echo:"]);
-        let r = Reply::echo("a b c d e", Some(2));
-        assert_eq!(chunks(&r).concat(), r.text);
-        assert_eq!(r.chunks.len(), 2);
-        assert!(Reply::echo("x", Some(0)).chunks.is_empty());
-    }
-
     #[test]
     fn parses_openai_and_anthropic_bodies() {
         let body = br#"{"model":"gpt","stream":true,"stream_options":{"include_usage":true},
+            "tools":[{"type":"function","function":{"name":"lookup","parameters":{}}}],
             "messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi \"there\""}]}]}"#;
         let c = parse(body, Dialect::OpenAi).unwrap();
         assert_eq!((c.model.as_str(), c.stream, c.include_usage), ("gpt", true, true));
         assert_eq!(c.last_user, "hi \"there\"");
         assert_eq!(c.prompt_tokens, (2 + 3) + (2 + 3));
+        assert_eq!(c.tools, ["lookup"]);
         let body = br#"{"model":"claude","system":"sys","messages":[{"role":"user","content":"hello"}]}"#;
         assert_eq!(parse(body, Dialect::Anthropic).unwrap_err().param, Some("max_tokens"));
-        let body =
-            br#"{"model":"claude","max_tokens":5,"system":"sys","messages":[{"role":"user","content":"hello"}]}"#;
-        assert_eq!(parse(body, Dialect::Anthropic).unwrap().prompt_tokens, 8);
+        let body = br#"{"model":"claude","max_tokens":5,"system":"sys","stop_sequences":["END"],
+            "tools":[{"name":"get_time","input_schema":{}}],"messages":[{"role":"user","content":"hello"}]}"#;
+        let c = parse(body, Dialect::Anthropic).unwrap();
+        assert_eq!(
+            (c.prompt_tokens, c.stop_sequence.as_deref(), c.tools.as_slice()),
+            (8, Some("END"), &["get_time".to_string()][..])
+        );
         assert!(parse(b"{", Dialect::OpenAi).is_err());
+    }
+
+    #[test]
+    fn azure_bodies_may_leave_out_the_model() {
+        let body = br#"{"messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(parse(body, Dialect::Azure).unwrap().model, "");
+        assert_eq!(parse(body, Dialect::OpenAi).unwrap_err().param, Some("model"));
+    }
+
+    #[test]
+    fn parses_gemini_bodies() {
+        let body = br#"{"systemInstruction":{"parts":[{"text":"be brief"}]},
+            "contents":[{"role":"user","parts":[{"text":"one"},{"text":"two"}]},{"role":"model","parts":[{"text":"x"}]},{"parts":[{"text":"last one"}]}],
+            "tools":[{"functionDeclarations":[{"name":"f1"},{"name":"f2"}]}],
+            "generationConfig":{"stopSequences":["STOP!"],"thinkingConfig":{"includeThoughts":true}}}"#;
+        let c = parse(body, Dialect::Gemini).unwrap();
+        assert_eq!(c.last_user, "last one");
+        assert_eq!(c.prompt_tokens, (2 + 3) + (1 + 3) + (2 + 3) + (2 + 3));
+        assert_eq!(c.tools, ["f1", "f2"]);
+        assert_eq!((c.stop_sequence.as_deref(), c.include_thoughts), (Some("STOP!"), true));
+        assert_eq!(parse(b"{}", Dialect::Gemini).unwrap_err().param, Some("contents"));
     }
 }

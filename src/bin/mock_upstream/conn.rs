@@ -238,6 +238,16 @@ fn set_linger_zero(fd: RawFd) {
     let _ = socket2::SockRef::from(&borrowed).set_linger(Some(Duration::ZERO));
 }
 
+/// The reason phrase: the gateway's, plus the statuses only the mock sends.
+fn reason(status: u16) -> &'static str {
+    match status {
+        402 => "Payment Required",
+        409 => "Conflict",
+        422 => "Unprocessable Content",
+        status => clawgate::http::response::reason(status),
+    }
+}
+
 /// How a response body is delimited.
 pub enum Framing {
     Length(usize),
@@ -263,7 +273,7 @@ pub fn head(
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.to_string().as_bytes());
     out.extend_from_slice(b" ");
-    out.extend_from_slice(clawgate::http::response::reason(status).as_bytes());
+    out.extend_from_slice(reason(status).as_bytes());
     out.extend_from_slice(b"\r\ncontent-type: ");
     out.extend_from_slice(content_type.as_bytes());
     match framing {

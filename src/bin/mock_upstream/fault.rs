@@ -14,14 +14,22 @@
 //! | `chunks=N` | exactly N content chunks (words are repeated as needed) |
 //! | `fail-times=K`, `fail-key=NAME` | only the first K requests with this key get the failures |
 //! | `crlf`, `comments`, `multiline` | SSE wire variations (see `sse.rs`) |
+//! | `reply=B1+B2..` | scripted blocks: `text`, `thinking`, `tool_call`, `tool_calls` (see `scenario.rs`) |
+//! | `stop=R` | force the stop reason: `end`, `tool_use`, `length`, `content_filter`, `stop_sequence` |
+//! | `cached=N` | N prompt tokens were read from the prompt cache (usage details) |
+//! | `error=KIND` | answer the provider's documented error of that kind (see `scenario::ErrorKind`) |
+//! | `stream-error=N` | after N stream steps, the provider's in-stream error event, then the end |
+//! | `encoding=gzip` / `deflate` | compress the answer (JSON or SSE) with that `Content-Encoding` |
 //!
-//! "Failures" are `status`, `retry-after`, both resets and both delays; `chunks` and the
-//! SSE variations always apply, so a test can say "fail twice, then succeed" and get
-//! the same answer shape on the third try. An unknown item is a 400, so a typo in a
-//! test is loud rather than silently ignored.
+//! "Failures" are `status`, `error`, `retry-after`, both resets, both delays and
+//! `stream-error`; `chunks`, the SSE variations, the scripted answer and the encoding
+//! always apply, so a test can say "fail twice, then succeed" and get the same answer
+//! shape on the third try. An unknown item is a 400, so a typo in a test is loud
+//! rather than silently ignored.
 
 use std::ops::Range;
 
+use crate::scenario::{Encoding, ErrorKind, Scenario};
 use crate::sse::Style;
 
 /// The faults requested for one exchange.
@@ -37,6 +45,10 @@ pub struct Faults {
     pub fail_times: Option<u64>,
     pub fail_key: Option<String>,
     pub style: Style,
+    pub scenario: Scenario,
+    pub error: Option<ErrorKind>,
+    pub stream_error: Option<usize>,
+    pub encoding: Option<Encoding>,
 }
 
 /// Upper bound on `chunks=N`, so a typo cannot make the mock build a gigabyte answer.
@@ -71,20 +83,40 @@ impl Faults {
                 ("crlf", None) => self.style.crlf = true,
                 ("comments", None) => self.style.comments = true,
                 ("multiline", None) => self.style.multiline = true,
+                ("reply", Some(v)) => self.scenario.set_reply(v)?,
+                ("stop", Some(v)) => self.scenario.set_stop(v)?,
+                ("cached", Some(v)) => self.scenario.cached = number(name, v)?,
+                ("error", Some(v)) => {
+                    self.error = Some(ErrorKind::parse(v).ok_or_else(|| format!("fault error={v}: unknown kind"))?);
+                }
+                ("stream-error", Some(v)) => self.stream_error = Some(number(name, v)? as usize),
+                ("encoding", Some(v)) => {
+                    self.encoding =
+                        Some(Encoding::parse(v).ok_or_else(|| format!("fault encoding={v}: want gzip or deflate"))?);
+                }
                 _ => return Err(format!("unknown fault item '{item}'")),
             }
         }
         Ok(())
     }
 
-    /// Drops the failures, keeping the answer's shape (`chunks`, SSE style).
+    /// Drops the failures, keeping the answer's shape (`chunks`, SSE style, the
+    /// scripted answer, the encoding).
     pub fn disarm(&mut self) {
-        *self = Faults { chunks: self.chunks, style: self.style, ..Faults::default() };
+        *self = Faults {
+            chunks: self.chunks,
+            style: self.style,
+            scenario: std::mem::take(&mut self.scenario),
+            encoding: self.encoding,
+            ..Faults::default()
+        };
     }
 
     /// Whether any failure is requested (used to skip the fail-key bookkeeping).
     pub fn has_failures(&self) -> bool {
         self.status.is_some()
+            || self.error.is_some()
+            || self.stream_error.is_some()
             || self.retry_after.is_some()
             || self.reset_before_head
             || self.reset_mid_stream.is_some()
@@ -110,6 +142,7 @@ pub fn find_directive(text: &str) -> Option<(Range<usize>, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::{BlockKind, StopKind};
 
     #[test]
     fn parses_every_item() {
@@ -130,6 +163,23 @@ mod tests {
         assert!(!f.has_failures());
         assert_eq!(f.chunks, Some(20));
         assert!(f.style.crlf);
+    }
+
+    #[test]
+    fn parses_the_scenario_items_and_keeps_them_when_disarmed() {
+        let mut f = Faults::default();
+        f.parse_into("reply=thinking+tool_call,stop=length,cached=7,encoding=gzip,error=overloaded,stream-error=2")
+            .unwrap();
+        assert_eq!(f.scenario.blocks, [BlockKind::Thinking, BlockKind::ToolCall]);
+        assert_eq!((f.scenario.stop, f.scenario.cached), (Some(StopKind::Length), 7));
+        assert_eq!((f.error, f.stream_error, f.encoding), (Some(ErrorKind::Overloaded), Some(2), Some(Encoding::Gzip)));
+        assert!(f.has_failures());
+        f.disarm();
+        assert!(!f.has_failures());
+        assert_eq!((f.scenario.cached, f.encoding), (7, Some(Encoding::Gzip)));
+        assert!(Faults::default().parse_into("error=teapot").is_err());
+        assert!(Faults::default().parse_into("encoding=br").is_err());
+        assert!(Faults::default().parse_into("reply=poem").is_err());
     }
 
     #[test]

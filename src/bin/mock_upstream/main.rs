@@ -1,8 +1,12 @@
-//! `mock_upstream`: a fake OpenAI + Anthropic server for clawgate's integration tests,
-//! load tests and the nginx comparison. It speaks both providers' documented wire
-//! formats (JSON and SSE), answers deterministically (`Echo: <last user message>`),
-//! injects faults chosen per request (see `fault.rs`) and counts what it saw
-//! (`GET /__mock/stats`).
+//! `mock_upstream`: a fake model provider for clawgate's integration tests, load
+//! tests and the nginx comparison. It speaks four providers' documented wire formats
+//! (JSON and streams): OpenAI Chat Completions, Azure OpenAI, Anthropic Messages and
+//! Google Gemini (routes in `route.rs`). It answers deterministically (`Echo: <last
+//! user message>`), or with a scripted answer (thinking, tool calls, stop reasons,
+//! cached usage: `scenario.rs`, `reply.rs`), injects faults and documented error
+//! bodies chosen per request (`fault.rs`), compresses answers on request
+//! (`encoding.rs`), counts what it saw (`GET /__mock/stats`) and keeps the last
+//! requests it received, byte for byte (`GET /__mock/requests`, `record.rs`).
 //!
 //! ```text
 //! mock_upstream --listen 127.0.0.1:0 [--workers N] [--tls-cert FILE --tls-key FILE]
@@ -15,12 +19,19 @@
 //! with the gateway's own HTTP/1.1 code. The only cross-thread state is `Stats`.
 
 mod anthropic;
+mod azure;
 mod chat;
 mod conn;
+mod encoding;
+mod exchange;
 mod fault;
+mod gemini;
 mod json;
 mod openai;
+mod record;
+mod reply;
 mod route;
+mod scenario;
 mod sse;
 mod stats;
 mod tls;
@@ -43,7 +54,9 @@ const USAGE: &str = "usage: mock_upstream [--listen ADDR] [--workers N] [--tls-c
   --tls-cert FILE   PEM certificate chain: serve HTTPS (needs --tls-key)
   --tls-key FILE    PEM private key
 Faults per request: header `x-mock-fault: status=503,retry-after=1` or `[fault:...]` in
-the last user message; stats at GET /__mock/stats, POST /__mock/reset.";
+the last user message (scripted answers: reply=thinking+text+tool_call, stop=length,
+cached=N, error=KIND, encoding=gzip); stats at GET /__mock/stats, received requests at
+GET /__mock/requests, POST /__mock/reset forgets both.";
 
 /// Parsed command line.
 struct Args {

@@ -8,8 +8,17 @@
 //! `Emitter` owns two buffers: `scratch`, into which a provider writes one event's JSON,
 //! and `out`, which collects finished events, each framed as one HTTP chunk
 //! (`<hex>\r\n<event>\r\n`). The connection takes `out` whenever it wants to write.
+//!
+//! Two options change the bytes, not the events: `json_array` writes the payloads as
+//! one streamed JSON array instead of SSE (`[` before the first, `,\r\n` between,
+//! `]` at the end: Gemini's `streamGenerateContent` without `alt=sse`), and an
+//! encoding compresses the body, each event flushed (sync flush) into its own chunk
+//! so a client can decode every event as it arrives.
 
 use bytes::BytesMut;
+
+use crate::encoding::Compressor;
+use crate::scenario::Encoding;
 
 /// Line-ending and padding variations of the SSE output.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,6 +35,8 @@ pub struct Emitter {
     event: Vec<u8>,
     style: Style,
     emitted: usize,
+    json_array: bool,
+    compressor: Option<Compressor>,
 }
 
 impl Emitter {
@@ -36,7 +47,21 @@ impl Emitter {
             event: Vec::with_capacity(512),
             style,
             emitted: 0,
+            json_array: false,
+            compressor: None,
         }
+    }
+
+    /// Writes the payloads as one JSON array instead of SSE events.
+    pub fn json_array(mut self) -> Emitter {
+        self.json_array = true;
+        self
+    }
+
+    /// Compresses the body with `encoding`.
+    pub fn encoded(mut self, encoding: Option<Encoding>) -> Emitter {
+        self.compressor = encoding.map(Compressor::new);
+        self
     }
 
     /// The cleared buffer for the next event's data (normally one JSON object).
@@ -47,13 +72,21 @@ impl Emitter {
 
     /// Frames what was written into `data()` as one event, named if `name` is given.
     pub fn emit(&mut self, name: Option<&str>) {
+        if self.json_array {
+            self.event.clear();
+            self.event.extend_from_slice(if self.emitted == 0 { b"[" } else { b",\r\n" });
+            self.event.extend_from_slice(&self.scratch);
+            self.push_chunk();
+            self.emitted += 1;
+            return;
+        }
         let eol: &[u8] = if self.style.crlf { b"\r\n" } else { b"\n" };
         if self.style.comments && self.emitted > 0 {
             self.event.clear();
             self.event.extend_from_slice(b": keepalive");
             self.event.extend_from_slice(eol);
             self.event.extend_from_slice(eol);
-            frame(&mut self.out, &self.event);
+            self.push_chunk();
         }
         self.event.clear();
         if let Some(name) = name {
@@ -77,12 +110,32 @@ impl Emitter {
             self.event.extend_from_slice(eol);
         }
         self.event.extend_from_slice(eol);
-        frame(&mut self.out, &self.event);
+        self.push_chunk();
         self.emitted += 1;
     }
 
-    /// Appends the zero-length chunk that ends the body.
+    /// Frames `event` (compressed if asked) as one HTTP chunk.
+    fn push_chunk(&mut self) {
+        match &mut self.compressor {
+            Some(c) => {
+                let packed = c.push(&self.event);
+                frame(&mut self.out, &packed);
+            }
+            None => frame(&mut self.out, &self.event),
+        }
+    }
+
+    /// Closes the array, flushes the compressor, and appends the zero-length chunk
+    /// that ends the body.
     pub fn finish(&mut self) {
+        if self.json_array {
+            self.event.clear();
+            self.event.extend_from_slice(if self.emitted == 0 { b"[]" } else { b"]" });
+            self.push_chunk();
+        }
+        if let Some(c) = self.compressor.take() {
+            frame(&mut self.out, &c.finish());
+        }
         self.out.extend_from_slice(b"0\r\n\r\n");
     }
 
@@ -92,8 +145,12 @@ impl Emitter {
     }
 }
 
-/// Appends `payload` as one HTTP/1.1 chunk.
+/// Appends `payload` as one HTTP/1.1 chunk (nothing for an empty payload, which
+/// would end the body).
 fn frame(out: &mut BytesMut, payload: &[u8]) {
+    if payload.is_empty() {
+        return;
+    }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 16];
     let mut i = digits.len();
@@ -145,5 +202,54 @@ mod tests {
         // Non-object payloads such as `[DONE]` stay on one line.
         let s = Style { multiline: true, ..Style::default() };
         assert_eq!(one(s, None, "[DONE]", false), "e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    fn json_array_mode_streams_one_array() {
+        let mut em = Emitter::new(Style::default()).json_array();
+        for d in ["{\"a\":1}", "{\"b\":2}"] {
+            em.data().extend_from_slice(d.as_bytes());
+            em.emit(None);
+        }
+        em.finish();
+        assert_eq!(
+            String::from_utf8(em.take().to_vec()).unwrap(),
+            "8\r\n[{\"a\":1}\r\na\r\n,\r\n{\"b\":2}\r\n1\r\n]\r\n0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn compressed_events_decode_one_by_one() {
+        use std::io::Read;
+        let mut em = Emitter::new(Style::default()).encoded(Some(Encoding::Gzip));
+        em.data().extend_from_slice(b"{}");
+        em.emit(None);
+        let first = em.take();
+        em.data().extend_from_slice(b"[DONE]");
+        em.emit(None);
+        em.finish();
+        let rest = em.take();
+        let body = [unchunk(&first), unchunk(&rest)].concat();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "data: {}\n\ndata: [DONE]\n\n");
+        // The first event alone is already decodable (sync flush).
+        let mut partial = Vec::new();
+        let _ = flate2::read::GzDecoder::new(&unchunk(&first)[..]).read_to_end(&mut partial);
+        assert_eq!(partial, b"data: {}\n\n");
+    }
+
+    /// The payloads of a chunked body, concatenated.
+    fn unchunk(mut raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(pos) = raw.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(std::str::from_utf8(&raw[..pos]).unwrap(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&raw[pos + 2..pos + 2 + size]);
+            raw = &raw[pos + 2 + size + 2..];
+        }
+        out
     }
 }

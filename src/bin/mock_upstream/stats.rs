@@ -1,12 +1,13 @@
 //! What the mock has seen, shared by all worker threads and shown at
-//! `GET /__mock/stats`; `POST /__mock/reset` zeroes it.
+//! `GET /__mock/stats` (counters) and `GET /__mock/requests` (the recent requests
+//! themselves, see `record.rs`); `POST /__mock/reset` zeroes both.
 //!
 //! This is the one place the mock breaks the project's no-locks rule, on purpose: the
 //! mock is a test tool whose tests ask process-wide questions ("did the upstream see
 //! the cancel?", "how many tries did the gateway make with fail-key k?"), and requests
 //! for one test may land on any worker. Counters are atomics; the per-path map, the
 //! last chat request and the fail-key counters sit behind one `std::sync::Mutex`, held
-//! for a map update per request (tens of nanoseconds, no await inside). A poisoned
+//! for a map update and a ring push per request (tens of nanoseconds, no await inside). A poisoned
 //! lock is taken over: the data is counters, never left half-written.
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 use clawgate::http::Request;
 
 use crate::json::{push_num, push_raw, push_str};
+use crate::record::{headers_object, is_json, Recorder};
 
 /// Process-wide counters.
 #[derive(Default)]
@@ -32,6 +34,7 @@ struct Inner {
     by_path: HashMap<String, u64>,
     last_chat: Option<Request>,
     fail_counts: HashMap<String, u64>,
+    recent: Recorder,
 }
 
 impl Stats {
@@ -39,20 +42,26 @@ impl Stats {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts a request to `path`; a chat request is also kept as the last one.
-    pub fn record(&self, path: &str, chat: Option<&Request>) {
+    /// Counts a request and records it; a chat request is also kept as the last one.
+    pub fn record(&self, req: &Request, chat: bool) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let last = chat.cloned();
+        let last = chat.then(|| req.clone());
         let mut inner = self.lock();
-        match inner.by_path.get_mut(path) {
+        match inner.by_path.get_mut(req.path()) {
             Some(n) => *n += 1,
             None => {
-                inner.by_path.insert(path.to_string(), 1);
+                inner.by_path.insert(req.path().to_string(), 1);
             }
         }
+        inner.recent.push(req);
         if last.is_some() {
             inner.last_chat = last;
         }
+    }
+
+    /// `GET /__mock/requests` (see `record.rs`).
+    pub fn render_requests(&self, path: Option<&str>) -> Vec<u8> {
+        self.lock().recent.render(path)
     }
 
     /// A stream whose client went away before its end.
@@ -136,31 +145,10 @@ fn render_request(out: &mut Vec<u8>, req: &Request) {
     push_str(out, req.method.as_str());
     push_raw(out, ",\"path\":");
     push_str(out, req.path());
-    push_raw(out, ",\"headers\":{");
-    // Repeated header names are joined with ", " (RFC 9110 5.3), so the object has
-    // one key per name.
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for (name, value) in req.headers() {
-        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-        let value = String::from_utf8_lossy(value).into_owned();
-        match headers.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, v)) => {
-                v.push_str(", ");
-                v.push_str(&value);
-            }
-            None => headers.push((name, value)),
-        }
-    }
-    for (i, (name, value)) in headers.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_str(out, name);
-        out.push(b':');
-        push_str(out, value);
-    }
-    push_raw(out, "},\"body\":");
-    if !req.body.is_empty() && sonic_rs::from_slice::<sonic_rs::Value>(&req.body).is_ok() {
+    push_raw(out, ",\"headers\":");
+    headers_object(out, req);
+    push_raw(out, ",\"body\":");
+    if is_json(&req.body) {
         out.extend_from_slice(&req.body);
     } else {
         push_str(out, &String::from_utf8_lossy(&req.body));

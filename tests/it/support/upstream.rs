@@ -1,5 +1,5 @@
-//! The `mock_upstream` process (src/bin/mock_upstream): a fake OpenAI + Anthropic
-//! server with fault injection, started with one worker on `127.0.0.1:0` (plain, or
+//! The `mock_upstream` process (src/bin/mock_upstream): a fake OpenAI, Azure OpenAI,
+//! Anthropic and Gemini server with fault injection and scripted answers, started with one worker on `127.0.0.1:0` (plain, or
 //! HTTPS with the test CA's server certificate from `tests/fixtures`). `start` waits
 //! for its `mock_upstream listening on http(s)://ADDR` line, then keeps draining its
 //! stderr; dropping the `Upstream` kills it. `CLAWGATE_MOCK_UPSTREAM_BIN` (set by
@@ -83,7 +83,19 @@ impl Upstream {
         self.http("GET", "/__mock/stats")
     }
 
-    /// `POST /__mock/reset`: zeroes the stats.
+    /// `GET /__mock/requests`: the last requests the mock received, oldest first, each
+    /// `{"seq","method","target","path","query","headers","rawHeaders","body","json"}`.
+    pub fn requests(&self) -> Vec<Value> {
+        self.http("GET", "/__mock/requests")["requests"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The last request the mock received on `path` (`GET /__mock/requests?path=`).
+    pub fn last_request_to(&self, path: &str) -> Value {
+        let v = self.http("GET", &format!("/__mock/requests?path={path}"));
+        v["requests"].as_array().and_then(|l| l.last().cloned()).unwrap_or_else(|| panic!("no request to {path}: {v}"))
+    }
+
+    /// `POST /__mock/reset`: zeroes the stats and forgets the recorded requests.
     pub fn reset(&self) {
         assert_eq!(self.http("POST", "/__mock/reset"), serde_json::json!({"ok": true}));
     }
