@@ -288,6 +288,9 @@ pub struct ProviderConfig {
     pub ca_file: Option<PathBuf>,
     /// `anthropic-version` header value.
     pub anthropic_version: String,
+    /// A request setting this provider cannot carry is dropped (and named in
+    /// `X-Clawgate-Dropped-Params`) instead of refused with 400.
+    pub drop_unsupported_params: bool,
     /// Behaviour of the built-in mock provider.
     pub mock: MockConfig,
 }
@@ -328,6 +331,9 @@ pub struct ModelConfig {
     pub context_window: Option<u32>,
     /// Cap on generated tokens per request, if any.
     pub max_tokens: Option<u32>,
+    /// Like the provider's `drop_unsupported_params`, for this model (either one set
+    /// drops).
+    pub drop_unsupported_params: bool,
 }
 
 /// `[[channels]]`: one chat platform webhook.
@@ -476,6 +482,7 @@ fn builtin_mock_model() -> ModelConfig {
         default: true,
         context_window: None,
         max_tokens: None,
+        drop_unsupported_params: false,
     }
 }
 

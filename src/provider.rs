@@ -18,28 +18,74 @@ pub mod stream;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::chat::{Message, Usage};
+use crate::chat::{FinishReason, Message, Params, ToolCall, Usage};
 use crate::config::{ProviderConfig, ProviderKind};
 
 use crate::upstream::{tls, Client};
 pub use error::{is_context_length, ErrorInfo, FailureKind, ProviderError};
 
-/// What a provider is asked for.
+/// What a provider is asked for: the conversation and the request's settings in the
+/// canonical shape (`chat`); each adapter encodes what its API can carry (the turn
+/// engine refused or dropped the rest before, `unsupported`).
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
     /// The model name the provider knows (`models[].upstream`).
     pub upstream_model: String,
     pub messages: Vec<Message>,
+    /// Tools, tool choice, sampling settings (shared by the attempts of a chain).
+    pub params: Arc<Params>,
+    /// Most tokens to generate: the request's, capped by the model's `max_tokens`.
     pub max_tokens: Option<u32>,
     /// Ask the provider to stream (the client streams); otherwise one whole answer.
     pub stream: bool,
 }
 
-/// One step of a provider's answer.
+/// One step of a provider's answer, in order: text deltas and tool-call pieces as
+/// they come, then `Finish`, then `Done` with the usage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
     Delta(String),
+    /// A piece of tool call `index` (0, 1, ... in the order the calls began): the
+    /// first piece of a call has its `id` and `name`; `arguments` are JSON text
+    /// fragments to append.
+    ToolCall {
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+    },
+    Finish(FinishReason),
     Done(Usage),
+}
+
+/// A whole (non-streamed) answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish: FinishReason,
+    pub usage: Usage,
+}
+
+/// The settings of `params` a provider of `kind` cannot carry, by their OpenAI names.
+/// The turn engine refuses them (400 naming field and provider) or, with
+/// `drop_unsupported_params`, drops them and says so in `X-Clawgate-Dropped-Params`.
+pub fn unsupported(kind: ProviderKind, params: &Params) -> Vec<&'static str> {
+    let cannot: &[&str] = match kind {
+        ProviderKind::Anthropic => &[
+            "seed",
+            "n",
+            "presence_penalty",
+            "frequency_penalty",
+            "logprobs",
+            "top_logprobs",
+            "response_format",
+            "reasoning_effort",
+        ],
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompat => &["top_k", "thinking"],
+        ProviderKind::Mock => &[],
+    };
+    params.set_fields().into_iter().filter(|f| cannot.contains(f)).collect()
 }
 
 /// The provider interface: start a chat and stream its answer.
@@ -54,33 +100,37 @@ pub trait Provider {
 /// A provider's answer in progress.
 pub enum ChatStream {
     Mock(mock::MockStream),
-    /// A whole (non-streamed) answer, handed out as one delta and its usage.
-    Complete {
-        text: Option<String>,
-        usage: Usage,
-        done: bool,
-    },
+    /// A whole (non-streamed) answer, handed out as the events a stream would give.
+    Complete(std::collections::VecDeque<StreamEvent>),
     OpenAi(openai::Stream, policy::InFlight),
     Anthropic(anthropic::Stream, policy::InFlight),
 }
 
 impl ChatStream {
-    pub fn complete(text: String, usage: Usage) -> Self {
-        ChatStream::Complete { text: Some(text), usage, done: false }
+    /// The events of a whole answer: its text, its tool calls, its finish, its usage.
+    pub fn complete(answer: Answer) -> Self {
+        let mut events = std::collections::VecDeque::with_capacity(3 + answer.tool_calls.len());
+        if !answer.text.is_empty() {
+            events.push_back(StreamEvent::Delta(answer.text));
+        }
+        for (i, call) in answer.tool_calls.into_iter().enumerate() {
+            events.push_back(StreamEvent::ToolCall {
+                index: i as u32,
+                id: Some(call.id),
+                name: Some(call.name),
+                arguments: call.arguments,
+            });
+        }
+        events.push_back(StreamEvent::Finish(answer.finish));
+        events.push_back(StreamEvent::Done(answer.usage));
+        ChatStream::Complete(events)
     }
 
-    /// The next delta, `Done` with usage at the end, then `None`.
+    /// The next event; `None` after `Done`.
     pub async fn next(&mut self) -> Result<Option<StreamEvent>, ProviderError> {
         match self {
             ChatStream::Mock(s) => s.next().await,
-            ChatStream::Complete { text, usage, done } => Ok(match (text.take(), *done) {
-                (Some(t), _) if !t.is_empty() => Some(StreamEvent::Delta(t)),
-                (_, false) => {
-                    *done = true;
-                    Some(StreamEvent::Done(*usage))
-                }
-                (_, true) => None,
-            }),
+            ChatStream::Complete(events) => Ok(events.pop_front()),
             ChatStream::OpenAi(s, _) => s.next().await,
             ChatStream::Anthropic(s, _) => s.next().await,
         }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{json_error, ok, require_body, Ctx, JsonKind};
 use crate::auth::Identity;
-use crate::chat::UsageView;
+use crate::chat::{Message, MessageRole, UsageView};
 use crate::error::ApiError;
 use crate::http::response::EventStream;
 use crate::http::sse;
@@ -71,7 +71,7 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
     let turn = TurnRequest {
         channel: parsed.channel.map_or_else(|| "api".to_string(), Cow::into_owned),
         message: match parsed.message {
-            Some(m) if !m.trim().is_empty() => Arc::from(&*m),
+            Some(m) if !m.trim().is_empty() => Message::text(MessageRole::User, &*m),
             Some(_) => return Err(ApiError::invalid("field `message` must not be empty")),
             None => return Err(ApiError::invalid("missing field `message`")),
         },
@@ -80,6 +80,7 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
         context: TurnContext::Session,
         stream: wants_sse,
         request_id: ctx.request_id.to_string(),
+        params: Arc::default(),
     };
     let started = start_turn(&ctx.worker.turns, &ctx.snap.config, &who, turn).await?;
     if wants_sse {
@@ -88,11 +89,15 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
         let events = ctx.worker.turns.resume.start(&ctx.snap.config.server, turn_id, who.name.clone(), sse)?;
         return Ok(Response::sse(events));
     }
-    let (started, text, usage) = run_to_end(started).await?;
-    let reply =
-        ChatReply { message: &text, session_id: &started.session_id, model: &started.model_id, usage: usage.into() };
+    let (started, answer) = run_to_end(started).await?;
+    let reply = ChatReply {
+        message: &answer.text,
+        session_id: &started.session_id,
+        model: &started.model_id,
+        usage: answer.usage.into(),
+    };
     let resp = ok(&reply);
-    started.finish(text.into());
+    started.finish(answer.text.into());
     resp
 }
 
@@ -132,8 +137,14 @@ impl SseTurn {
 
     /// The next framed event; `None` after the last.
     pub async fn step(&mut self) -> Option<Bytes> {
-        match self.turn.next().await? {
+        let mut event = self.turn.next().await?;
+        // The gateway protocol carries no tools (none are offered on this route).
+        while let TurnEvent::ToolCall { .. } = event {
+            event = self.turn.next().await?;
+        }
+        match event {
             TurnEvent::Delta(d) => Some(self.frame(&SseEvent::Chunk { content: &d })),
+            TurnEvent::ToolCall { .. } => None,
             TurnEvent::Done { usage, .. } => {
                 let (sid, model) = (self.turn.session_id.clone(), self.turn.model_id.clone());
                 Some(self.frame(&SseEvent::Done { session_id: &sid, model: &model, usage: usage.into() }))

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{require_body, Ctx};
 use crate::auth::Identity;
-use crate::chat::{Message, MessageRole, Usage};
+use crate::chat::{ContentPart, Message, MessageExtra, MessageRole, Params, Tool, ToolCall, ToolChoice, Usage};
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::response::EventStream;
@@ -52,6 +52,40 @@ struct CompletionBody<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(borrow, default)]
+    stop: Option<Stop<'a>>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(default)]
+    top_logprobs: Option<u32>,
+    #[serde(default)]
+    response_format: Option<sonic_rs::Value>,
+    #[serde(borrow, default)]
+    user: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_effort: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tools: Option<Vec<InTool<'a>>>,
+    #[serde(default)]
+    tool_choice: Option<sonic_rs::Value>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -60,15 +94,63 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
+/// `stop`: one sequence or several.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop<'a> {
+    One(#[serde(borrow)] Cow<'a, str>),
+    Many(#[serde(borrow)] Vec<Cow<'a, str>>),
+}
+
+#[derive(Deserialize)]
+struct InTool<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    function: Option<InFunction<'a>>,
+}
+
+#[derive(Deserialize)]
+struct InFunction<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    description: Option<Cow<'a, str>>,
+    #[serde(default)]
+    parameters: Option<sonic_rs::Value>,
+}
+
 #[derive(Deserialize)]
 struct InMessage<'a> {
     #[serde(borrow)]
     role: Cow<'a, str>,
-    #[serde(default)]
+    #[serde(borrow, default)]
     content: Option<Content<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<InToolCall<'a>>>,
+    #[serde(borrow, default)]
+    tool_call_id: Option<Cow<'a, str>>,
 }
 
-/// OpenAI message content: a string or an array of parts (only text parts are used).
+#[derive(Deserialize)]
+struct InToolCall<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    function: InCall<'a>,
+}
+
+#[derive(Deserialize)]
+struct InCall<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// OpenAI message content: a string or an array of parts.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Content<'a> {
@@ -82,23 +164,49 @@ struct Part<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    image_url: Option<ImageUrl<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ImageUrl<'a> {
+    #[serde(borrow)]
+    url: Cow<'a, str>,
+    #[serde(borrow, default)]
+    detail: Option<Cow<'a, str>>,
 }
 
 impl Content<'_> {
-    fn text(&self) -> Result<String, ApiError> {
+    /// The text (text parts joined) and, when there is more than text, every part in
+    /// order. Errors name the part type clawgate cannot carry.
+    fn read(&self, at: &str) -> Result<(String, Vec<ContentPart>), ApiError> {
         match self {
-            Content::Text(t) => Ok(t.to_string()),
+            Content::Text(t) => Ok((t.to_string(), Vec::new())),
             Content::Parts(parts) => {
-                let mut out = String::new();
-                for p in parts {
-                    match (&*p.kind, &p.text) {
-                        ("text", Some(t)) => out.push_str(t),
-                        (kind, _) => {
-                            return Err(ApiError::invalid(format!("content part type `{kind}` is not supported")))
+                let mut text = String::new();
+                let mut out = Vec::with_capacity(parts.len());
+                let mut rich = false;
+                for (i, p) in parts.iter().enumerate() {
+                    match (&*p.kind, &p.text, &p.image_url) {
+                        ("text", Some(t), _) => {
+                            text.push_str(t);
+                            out.push(ContentPart::Text(t.to_string()));
+                        }
+                        ("image_url", _, Some(img)) => {
+                            rich = true;
+                            out.push(ContentPart::Image {
+                                url: img.url.to_string(),
+                                detail: img.detail.as_deref().map(str::to_string),
+                            });
+                        }
+                        (kind, _, _) => {
+                            return Err(ApiError::invalid(format!(
+                                "{at}.content[{i}]: content part type `{kind}` is not supported (text, image_url)"
+                            )))
                         }
                     }
                 }
-                Ok(out)
+                Ok((text, if rich { out } else { Vec::new() }))
             }
         }
     }
@@ -109,7 +217,26 @@ fn role_of(role: &str) -> Result<MessageRole, ApiError> {
         "system" | "developer" => Ok(MessageRole::System),
         "user" => Ok(MessageRole::User),
         "assistant" => Ok(MessageRole::Assistant),
-        other => Err(ApiError::invalid(format!("messages: role `{other}` is not supported"))),
+        "tool" => Ok(MessageRole::Tool),
+        other => Err(ApiError::invalid(format!("role `{other}` is not supported"))),
+    }
+}
+
+fn tool_choice_of(v: &sonic_rs::Value) -> Result<ToolChoice, ApiError> {
+    use sonic_rs::JsonValueTrait;
+    if let Some(mode) = v.as_str() {
+        return match mode {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" => Ok(ToolChoice::Required),
+            other => Err(ApiError::invalid(format!("tool_choice `{other}` is not one of auto, none, required"))),
+        };
+    }
+    match v.get("function").and_then(|f| f.get("name")).and_then(|n| n.as_str()) {
+        Some(name) => Ok(ToolChoice::Named(name.to_string())),
+        None => Err(ApiError::invalid(
+            "tool_choice must be auto, none, required or {\"type\":\"function\",\"function\":{\"name\":...}}",
+        )),
     }
 }
 
@@ -117,26 +244,91 @@ fn role_of(role: &str) -> Result<MessageRole, ApiError> {
 struct Parsed {
     model: Option<String>,
     messages: Vec<Message>,
+    params: Params,
     stream: bool,
     include_usage: bool,
 }
 
 fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
-    let b: CompletionBody<'_> =
-        sonic_rs::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let b: CompletionBody<'_> = sonic_rs::from_slice(body).map_err(|e| {
+        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        ApiError::invalid(format!("invalid request body: {first}"))
+    })?;
     let raw = b.messages.ok_or_else(|| ApiError::invalid("missing field `messages`"))?;
     let mut messages = Vec::with_capacity(raw.len());
     for (i, m) in raw.iter().enumerate() {
-        let role = role_of(&m.role).map_err(|e| ApiError::invalid(format!("messages[{i}]: {}", e.message)))?;
-        let content = match &m.content {
-            Some(c) => c.text()?,
-            None => String::new(),
+        let at = format!("messages[{i}]");
+        let role = role_of(&m.role).map_err(|e| ApiError::invalid(format!("{at}: {}", e.message)))?;
+        let (content, parts) = match &m.content {
+            Some(c) => c.read(&at)?,
+            None => (String::new(), Vec::new()),
         };
-        messages.push(Message { role, content: Arc::from(content) });
+        let tool_calls: Vec<ToolCall> = m
+            .tool_calls
+            .iter()
+            .flatten()
+            .map(|c| ToolCall {
+                id: c.id.to_string(),
+                name: c.function.name.to_string(),
+                arguments: c.function.arguments.as_deref().unwrap_or("{}").to_string(),
+            })
+            .collect();
+        if role == MessageRole::Tool && m.tool_call_id.is_none() {
+            return Err(ApiError::invalid(format!("{at}: a `tool` message needs `tool_call_id`")));
+        }
+        let extra =
+            (!parts.is_empty() || !tool_calls.is_empty() || m.tool_call_id.is_some() || m.name.is_some()).then(|| {
+                Arc::new(MessageExtra {
+                    parts,
+                    tool_calls,
+                    tool_call_id: m.tool_call_id.as_deref().map(str::to_string),
+                    name: m.name.as_deref().map(str::to_string),
+                })
+            });
+        messages.push(Message { role, content: Arc::from(content), extra });
     }
+    let mut tools = Vec::new();
+    for (i, t) in b.tools.into_iter().flatten().enumerate() {
+        match (&*t.kind, t.function) {
+            ("function", Some(f)) => tools.push(Tool {
+                name: f.name.into_owned(),
+                description: f.description.map(Cow::into_owned),
+                parameters: f.parameters,
+            }),
+            (kind, _) => {
+                return Err(ApiError::invalid(format!(
+                    "tools[{i}]: tool type `{kind}` is not supported (function, with a `function` object)"
+                )))
+            }
+        }
+    }
+    let params = Params {
+        max_tokens: b.max_completion_tokens.or(b.max_tokens),
+        temperature: b.temperature,
+        top_p: b.top_p,
+        stop: match b.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.into_owned()],
+            Some(Stop::Many(list)) => list.into_iter().map(Cow::into_owned).collect(),
+        },
+        seed: b.seed,
+        n: b.n,
+        presence_penalty: b.presence_penalty,
+        frequency_penalty: b.frequency_penalty,
+        logprobs: b.logprobs,
+        top_logprobs: b.top_logprobs,
+        response_format: b.response_format,
+        user: b.user.map(Cow::into_owned),
+        reasoning_effort: b.reasoning_effort.map(Cow::into_owned),
+        tools,
+        tool_choice: b.tool_choice.as_ref().map(tool_choice_of).transpose()?,
+        parallel_tool_calls: b.parallel_tool_calls,
+        ..Params::default()
+    };
     Ok(Parsed {
         model: b.model.map(Cow::into_owned),
         messages,
+        params,
         stream: b.stream.unwrap_or(false),
         include_usage: b.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
     })
@@ -145,11 +337,12 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
 /// Splits the request's messages into the turn (see the module doc for the rule).
 fn into_turn(p: &mut Parsed, session_id: Option<String>) -> Result<TurnRequest, ApiError> {
     let last = p.messages.pop().ok_or_else(|| ApiError::invalid("messages must not be empty"))?;
-    if last.role != MessageRole::User {
-        return Err(ApiError::invalid("the last message must have role `user`"));
-    }
-    if last.content.trim().is_empty() {
-        return Err(ApiError::invalid("the last message must not be empty"));
+    match last.role {
+        MessageRole::User if last.content.trim().is_empty() && last.extra.is_none() => {
+            return Err(ApiError::invalid("the last message must not be empty"))
+        }
+        MessageRole::User | MessageRole::Tool => {}
+        _ => return Err(ApiError::invalid("the last message must have role `user` or `tool`")),
     }
     let earlier = std::mem::take(&mut p.messages);
     let context = match &session_id {
@@ -160,7 +353,8 @@ fn into_turn(p: &mut Parsed, session_id: Option<String>) -> Result<TurnRequest, 
     };
     Ok(TurnRequest {
         channel: "api".into(),
-        message: last.content,
+        message: last,
+        params: Arc::new(std::mem::take(&mut p.params)),
         session_id,
         model: p.model.take(),
         context,
@@ -174,12 +368,51 @@ struct OpenAiUsage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<CachedTokens>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<ReasoningTokens>,
+}
+
+#[derive(Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
 }
 
 impl From<Usage> for OpenAiUsage {
     fn from(u: Usage) -> Self {
-        OpenAiUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.total() }
+        OpenAiUsage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total(),
+            prompt_tokens_details: (u.cached_tokens > 0).then_some(CachedTokens { cached_tokens: u.cached_tokens }),
+            completion_tokens_details: (u.reasoning_tokens > 0)
+                .then_some(ReasoningTokens { reasoning_tokens: u.reasoning_tokens }),
+        }
     }
+}
+
+#[derive(Serialize)]
+struct OutToolCall<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: OutFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutFunction<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
 }
 
 #[derive(Serialize)]
@@ -204,8 +437,11 @@ struct Choice<'a> {
 #[derive(Serialize)]
 struct OutMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    /// `null` when the model only called tools (OpenAI's shape).
+    content: Option<&'a str>,
     refusal: Option<()>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<OutToolCall<'a>>,
 }
 
 #[derive(Serialize)]
@@ -251,12 +487,14 @@ struct ChunkChoice<'a> {
     finish_reason: Option<&'static str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<OutToolCall<'a>>,
 }
 
 /// `POST /v1/chat/completions`.
@@ -273,6 +511,7 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
     let id = format!("chatcmpl-{}", ctx.request_id.trim_start_matches("req_"));
     let created = clock::now_unix();
     if parsed.stream {
+        let dropped = started.dropped.clone();
         let stream = OpenAiStream {
             turn: LiveTurn::new(started),
             id,
@@ -284,9 +523,21 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
         if let Some(sid) = session_id {
             resp.push_header("x-session-id", sid);
         }
+        add_dropped_header(&mut resp, &dropped);
         return Ok(resp);
     }
-    let (started, text, usage) = run_to_end(started).await?;
+    let (started, answer) = run_to_end(started).await?;
+    let tool_calls = answer
+        .tool_calls
+        .iter()
+        .map(|c| OutToolCall {
+            index: None,
+            id: Some(&c.id),
+            kind: Some("function"),
+            function: OutFunction { name: Some(&c.name), arguments: &c.arguments },
+        })
+        .collect::<Vec<_>>();
+    let content = (!answer.text.is_empty() || tool_calls.is_empty()).then_some(answer.text.as_str());
     let body = Completion {
         id: &id,
         object: "chat.completion",
@@ -294,11 +545,11 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
         model: &started.model_id,
         choices: [Choice {
             index: 0,
-            message: OutMessage { role: "assistant", content: &text, refusal: None },
+            message: OutMessage { role: "assistant", content, refusal: None, tool_calls },
             logprobs: None,
-            finish_reason: "stop",
+            finish_reason: answer.finish.openai(),
         }],
-        usage: usage.into(),
+        usage: answer.usage.into(),
         system_fingerprint: None,
     };
     let bytes = sonic_rs::to_vec(&body).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?;
@@ -306,8 +557,17 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
     if let Some(sid) = session_id {
         resp.push_header("x-session-id", sid);
     }
-    started.finish(text.into());
+    add_dropped_header(&mut resp, &started.dropped);
+    started.finish(answer.text.into());
     Ok(resp)
+}
+
+/// `X-Clawgate-Dropped-Params: a, b` when settings the provider cannot carry were
+/// dropped (`drop_unsupported_params`; PROTOCOL.md "Provider errors, by kind").
+fn add_dropped_header(resp: &mut Response, dropped: &[&'static str]) {
+    if !dropped.is_empty() {
+        resp.push_header("x-clawgate-dropped-params", dropped.join(", "));
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,13 +611,25 @@ impl OpenAiStream {
         match self.state {
             StreamState::Start => {
                 self.state = StreamState::Streaming;
-                Some(self.chunk(Delta { role: Some("assistant"), content: Some("") }, None))
+                Some(self.chunk(Delta { role: Some("assistant"), content: Some(""), ..Delta::default() }, None))
             }
             StreamState::Streaming => match self.turn.next().await {
-                Some(TurnEvent::Delta(d)) => Some(self.chunk(Delta { role: None, content: Some(&d) }, None)),
-                Some(TurnEvent::Done { usage, .. }) => {
+                Some(TurnEvent::Delta(d)) => Some(self.chunk(Delta { content: Some(&d), ..Delta::default() }, None)),
+                // OpenAI's shape: the first piece of a call has its index, id, type and
+                // name; the rest carry the index and argument fragments.
+                Some(TurnEvent::ToolCall { index, id, name, arguments }) => {
+                    let first = id.is_some() || name.is_some();
+                    let call = OutToolCall {
+                        index: Some(index),
+                        id: id.as_deref(),
+                        kind: first.then_some("function"),
+                        function: OutFunction { name: name.as_deref(), arguments: &arguments },
+                    };
+                    Some(self.chunk(Delta { tool_calls: vec![call], ..Delta::default() }, None))
+                }
+                Some(TurnEvent::Done { usage, finish, .. }) => {
                     self.state = if self.include_usage { StreamState::Usage(usage) } else { StreamState::Done };
-                    Some(self.chunk(Delta { role: None, content: None }, Some("stop")))
+                    Some(self.chunk(Delta::default(), Some(finish.openai())))
                 }
                 Some(TurnEvent::Failed(e)) => {
                     // OpenAI's SDKs raise on a chunk carrying `error`; the stream ends.
@@ -437,7 +709,7 @@ mod tests {
             r#"{"model":"mock","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},{"role":"user","content":[{"type":"text","text":"again"}]}]}"#,
         );
         let t = into_turn(&mut p, None).unwrap();
-        assert_eq!(&*t.message, "again");
+        assert_eq!(&*t.message.content, "again");
         let TurnContext::Explicit(h) = t.context else { panic!("explicit context expected") };
         assert_eq!(h.len(), 3);
         assert_eq!(h[0].role, MessageRole::System);
@@ -449,7 +721,7 @@ mod tests {
             r#"{"messages":[{"role":"developer","content":"rules"},{"role":"user","content":"old"},{"role":"user","content":"new"}]}"#,
         );
         let t = into_turn(&mut p, Some("s1".into())).unwrap();
-        assert_eq!(&*t.message, "new");
+        assert_eq!(&*t.message.content, "new");
         let TurnContext::SessionWithPrefix(h) = t.context else { panic!("session context expected") };
         assert_eq!(h.len(), 1);
     }

@@ -152,6 +152,8 @@ pub(super) struct RawProvider {
     pub ca_file: Option<String>,
     /// `anthropic-version` header.
     pub anthropic_version: Option<String>,
+    /// Drop request settings the provider cannot carry instead of refusing them.
+    pub drop_unsupported_params: Option<bool>,
     /// `[providers.mock]`: mock behaviour (kind `mock` only).
     pub mock: Option<RawMock>,
 }
@@ -180,6 +182,8 @@ pub(super) struct RawModel {
     pub fallbacks: Option<Vec<String>>,
     /// Model ids tried, in order, on a context-length refusal.
     pub context_window_fallbacks: Option<Vec<String>>,
+    /// Drop request settings the provider cannot carry instead of refusing them.
+    pub drop_unsupported_params: Option<bool>,
     /// The default model.
     pub default: Option<bool>,
     /// Context window in tokens.

@@ -371,6 +371,7 @@ impl Ctx<'_> {
                 default,
                 context_window: raw.context_window,
                 max_tokens: raw.max_tokens,
+                drop_unsupported_params: raw.drop_unsupported_params.unwrap_or(false),
             });
         }
         // Fallbacks may point forward, so they are checked once every id is known.

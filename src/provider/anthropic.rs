@@ -10,9 +10,9 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{MessageRole, Usage};
+use crate::chat::{ContentPart, FinishReason, MessageRole, ToolCall, ToolChoice, Usage};
 use crate::provider::stream::{self, SseStream};
-use crate::provider::{ChatRequest, ErrorInfo, ProviderError, StreamEvent};
+use crate::provider::{Answer, ChatRequest, ErrorInfo, FailureKind, ProviderError, StreamEvent};
 use crate::upstream::BodyReader;
 
 /// `max_tokens` when neither the request nor the model sets one.
@@ -26,12 +26,85 @@ struct WireRequest<'a> {
     system: Option<String>,
     messages: Vec<WireMessage<'a>>,
     stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<WireMetadata<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<WireThinking>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<WireToolChoice<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireMetadata<'a> {
+    user_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireThinking {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    budget_tokens: u32,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    input_schema: WireSchema<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireSchema<'a> {
+    Given(&'a sonic_rs::Value),
+    /// Anthropic requires a schema; a tool declared without one takes any object.
+    Any {
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+#[derive(Serialize)]
+struct WireToolChoice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_parallel_tool_use: Option<bool>,
 }
 
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Vec<WireBlock<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireBlock<'a> {
+    Text { text: &'a str },
+    Image { source: WireSource<'a> },
+    ToolUse { id: &'a str, name: &'a str, input: sonic_rs::Value },
+    ToolResult { tool_use_id: &'a str, content: &'a str },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireSource<'a> {
+    Url { url: &'a str },
+    Base64 { media_type: &'a str, data: &'a str },
 }
 
 #[derive(Deserialize, Default)]
@@ -40,12 +113,29 @@ struct WireUsage {
     input_tokens: Option<u64>,
     #[serde(default)]
     output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    /// OpenAI counts cached prompt tokens inside `prompt_tokens`; Anthropic's
+    /// `input_tokens` leaves out what was read from or written to the cache.
+    fn prompt(&self) -> u64 {
+        self.input_tokens
+            .unwrap_or(0)
+            .saturating_add(self.cache_read_input_tokens.unwrap_or(0))
+            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
+    }
 }
 
 #[derive(Deserialize)]
 struct Message<'a> {
     #[serde(borrow, default)]
     content: Vec<Block<'a>>,
+    #[serde(borrow, default)]
+    stop_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<WireUsage>,
 }
@@ -56,6 +146,12 @@ struct Block<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    input: Option<sonic_rs::Value>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +160,10 @@ struct StreamPayload<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow, default)]
     message: Option<Message<'a>>,
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(borrow, default)]
+    content_block: Option<Block<'a>>,
     #[serde(borrow, default)]
     delta: Option<Delta<'a>>,
     #[serde(default)]
@@ -78,6 +178,10 @@ struct Delta<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    stop_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -94,42 +198,157 @@ struct ErrorDetail<'a> {
     kind: Option<Cow<'a, str>>,
 }
 
-/// The request body for `req`.
+/// `data:<media type>;base64,<data>` split into its media type and data.
+fn data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (media, data) = rest.split_once(";base64,")?;
+    Some((media, data))
+}
+
+fn image_block(url: &str) -> WireBlock<'_> {
+    match data_url(url) {
+        Some((media_type, data)) => WireBlock::Image { source: WireSource::Base64 { media_type, data } },
+        None => WireBlock::Image { source: WireSource::Url { url } },
+    }
+}
+
+/// The content blocks of one canonical message.
+fn blocks(m: &crate::chat::Message) -> Result<Vec<WireBlock<'_>>, ProviderError> {
+    let extra = m.extra.as_deref();
+    let mut out = Vec::new();
+    if m.role == MessageRole::Tool {
+        let id = extra.and_then(|e| e.tool_call_id.as_deref()).unwrap_or_default();
+        out.push(WireBlock::ToolResult { tool_use_id: id, content: &m.content });
+        return Ok(out);
+    }
+    match extra.map(|e| &e.parts[..]).filter(|p| !p.is_empty()) {
+        Some(parts) => {
+            for p in parts {
+                out.push(match p {
+                    ContentPart::Text(t) => WireBlock::Text { text: t },
+                    ContentPart::Image { url, .. } => image_block(url),
+                });
+            }
+        }
+        None if !m.content.is_empty() => out.push(WireBlock::Text { text: &m.content }),
+        None => {}
+    }
+    for call in m.tool_calls() {
+        let input: sonic_rs::Value = if call.arguments.trim().is_empty() {
+            sonic_rs::json!({})
+        } else {
+            crate::json::from_slice(call.arguments.as_bytes()).map_err(|e| {
+                let mut err = ProviderError::new(
+                    FailureKind::BadRequest { status: 400, context_length: false },
+                    format!("tool call {}: `arguments` is not JSON: {}", call.id, e.first_line()),
+                );
+                err.provider_type = Some("invalid_request_error".into());
+                err
+            })?
+        };
+        out.push(WireBlock::ToolUse { id: &call.id, name: &call.name, input });
+    }
+    Ok(out)
+}
+
+/// The request body for `req` (https://docs.anthropic.com/en/api/messages): system
+/// messages joined into the top-level `system`; tool results (role `tool`) become
+/// `tool_result` blocks of a user message, consecutive ones in one message as the API
+/// wants; assistant tool calls become `tool_use` blocks; `max_tokens` (required) is the
+/// request's, the model's, or 4096.
 pub fn encode(req: &ChatRequest) -> Result<Bytes, ProviderError> {
+    let p = &*req.params;
     let mut system: Option<String> = None;
-    let mut messages = Vec::with_capacity(req.messages.len());
+    let mut messages: Vec<WireMessage<'_>> = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
-        match m.role {
+        let role = match m.role {
             MessageRole::System => {
                 let s = system.get_or_insert_with(String::new);
                 if !s.is_empty() {
                     s.push_str("\n\n");
                 }
                 s.push_str(&m.content);
+                continue;
             }
-            MessageRole::User => messages.push(WireMessage { role: "user", content: &m.content }),
-            MessageRole::Assistant => messages.push(WireMessage { role: "assistant", content: &m.content }),
+            MessageRole::User | MessageRole::Tool => "user",
+            MessageRole::Assistant => "assistant",
+        };
+        let content = blocks(m)?;
+        match messages.last_mut() {
+            // Anthropic wants user and assistant turns to alternate: a tool result
+            // joins the user turn before it (results of parallel calls go together).
+            Some(last) if last.role == role && m.role == MessageRole::Tool => last.content.extend(content),
+            _ => messages.push(WireMessage { role, content }),
         }
     }
+    let tool_choice = match (&p.tool_choice, p.parallel_tool_calls) {
+        (None, None) => None,
+        (choice, parallel) => {
+            let (kind, name) = match choice {
+                None | Some(ToolChoice::Auto) => ("auto", None),
+                Some(ToolChoice::None) => ("none", None),
+                Some(ToolChoice::Required) => ("any", None),
+                Some(ToolChoice::Named(n)) => ("tool", Some(n.as_str())),
+            };
+            let disable = parallel.filter(|p| !p && kind != "none").map(|_| true);
+            Some(WireToolChoice { kind, name, disable_parallel_tool_use: disable })
+        }
+    };
     let wire = WireRequest {
         model: &req.upstream_model,
         max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         system,
         messages,
         stream: req.stream,
+        temperature: p.temperature,
+        top_p: p.top_p,
+        top_k: p.top_k,
+        stop_sequences: &p.stop,
+        metadata: p.user.as_deref().map(|user_id| WireMetadata { user_id }),
+        thinking: p.thinking_budget.map(|budget_tokens| WireThinking { kind: "enabled", budget_tokens }),
+        tools: p
+            .tools
+            .iter()
+            .map(|t| WireTool {
+                name: &t.name,
+                description: t.description.as_deref(),
+                input_schema: t.parameters.as_ref().map_or(WireSchema::Any { kind: "object" }, WireSchema::Given),
+            })
+            .collect(),
+        tool_choice,
     };
     sonic_rs::to_vec(&wire)
         .map(Bytes::from)
         .map_err(|e| ProviderError::upstream(format!("cannot encode the request: {e}")))
 }
 
-/// Reads a non-streamed message: the text blocks joined and the usage.
-pub fn decode_message(body: &[u8]) -> Result<(String, Usage), ProviderError> {
+/// Reads a non-streamed message: text blocks joined, `tool_use` blocks as tool calls
+/// (their `input` as JSON text), the stop reason and the usage (thinking blocks are
+/// the provider's own and are not relayed).
+pub fn decode_message(body: &[u8]) -> Result<Answer, ProviderError> {
     let m: Message<'_> = crate::json::from_slice(body)
         .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable message: {e}")))?;
-    let text: String = m.content.iter().filter(|b| b.kind == "text").filter_map(|b| b.text.as_deref()).collect();
+    let mut answer = Answer::default();
+    for b in m.content {
+        match &*b.kind {
+            "text" => answer.text.push_str(b.text.as_deref().unwrap_or_default()),
+            "tool_use" => answer.tool_calls.push(ToolCall {
+                id: b.id.map(Cow::into_owned).unwrap_or_default(),
+                name: b.name.map(Cow::into_owned).unwrap_or_default(),
+                arguments: b.input.map_or_else(|| "{}".to_string(), |v| v.to_string()),
+            }),
+            _ => {}
+        }
+    }
+    answer.finish = m.stop_reason.as_deref().map(FinishReason::from_anthropic).unwrap_or_default();
     let u = m.usage.unwrap_or_default();
-    Ok((text, Usage { prompt_tokens: u.input_tokens.unwrap_or(0), completion_tokens: u.output_tokens.unwrap_or(0) }))
+    answer.usage = Usage {
+        prompt_tokens: u.prompt(),
+        completion_tokens: u.output_tokens.unwrap_or(0),
+        cached_tokens: u.cache_read_input_tokens.unwrap_or(0),
+        reasoning_tokens: 0,
+    };
+    Ok(answer)
 }
 
 /// The `error.message` of an Anthropic error body, if it has one.
@@ -154,13 +373,16 @@ pub type Stream = SseStream<Events>;
 
 /// Starts reading a streamed message.
 pub fn stream(body: BodyReader) -> Stream {
-    SseStream::new(body, Events { usage: Usage::default() })
+    SseStream::new(body, Events::default())
 }
 
 /// Anthropic's stream of named events (see the module doc).
 #[derive(Default)]
 pub struct Events {
     usage: Usage,
+    finish: FinishReason,
+    /// The Anthropic block index of each tool call so far (position = OpenAI index).
+    tools: Vec<u32>,
 }
 
 impl stream::Events for Events {
@@ -177,30 +399,64 @@ impl stream::Events for Events {
         match &*p.kind {
             "message_start" => {
                 if let Some(u) = p.message.and_then(|m| m.usage) {
-                    self.usage.prompt_tokens = u.input_tokens.unwrap_or(0);
+                    self.usage.prompt_tokens = u.prompt();
+                    self.usage.cached_tokens = u.cache_read_input_tokens.unwrap_or(0);
                     self.usage.completion_tokens = u.output_tokens.unwrap_or(0);
                 }
             }
+            "content_block_start" => {
+                if let Some(b) = p.content_block.filter(|b| b.kind == "tool_use") {
+                    // Tool calls are numbered 0, 1, ... in the order they begin, as
+                    // OpenAI numbers them; Anthropic's block index counts text too.
+                    let index = self.tools.len() as u32;
+                    self.tools.push(p.index.unwrap_or(u32::MAX));
+                    out.push_back(StreamEvent::ToolCall {
+                        index,
+                        id: b.id.map(Cow::into_owned),
+                        name: b.name.map(Cow::into_owned),
+                        arguments: String::new(),
+                    });
+                }
+            }
             "content_block_delta" => {
-                if let Some(d) = p.delta {
-                    if d.kind.as_deref() == Some("text_delta") {
+                let Some(d) = p.delta else { return Ok(false) };
+                match d.kind.as_deref() {
+                    Some("text_delta") => {
                         if let Some(t) = d.text.filter(|t| !t.is_empty()) {
                             out.push_back(StreamEvent::Delta(t.into_owned()));
                         }
                     }
+                    Some("input_json_delta") => {
+                        let block = p.index.unwrap_or(u32::MAX);
+                        if let (Some(index), Some(json)) =
+                            (self.tools.iter().position(|&b| b == block), d.partial_json.filter(|j| !j.is_empty()))
+                        {
+                            out.push_back(StreamEvent::ToolCall {
+                                index: index as u32,
+                                id: None,
+                                name: None,
+                                arguments: json.into_owned(),
+                            });
+                        }
+                    }
+                    _ => {} // thinking and signature deltas stay with the provider
                 }
             }
             "message_delta" => {
+                if let Some(reason) = p.delta.and_then(|d| d.stop_reason) {
+                    self.finish = FinishReason::from_anthropic(&reason);
+                }
                 if let Some(u) = p.usage {
                     if let Some(n) = u.output_tokens {
                         self.usage.completion_tokens = n;
                     }
-                    if let Some(n) = u.input_tokens {
-                        self.usage.prompt_tokens = n;
+                    if u.input_tokens.is_some() {
+                        self.usage.prompt_tokens = u.prompt();
                     }
                 }
             }
             "message_stop" => {
+                out.push_back(StreamEvent::Finish(self.finish));
                 out.push_back(StreamEvent::Done(self.usage));
                 return Ok(true);
             }
@@ -208,7 +464,7 @@ impl stream::Events for Events {
                 let msg = p.error.and_then(|e| e.message).map(Cow::into_owned).unwrap_or_default();
                 return Err(ProviderError::upstream(format!("provider stream failed: {msg}")));
             }
-            _ => {} // ping, content_block_start/stop
+            _ => {} // ping, content_block_stop
         }
         Ok(false)
     }
@@ -223,24 +479,23 @@ mod tests {
     fn system_messages_move_to_the_top_level() {
         let req = ChatRequest {
             upstream_model: "claude-x".into(),
-            messages: vec![
-                Msg { role: MessageRole::System, content: "be brief".into() },
-                Msg { role: MessageRole::User, content: "hi".into() },
-            ],
+            messages: vec![Msg::text(MessageRole::System, "be brief"), Msg::text(MessageRole::User, "hi")],
+            params: Default::default(),
             max_tokens: None,
             stream: false,
         };
         assert_eq!(
             std::str::from_utf8(&encode(&req).unwrap()).unwrap(),
-            r#"{"model":"claude-x","max_tokens":4096,"system":"be brief","messages":[{"role":"user","content":"hi"}],"stream":false}"#
+            r#"{"model":"claude-x","max_tokens":4096,"system":"be brief","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"stream":false}"#
         );
     }
 
     #[test]
     fn message_text_and_usage_are_read() {
         let body = br#"{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"Hello"},{"type":"text","text":" there"}],"stop_reason":"end_turn","usage":{"input_tokens":9,"output_tokens":2}}"#;
-        let (text, usage) = decode_message(body).unwrap();
+        let Answer { text, usage, finish, .. } = decode_message(body).unwrap();
         assert_eq!(text, "Hello there");
-        assert_eq!(usage, Usage { prompt_tokens: 9, completion_tokens: 2 });
+        assert_eq!(finish, FinishReason::Stop);
+        assert_eq!(usage, Usage { prompt_tokens: 9, completion_tokens: 2, ..Usage::default() });
     }
 }

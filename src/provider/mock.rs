@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::chat::{MessageRole, Usage};
+use crate::chat::{FinishReason, MessageRole, Usage};
 use crate::config::MockConfig;
 use crate::provider::{ChatRequest, ChatStream, Provider, ProviderError, StreamEvent};
 
@@ -74,13 +74,14 @@ impl Provider for MockProvider {
         }
         let text = reply_text(&req);
         let prompt_tokens: u64 = req.messages.iter().map(|m| count_words(&m.content) + 3).sum();
-        let usage = Usage { prompt_tokens, completion_tokens: count_words(&text) };
+        let usage = Usage { prompt_tokens, completion_tokens: count_words(&text), ..Usage::default() };
         Ok(ChatStream::Mock(MockStream {
             chunks: chunk_text(&text, self.chunk_words),
             usage,
             delay: self.chunk_delay,
             fail_mid: marker.starts_with("[mock:error-mid]"),
             sent: 0,
+            finished: false,
             done: false,
         }))
     }
@@ -93,6 +94,7 @@ pub struct MockStream {
     delay: Duration,
     fail_mid: bool,
     sent: usize,
+    finished: bool,
     done: bool,
 }
 
@@ -112,6 +114,10 @@ impl MockStream {
             Some(chunk) => {
                 self.sent += 1;
                 Ok(Some(StreamEvent::Delta(chunk)))
+            }
+            None if !self.finished => {
+                self.finished = true;
+                Ok(Some(StreamEvent::Finish(FinishReason::Stop)))
             }
             None => {
                 self.done = true;

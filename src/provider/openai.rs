@@ -10,9 +10,9 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{MessageRole, Usage};
+use crate::chat::{ContentPart, FinishReason, Message, MessageRole, ToolCall, ToolChoice, Usage};
 use crate::provider::stream::{self, SseStream};
-use crate::provider::{ChatRequest, ErrorInfo, ProviderError, StreamEvent};
+use crate::provider::{Answer, ChatRequest, ErrorInfo, ProviderError, StreamEvent};
 use crate::upstream::BodyReader;
 
 #[derive(Serialize)]
@@ -24,12 +24,119 @@ struct WireRequest<'a> {
     stream_options: Option<StreamOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'a sonic_rs::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<WireToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
 }
 
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    /// A string, an array of parts, or null (an assistant message with tool calls).
+    content: WireContent<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireToolCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(&'a str),
+    Parts(Vec<WirePart<'a>>),
+    Null(Option<()>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WirePart<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: WireImage<'a> },
+}
+
+#[derive(Serialize)]
+struct WireImage<'a> {
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct WireToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunctionCall<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunctionCall<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<&'a sonic_rs::Value>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireToolChoice<'a> {
+    Mode(&'static str),
+    Named {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: WireName<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct WireName<'a> {
+    name: &'a str,
 }
 
 #[derive(Serialize)]
@@ -37,18 +144,39 @@ struct StreamOptions {
     include_usage: bool,
 }
 
-/// OpenAI's `usage` object (the counts clawgate reads).
+/// OpenAI's `usage` object (the counts clawgate reads), with its token details.
 #[derive(Deserialize)]
 pub struct WireUsage {
     #[serde(default)]
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
 }
 
 impl From<WireUsage> for Usage {
     fn from(u: WireUsage) -> Self {
-        Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }
+        Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cached_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+            reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+        }
     }
 }
 
@@ -69,12 +197,35 @@ struct Choice<'a> {
     message: Option<Content<'a>>,
     #[serde(borrow, default)]
     delta: Option<Content<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct Content<'a> {
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<InToolCall<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct InToolCall<'a> {
+    /// Streams number their calls; whole answers list them in order.
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    function: Option<InFunction<'a>>,
+}
+
+#[derive(Deserialize)]
+struct InFunction<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -99,46 +250,138 @@ fn role(r: MessageRole) -> &'static str {
         MessageRole::System => "system",
         MessageRole::User => "user",
         MessageRole::Assistant => "assistant",
+        MessageRole::Tool => "tool",
     }
 }
 
-/// The request body for `req`.
-pub fn encode(req: &ChatRequest) -> Result<Bytes, ProviderError> {
+fn wire_message(m: &Message) -> WireMessage<'_> {
+    let extra = m.extra.as_deref();
+    let parts = extra.map_or(&[][..], |e| &e.parts[..]);
+    let tool_calls: Vec<WireToolCall<'_>> = m
+        .tool_calls()
+        .iter()
+        .map(|c| WireToolCall {
+            id: &c.id,
+            kind: "function",
+            function: WireFunctionCall { name: &c.name, arguments: &c.arguments },
+        })
+        .collect();
+    let content = if !parts.is_empty() {
+        WireContent::Parts(
+            parts
+                .iter()
+                .map(|p| match p {
+                    ContentPart::Text(t) => WirePart::Text { text: t },
+                    ContentPart::Image { url, detail } => {
+                        WirePart::ImageUrl { image_url: WireImage { url, detail: detail.as_deref() } }
+                    }
+                })
+                .collect(),
+        )
+    } else if m.content.is_empty() && !tool_calls.is_empty() {
+        WireContent::Null(None)
+    } else {
+        WireContent::Text(&m.content)
+    };
+    WireMessage {
+        role: role(m.role),
+        content,
+        name: extra.and_then(|e| e.name.as_deref()),
+        tool_calls,
+        tool_call_id: extra.and_then(|e| e.tool_call_id.as_deref()),
+    }
+}
+
+/// The request body for `req` (https://platform.openai.com/docs/api-reference/chat/create).
+/// `max_completion_tokens` is OpenAI's current spelling (reasoning models accept no
+/// other); OpenAI-compatible servers get `max_tokens`, the one they all know.
+pub fn encode(req: &ChatRequest, completion_tokens_spelling: bool) -> Result<Bytes, ProviderError> {
+    let p = &*req.params;
+    let (max_tokens, max_completion_tokens) =
+        if completion_tokens_spelling { (None, req.max_tokens) } else { (req.max_tokens, None) };
     let wire = WireRequest {
         model: &req.upstream_model,
-        messages: req.messages.iter().map(|m| WireMessage { role: role(m.role), content: &m.content }).collect(),
+        messages: req.messages.iter().map(wire_message).collect(),
         stream: req.stream,
         stream_options: req.stream.then_some(StreamOptions { include_usage: true }),
-        max_tokens: req.max_tokens,
+        max_tokens,
+        max_completion_tokens,
+        temperature: p.temperature,
+        top_p: p.top_p,
+        stop: &p.stop,
+        seed: p.seed,
+        n: p.n,
+        presence_penalty: p.presence_penalty,
+        frequency_penalty: p.frequency_penalty,
+        logprobs: p.logprobs,
+        top_logprobs: p.top_logprobs,
+        response_format: p.response_format.as_ref(),
+        user: p.user.as_deref(),
+        reasoning_effort: p.reasoning_effort.as_deref(),
+        tools: p
+            .tools
+            .iter()
+            .map(|t| WireTool {
+                kind: "function",
+                function: WireFunction {
+                    name: &t.name,
+                    description: t.description.as_deref(),
+                    parameters: t.parameters.as_ref(),
+                },
+            })
+            .collect(),
+        tool_choice: p.tool_choice.as_ref().map(|c| match c {
+            ToolChoice::Auto => WireToolChoice::Mode("auto"),
+            ToolChoice::None => WireToolChoice::Mode("none"),
+            ToolChoice::Required => WireToolChoice::Mode("required"),
+            ToolChoice::Named(name) => WireToolChoice::Named { kind: "function", function: WireName { name } },
+        }),
+        parallel_tool_calls: p.parallel_tool_calls,
     };
     sonic_rs::to_vec(&wire)
         .map(Bytes::from)
         .map_err(|e| ProviderError::upstream(format!("cannot encode the request: {e}")))
 }
 
-/// Reads a non-streamed completion: the text and the usage. The common shape (the
-/// first choice's `message.content` a string, `usage` found by `scan_usage`) is read
-/// with one lazy lookup and a scan; anything else is parsed whole.
-pub fn decode_completion(body: &[u8]) -> Result<(String, Usage), ProviderError> {
+/// Reads a non-streamed completion: text, tool calls, finish reason and usage. The
+/// common shape (the first choice's `message.content` a string, `usage` found by
+/// `scan_usage`, `finish_reason` `stop`) is read with lazy lookups and a scan; anything
+/// else is parsed whole.
+pub fn decode_completion(body: &[u8]) -> Result<Answer, ProviderError> {
     if let Some(usage) = scan_usage(body) {
-        if let Ok(v) = crate::json::get(body, &sonic_rs::pointer!["choices", 0, "message", "content"]) {
-            if let Ok(text) = sonic_rs::from_str::<String>(v.as_raw_str()) {
-                return Ok((text, usage));
+        let content = crate::json::get(body, &sonic_rs::pointer!["choices", 0, "message", "content"]);
+        let finish = crate::json::get(body, &sonic_rs::pointer!["choices", 0, "finish_reason"]);
+        if let (Ok(v), Ok(f)) = (content, finish) {
+            if f.as_raw_str() == "\"stop\"" {
+                if let Ok(text) = sonic_rs::from_str::<String>(v.as_raw_str()) {
+                    return Ok(Answer { text, tool_calls: Vec::new(), finish: FinishReason::Stop, usage });
+                }
             }
         }
     }
     let c: Completion<'_> = crate::json::from_slice(body)
         .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable completion: {e}")))?;
-    let text = c
-        .choices
+    let usage = c.usage.map(Usage::from).unwrap_or_default();
+    let Some(choice) = c.choices.into_iter().next() else {
+        return Ok(Answer { usage, ..Answer::default() });
+    };
+    let finish = choice.finish_reason.as_deref().map(FinishReason::from_openai).unwrap_or_default();
+    let message = choice.message;
+    let text = message.as_ref().and_then(|m| m.content.as_deref()).unwrap_or_default().to_string();
+    let tool_calls = message
+        .and_then(|m| m.tool_calls)
+        .unwrap_or_default()
         .into_iter()
-        .next()
-        .and_then(|ch| ch.message)
-        .and_then(|m| m.content)
-        .map(Cow::into_owned)
-        .unwrap_or_default();
-    let usage = c.usage.map(Usage::from).unwrap_or_else(|| Usage { prompt_tokens: 0, completion_tokens: 0 });
-    Ok((text, usage))
+        .map(|c| {
+            let f = c.function.unwrap_or(InFunction { name: None, arguments: None });
+            ToolCall {
+                id: c.id.map(Cow::into_owned).unwrap_or_default(),
+                name: f.name.map(Cow::into_owned).unwrap_or_default(),
+                arguments: f.arguments.map(Cow::into_owned).unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(Answer { text, tool_calls, finish, usage })
 }
 
 /// `read_usage` by scanning instead of parsing, for the common shape: the document
@@ -159,9 +402,14 @@ pub fn scan_usage(json: &[u8]) -> Option<Usage> {
         return Some(Usage::default());
     }
     let object = rest.strip_prefix(b"{")?;
+    // Token details (cached, reasoning) are read by the parse.
+    if memchr::memmem::find(object, b"_details").is_some() {
+        return None;
+    }
     Some(Usage {
         prompt_tokens: scan_count(object, b"\"prompt_tokens\"")?,
         completion_tokens: scan_count(object, b"\"completion_tokens\"")?,
+        ..Usage::default()
     })
 }
 
@@ -209,7 +457,7 @@ pub type Stream = SseStream<Events>;
 
 /// Starts reading a streamed completion.
 pub fn stream(body: BodyReader) -> Stream {
-    SseStream::new(body, Events { usage: None })
+    SseStream::new(body, Events::default())
 }
 
 /// OpenAI's stream: `data:` chunks with `choices[].delta.content`, a usage chunk
@@ -217,6 +465,7 @@ pub fn stream(body: BodyReader) -> Stream {
 #[derive(Default)]
 pub struct Events {
     usage: Option<Usage>,
+    finish: Option<FinishReason>,
 }
 
 impl stream::Events for Events {
@@ -229,6 +478,7 @@ impl stream::Events for Events {
         out: &mut VecDeque<StreamEvent>,
     ) -> Result<bool, ProviderError> {
         if data == b"[DONE]" {
+            out.push_back(StreamEvent::Finish(self.finish.unwrap_or_default()));
             out.push_back(StreamEvent::Done(self.usage.unwrap_or_default()));
             return Ok(true);
         }
@@ -242,8 +492,21 @@ impl stream::Events for Events {
             self.usage = Some(u.into());
         }
         for choice in chunk.choices {
-            if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+            if let Some(f) = choice.finish_reason.as_deref() {
+                self.finish = Some(FinishReason::from_openai(f));
+            }
+            let Some(delta) = choice.delta else { continue };
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 out.push_back(StreamEvent::Delta(text.into_owned()));
+            }
+            for (i, call) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
+                let f = call.function.unwrap_or(InFunction { name: None, arguments: None });
+                out.push_back(StreamEvent::ToolCall {
+                    index: call.index.unwrap_or(i as u32),
+                    id: call.id.map(Cow::into_owned),
+                    name: f.name.map(Cow::into_owned),
+                    arguments: f.arguments.map(Cow::into_owned).unwrap_or_default(),
+                });
             }
         }
         Ok(false)
@@ -253,17 +516,17 @@ impl stream::Events for Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::Message;
 
     #[test]
     fn request_asks_for_usage_when_streaming() {
         let req = ChatRequest {
             upstream_model: "gpt-4o".into(),
-            messages: vec![Message { role: MessageRole::User, content: "hi \"you\"".into() }],
+            messages: vec![Message::text(MessageRole::User, "hi \"you\"")],
+            params: Default::default(),
             max_tokens: None,
             stream: true,
         };
-        let body = encode(&req).unwrap();
+        let body = encode(&req, true).unwrap();
         assert_eq!(
             std::str::from_utf8(&body).unwrap(),
             r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi \"you\""}],"stream":true,"stream_options":{"include_usage":true}}"#
@@ -273,9 +536,9 @@ mod tests {
     #[test]
     fn completion_text_and_usage_are_read() {
         let body = br#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi \u00e9"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
-        let (text, usage) = decode_completion(body).unwrap();
+        let Answer { text, usage, .. } = decode_completion(body).unwrap();
         assert_eq!(text, "Hi é");
-        assert_eq!(usage, Usage { prompt_tokens: 5, completion_tokens: 2 });
+        assert_eq!(usage, Usage { prompt_tokens: 5, completion_tokens: 2, ..Usage::default() });
         // Shapes off the fast path give what the whole parse gives.
         let cases: [(&[u8], &str, u64); 4] = [
             (br#"{"choices":[{"message":{"content":null,"tool_calls":[]}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#, "", 3),
@@ -284,7 +547,7 @@ mod tests {
             (br#"{"choices":[],"usage":{"prompt_tokens":6,"completion_tokens":0}}"#, "", 6),
         ];
         for (body, want, prompt) in cases {
-            let (text, usage) = decode_completion(body).unwrap();
+            let Answer { text, usage, .. } = decode_completion(body).unwrap();
             assert_eq!((text.as_str(), usage.prompt_tokens), (want, prompt), "{}", String::from_utf8_lossy(body));
         }
         assert!(decode_completion(b"{not json").is_err());

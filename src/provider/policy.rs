@@ -12,7 +12,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::chat::Usage;
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::provider::resilience::{backoff, Breaker, ProviderHealth};
 use crate::provider::{
@@ -76,6 +75,8 @@ impl Drop for InFlight {
 pub struct HttpProvider {
     name: String,
     wire: Wire,
+    /// OpenAI itself takes `max_completion_tokens`; compatible servers `max_tokens`.
+    completion_tokens_spelling: bool,
     endpoint: Endpoint,
     path: &'static str,
     keys: Vec<KeySlot>,
@@ -124,6 +125,7 @@ impl HttpProvider {
         Ok(HttpProvider {
             name: cfg.name.clone(),
             wire,
+            completion_tokens_spelling: cfg.kind == ProviderKind::OpenAi,
             endpoint,
             path,
             keys,
@@ -160,7 +162,7 @@ impl HttpProvider {
     /// Starts a chat, retrying what may be retried. See the module doc.
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
         let body = match self.wire {
-            Wire::OpenAi => openai::encode(req)?,
+            Wire::OpenAi => openai::encode(req, self.completion_tokens_spelling)?,
             Wire::Anthropic => anthropic::encode(req)?,
         };
         self.with_retries(async |slot, guard, timeouts| self.attempt(req, body.clone(), slot, guard, timeouts).await)
@@ -384,7 +386,7 @@ impl HttpProvider {
             Wire::OpenAi => openai::decode_completion(&body),
             Wire::Anthropic => anthropic::decode_message(&body),
         };
-        let (text, usage): (String, Usage) = decoded.map_err(|e| UpstreamError::Protocol(e.message))?;
-        Ok(ChatStream::complete(text, usage))
+        let answer = decoded.map_err(|e| UpstreamError::Protocol(e.message))?;
+        Ok(ChatStream::complete(answer))
     }
 }

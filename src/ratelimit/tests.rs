@@ -131,7 +131,7 @@ fn open_mode_and_failed_auth_are_limited_per_ip() {
 }
 
 fn user(text: &str) -> Vec<Message> {
-    vec![Message { role: MessageRole::User, content: Arc::from(text) }]
+    vec![Message::text(MessageRole::User, Arc::from(text))]
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn a_turn_reserves_its_estimate_and_settles_with_real_usage() {
     let turn = l.reserve_turn(&cfg, &who, &user("one two three four five"), None).unwrap();
     assert_eq!(turn.reserved(), Some(100));
     assert_eq!(headers(&l, &q)[4], ("x-ratelimit-remaining-tokens".into(), "0".into()));
-    l.settle_turn(&turn, Usage { prompt_tokens: 8, completion_tokens: 14 });
+    l.settle_turn(&turn, Usage { prompt_tokens: 8, completion_tokens: 14, ..Usage::default() });
     assert_eq!(headers(&l, &q)[4], ("x-ratelimit-remaining-tokens".into(), "78".into()));
     // A model with max_tokens reserves prompt + max_tokens.
     let turn = l.reserve_turn(&cfg, &who, &user("hi"), Some(10)).unwrap();
@@ -164,7 +164,7 @@ fn usage_beyond_the_budget_is_debt_and_the_next_turn_is_refused() {
     let (clock, l) = limiter(&cfg);
     let who = key(&cfg, 0);
     let turn = l.reserve_turn(&cfg, &who, &user("hello"), None).unwrap();
-    l.settle_turn(&turn, Usage { prompt_tokens: 60, completion_tokens: 70 });
+    l.settle_turn(&turn, Usage { prompt_tokens: 60, completion_tokens: 70, ..Usage::default() });
     let e = l.reserve_turn(&cfg, &who, &user("hello"), None).unwrap_err();
     assert_eq!(e.code, ErrorCode::RateLimited);
     // 30 tokens of debt plus the 3 needed (2 prompt + 1), at 100 per minute: 20 s.

@@ -263,7 +263,7 @@ impl LocalSessions {
             s.created_by = Some(token);
         }
         let model = req.requested_model.clone().unwrap_or_else(|| s.info.model.clone());
-        let history = s.messages.iter().map(|m| Message { role: m.role, content: m.content.clone() }).collect();
+        let history = s.messages.iter().map(|m| Message::text(m.role, m.content.clone())).collect();
         let grant = TurnGrant {
             session_id: id.to_string(),
             model,

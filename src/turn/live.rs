@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::chat::Usage;
+use crate::chat::{FinishReason, Usage};
 use crate::error::{ApiError, ErrorCode};
 use crate::provider::StreamEvent;
 
@@ -16,6 +16,7 @@ use super::StartedTurn;
 pub struct LiveTurn {
     started: Option<StartedTurn>,
     text: String,
+    finish: FinishReason,
     /// The session the turn belongs to (empty for an explicit-context turn).
     pub session_id: String,
     /// The catalogue id of the model answering.
@@ -26,47 +27,72 @@ pub struct LiveTurn {
 #[derive(Debug)]
 pub enum TurnEvent {
     Delta(String),
-    Done { usage: Usage, reply: Arc<str> },
+    /// A piece of tool call `index` (see `StreamEvent::ToolCall`).
+    ToolCall {
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+    },
+    Done {
+        usage: Usage,
+        reply: Arc<str>,
+        finish: FinishReason,
+    },
     Failed(ApiError),
 }
 
 impl LiveTurn {
     pub fn new(started: StartedTurn) -> Self {
         let (session_id, model_id) = (started.session_id.clone(), started.model_id.clone());
-        LiveTurn { started: Some(started), text: String::new(), session_id, model_id }
+        LiveTurn { started: Some(started), text: String::new(), finish: FinishReason::Stop, session_id, model_id }
     }
 
     /// The next event; `None` once the turn is over.
     pub async fn next(&mut self) -> Option<TurnEvent> {
-        let started = self.started.as_mut()?;
-        match started.stream.next().await {
-            Ok(Some(StreamEvent::Delta(d))) => {
-                // A reply that runs past the key's token quota ends here (RATE_LIMITED).
-                if let Err(e) = started.engine.limiter.turn_delta(&started.quota, &d) {
-                    self.started = None;
-                    return Some(TurnEvent::Failed(e));
+        loop {
+            let started = self.started.as_mut()?;
+            return match started.stream.next().await {
+                Ok(Some(StreamEvent::Delta(d))) => {
+                    // A reply that runs past the key's token quota ends here (RATE_LIMITED).
+                    if let Err(e) = started.engine.limiter.turn_delta(&started.quota, &d) {
+                        self.started = None;
+                        return Some(TurnEvent::Failed(e));
+                    }
+                    self.text.push_str(&d);
+                    Some(TurnEvent::Delta(d))
                 }
-                self.text.push_str(&d);
-                Some(TurnEvent::Delta(d))
-            }
-            Ok(Some(StreamEvent::Done(usage))) => {
-                let started = self.started.take()?;
-                started.account(usage);
-                let reply: Arc<str> = Arc::from(std::mem::take(&mut self.text));
-                started.finish(reply.clone());
-                Some(TurnEvent::Done { usage, reply })
-            }
-            Ok(None) => {
-                self.started = None;
-                Some(TurnEvent::Failed(ApiError::new(
-                    ErrorCode::UpstreamError,
-                    "provider ended the stream without usage",
-                )))
-            }
-            Err(e) => {
-                self.started = None;
-                Some(TurnEvent::Failed(e.to_api()))
-            }
+                Ok(Some(StreamEvent::ToolCall { index, id, name, arguments })) => {
+                    if let Err(e) = started.engine.limiter.turn_delta(&started.quota, &arguments) {
+                        self.started = None;
+                        return Some(TurnEvent::Failed(e));
+                    }
+                    Some(TurnEvent::ToolCall { index, id, name, arguments })
+                }
+                Ok(Some(StreamEvent::Finish(finish))) => {
+                    // Nothing to show yet: the finish goes out with `Done`.
+                    self.finish = finish;
+                    continue;
+                }
+                Ok(Some(StreamEvent::Done(usage))) => {
+                    let started = self.started.take()?;
+                    started.account(usage);
+                    let reply: Arc<str> = Arc::from(std::mem::take(&mut self.text));
+                    started.finish(reply.clone());
+                    Some(TurnEvent::Done { usage, reply, finish: self.finish })
+                }
+                Ok(None) => {
+                    self.started = None;
+                    Some(TurnEvent::Failed(ApiError::new(
+                        ErrorCode::UpstreamError,
+                        "provider ended the stream without usage",
+                    )))
+                }
+                Err(e) => {
+                    self.started = None;
+                    Some(TurnEvent::Failed(e.to_api()))
+                }
+            };
         }
     }
 }

@@ -8,11 +8,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::auth::{check_model_access, Identity};
-use crate::chat::{Message, MessageRole, Usage};
+use crate::chat::{Message, Params, ToolCall, Usage};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::log;
-use crate::provider::{ChatRequest, ChatStream, FailureKind, ProviderError, StreamEvent};
+use crate::provider::{unsupported, Answer, ChatRequest, ChatStream, FailureKind, ProviderError, StreamEvent};
 use crate::session::{self, BeginTurn, TurnGrant};
 use crate::stats::WorkerStats;
 
@@ -21,7 +21,12 @@ use super::Engine;
 /// A validated turn request, independent of the front door it came through.
 pub struct TurnRequest {
     pub channel: String,
-    pub message: Arc<str>,
+    /// The new message: a user message (text, or parts such as images), or a tool
+    /// result answering the previous turn's tool call.
+    pub message: Message,
+    /// Tools, tool choice and sampling settings (the default for front doors that
+    /// have none).
+    pub params: Arc<Params>,
     pub session_id: Option<String>,
     pub model: Option<String>,
     /// Where the conversation before `message` comes from.
@@ -62,6 +67,17 @@ pub struct StartedTurn {
     pub quota: crate::ratelimit::TurnQuota,
     /// The request that started the turn, for log lines about it.
     pub request_id: String,
+    /// Settings the provider could not carry, dropped (`drop_unsupported_params`):
+    /// front doors name them in `X-Clawgate-Dropped-Params`.
+    pub dropped: Vec<&'static str>,
+}
+
+/// The most tokens a turn may generate: the request's, capped by the model's.
+fn effective_max_tokens(params: &Params, model: &crate::config::ModelConfig) -> Option<u32> {
+    match (params.max_tokens, model.max_tokens) {
+        (Some(asked), Some(cap)) => Some(asked.min(cap)),
+        (asked, cap) => asked.or(cap),
+    }
 }
 
 impl StartedTurn {
@@ -135,9 +151,9 @@ pub async fn start_turn(
     let mut messages = Vec::with_capacity(prefix.len() + history.len() + 1);
     messages.extend(prefix);
     messages.extend(history);
-    messages.push(Message { role: MessageRole::User, content: turn.message.clone() });
+    messages.push(turn.message.clone());
     // The key's token quota: the estimate is reserved before any upstream call (429).
-    let quota = engine.limiter.reserve_turn(cfg, who, &messages, model.max_tokens)?;
+    let quota = engine.limiter.reserve_turn(cfg, who, &messages, effective_max_tokens(&turn.params, model))?;
     // The model first, then its fallbacks in order; each provider retries on its own.
     // A request the provider refused itself ends the chain (the next model would be
     // sent the same request), except a context-length refusal, which moves on to the
@@ -154,11 +170,42 @@ pub async fn start_turn(
             last = Some(ProviderError::upstream(format!("provider {} is not running", m.provider)));
             continue;
         };
+        // Settings this provider cannot carry: refused, or dropped when the model or
+        // provider says so (PROTOCOL.md: nothing is ever dropped silently).
+        let (params, dropped) = match cfg.provider(&m.provider) {
+            Some(p) => {
+                let cannot = unsupported(p.kind, &turn.params);
+                if cannot.is_empty() {
+                    (turn.params.clone(), Vec::new())
+                } else if m.drop_unsupported_params || p.drop_unsupported_params {
+                    let mut kept = (*turn.params).clone();
+                    for field in &cannot {
+                        kept.clear(field);
+                    }
+                    (Arc::new(kept), cannot)
+                } else {
+                    let list = cannot.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ");
+                    return Err(ApiError::invalid(format!(
+                        "{list} cannot be sent to provider {} ({} API) serving model {}; remove it, or set \
+                         drop_unsupported_params = true on the model or provider to drop it",
+                        p.name,
+                        p.kind.as_str(),
+                        m.id
+                    )));
+                }
+            }
+            None => (turn.params.clone(), Vec::new()),
+        };
         // Only a turn with models still to try needs to keep its own copy.
         let final_try = chain.is_empty() && on_context_length.is_none();
         let messages = if final_try { std::mem::take(&mut messages) } else { messages.clone() };
-        let request =
-            ChatRequest { upstream_model: m.upstream.clone(), messages, max_tokens: m.max_tokens, stream: turn.stream };
+        let request = ChatRequest {
+            upstream_model: m.upstream.clone(),
+            messages,
+            max_tokens: effective_max_tokens(&params, m),
+            params,
+            stream: turn.stream,
+        };
         match provider.chat(request).await {
             Ok(stream) => {
                 return Ok(StartedTurn {
@@ -167,9 +214,10 @@ pub async fn start_turn(
                     model_id: m.id.clone(),
                     grant,
                     stream,
-                    user_message: turn.message,
+                    user_message: turn.message.content,
                     quota,
                     request_id: turn.request_id,
+                    dropped,
                 })
             }
             Err(e) => {
@@ -206,16 +254,46 @@ fn resolve_model<'c>(cfg: &'c Config, who: &Identity, id: &str) -> Result<&'c cr
 }
 
 /// Drains a turn's stream into the whole reply (non-streaming clients).
-pub async fn run_to_end(mut started: StartedTurn) -> Result<(StartedTurn, String, Usage), ApiError> {
-    let mut text = String::new();
+/// The whole answer: text, tool calls (their argument pieces joined), finish reason
+/// and usage (counted in the totals and settled against the key's quota).
+pub async fn run_to_end(mut started: StartedTurn) -> Result<(StartedTurn, Answer), ApiError> {
+    let mut answer = Answer::default();
     loop {
         match started.stream.next().await.map_err(|e| e.to_api())? {
-            Some(StreamEvent::Delta(d)) => text.push_str(&d),
+            Some(StreamEvent::Delta(d)) => answer.text.push_str(&d),
+            Some(StreamEvent::ToolCall { index, id, name, arguments }) => {
+                add_tool_call_piece(&mut answer.tool_calls, index, id, name, &arguments)
+            }
+            Some(StreamEvent::Finish(f)) => answer.finish = f,
             Some(StreamEvent::Done(usage)) => {
                 started.account(usage);
-                return Ok((started, text, usage));
+                answer.usage = usage;
+                return Ok((started, answer));
             }
             None => return Err(ApiError::new(ErrorCode::UpstreamError, "provider ended the stream without usage")),
         }
     }
+}
+
+/// Joins a streamed piece of tool call `index` into `calls`.
+pub fn add_tool_call_piece(
+    calls: &mut Vec<ToolCall>,
+    index: u32,
+    id: Option<String>,
+    name: Option<String>,
+    arguments: &str,
+) {
+    let i = index as usize;
+    // Indexes come from the provider: a gap is filled, an absurd one is capped.
+    if i >= calls.len() && i < 1024 {
+        calls.resize_with(i + 1, || ToolCall { id: String::new(), name: String::new(), arguments: String::new() });
+    }
+    let Some(call) = calls.get_mut(i) else { return };
+    if let Some(id) = id {
+        call.id = id;
+    }
+    if let Some(name) = name {
+        call.name = name;
+    }
+    call.arguments.push_str(arguments);
 }

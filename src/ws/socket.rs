@@ -284,7 +284,8 @@ impl Socket {
         }
         let turn = TurnRequest {
             channel: frame.channel.as_deref().unwrap_or("api").to_string(),
-            message: Arc::from(content),
+            message: crate::chat::Message::text(crate::chat::MessageRole::User, content),
+            params: Arc::default(),
             session_id: session_id.clone(),
             model: frame.model.as_deref().map(str::to_string),
             context: TurnContext::Session,
@@ -355,7 +356,9 @@ impl TurnTask {
                         break;
                     }
                 }
-                Some(TurnEvent::Done { usage, reply }) => {
+                // The gateway protocol carries no tools (none are offered on `/ws`).
+                Some(TurnEvent::ToolCall { .. }) => {}
+                Some(TurnEvent::Done { usage, reply, .. }) => {
                     if self.subs.get().message {
                         link.push(ServerFrame::Message { content: &reply, session_id: &sid }.encode());
                     }

@@ -30,4 +30,5 @@ mod providers;
 mod ratelimit;
 mod rest;
 mod sessions;
+mod translation;
 mod ws_edges;

@@ -14,7 +14,7 @@ use crate::support::*;
 
 /// A gateway with one provider of each kind in front of `up` (plain) and, if given,
 /// an OpenAI provider over TLS in front of `tls_up`.
-fn gateway(up: &Upstream, tls_up: Option<&Upstream>, extra_server: &str, provider_extra: &str) -> Gateway {
+pub(crate) fn gateway(up: &Upstream, tls_up: Option<&Upstream>, extra_server: &str, provider_extra: &str) -> Gateway {
     let a = up.addr;
     let mut toml = format!(
         r#"[server]
@@ -459,7 +459,7 @@ fn openai_requests_pass_through_untouched_but_for_the_model() {
 
 /// The raw `data:` payloads of a `/v1` stream, checking that every HTTP chunk is
 /// exactly one SSE event.
-fn v1_stream(gw: &Gateway, key: &str, body: &Value) -> Vec<String> {
+pub(crate) fn v1_stream(gw: &Gateway, key: &str, body: &Value) -> Vec<String> {
     let mut conn = gw.conn();
     conn.send(&req("POST", "/v1/chat/completions").key(key).json(body).bytes());
     let head = conn.read_head();

@@ -383,7 +383,7 @@ mod tests {
     fn usage_is_read_only_where_the_key_is() {
         assert_eq!(
             read_usage(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#),
-            Usage { prompt_tokens: 3, completion_tokens: 5 }
+            Usage { prompt_tokens: 3, completion_tokens: 5, ..Usage::default() }
         );
         assert_eq!(read_usage(br#"{"choices":[],"usage":null}"#), Usage::default());
         // Scanned and parsed agree, whatever the shape.
@@ -399,7 +399,7 @@ mod tests {
             assert_eq!(read_usage(json), parse_usage(json), "{}", String::from_utf8_lossy(json));
         }
         let scanned = scan_usage(br#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4}}"#);
-        assert_eq!(scanned, Some(Usage { prompt_tokens: 11, completion_tokens: 4 }));
+        assert_eq!(scanned, Some(Usage { prompt_tokens: 11, completion_tokens: 4, ..Usage::default() }));
         assert_eq!(scan_usage(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2},"x":{"usage":{}}}"#), None);
         let quoted = br#"{"choices":[{"delta":{"content":"say \"usage\": {"}}]}"#;
         assert!(!memfind(quoted, b"\"usage\":"));

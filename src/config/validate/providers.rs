@@ -34,6 +34,7 @@ pub(in crate::config) fn provider_defaults(name: String, kind: ProviderKind) -> 
         max_retries: 2,
         ca_file: None,
         anthropic_version: "2023-06-01".to_owned(),
+        drop_unsupported_params: false,
         mock: MockConfig::default(),
     }
 }
@@ -112,6 +113,7 @@ impl Ctx<'_> {
         out.chunk_timeout_ms =
             self.ranged(&key("chunk_timeout_ms"), raw.chunk_timeout_ms, out.chunk_timeout_ms, 1, None)?;
         out.max_retries = self.ranged(&key("max_retries"), raw.max_retries, out.max_retries, 0, Some(MAX_RETRIES))?;
+        out.drop_unsupported_params = raw.drop_unsupported_params.unwrap_or(false);
 
         if let Some(path) = self.non_empty(&key("ca_file"), raw.ca_file)? {
             let path = PathBuf::from(path.trim());

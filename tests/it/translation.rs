@@ -1,0 +1,205 @@
+//! Lossless translation (issue 11): what an OpenAI client sends reaches a provider of
+//! another format (Anthropic here) as that provider's documented shapes, and what the
+//! provider answers comes back in OpenAI's shapes. The mock upstream records the exact
+//! body it received (`/__mock/requests`) and answers with payloads copied from each
+//! provider's documentation, chosen by `[fault:reply=...]` / `[fault:stop=...]`.
+
+use serde_json::{json, Value};
+
+use crate::providers::{gateway, v1_stream};
+use crate::support::*;
+
+const ANTHROPIC_PATH: &str = "/v1/messages";
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
+    }})
+}
+
+fn v1(gw: &Gateway, body: &Value) -> Response {
+    gw.post("/v1/chat/completions", Some("sk-admin"), body)
+}
+
+#[test]
+fn tools_reach_anthropic_as_its_tools_and_the_tool_call_comes_back_in_openai_shape() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let r = v1(
+        &gw,
+        &json!({"model": "claude", "tools": [weather_tool()], "tool_choice": "auto",
+            "messages": [{"role": "user", "content": "Weather in SF? [fault:reply=tool_call]"}]}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let sent = up.last_request_to(ANTHROPIC_PATH)["json"].clone();
+    assert_eq!(
+        sent["tools"],
+        json!([{"name": "get_weather", "description": "Current weather in a city",
+            "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}])
+    );
+    assert_eq!(sent["tool_choice"], json!({"type": "auto"}));
+    let v = r.json();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    assert_eq!(choice["message"]["content"], Value::Null, "{v}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["id"], "toolu_mock_1");
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"location": "San Francisco, CA", "unit": "celsius"}));
+}
+
+#[test]
+fn a_tool_result_follow_up_reaches_anthropic_as_tool_use_and_tool_result_blocks() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let r = v1(
+        &gw,
+        &json!({"model": "claude", "tools": [weather_tool()], "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "Weather in SF?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "toolu_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"location\":\"SF\"}"}}]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "18C and sunny"}
+        ]}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.json()["choices"][0]["finish_reason"], "stop");
+    let sent = up.last_request_to(ANTHROPIC_PATH)["json"].clone();
+    assert_eq!(sent["system"], "be brief");
+    assert_eq!(
+        sent["messages"],
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "Weather in SF?"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                "input": {"location": "SF"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C and sunny"}]}
+        ])
+    );
+}
+
+#[test]
+fn streamed_tool_calls_from_anthropic_arrive_as_openai_tool_call_deltas() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let events = v1_stream(
+        &gw,
+        "sk-admin",
+        &json!({"model": "claude", "stream": true, "tools": [weather_tool()],
+            "messages": [{"role": "user", "content": "Weather? [fault:reply=tool_calls]"}]}),
+    );
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> =
+        events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+    let mut args = [String::new(), String::new()];
+    let mut names = [Value::Null, Value::Null];
+    for c in &chunks {
+        for call in c["choices"][0]["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            let i = call["index"].as_u64().unwrap() as usize;
+            if !call["function"]["name"].is_null() {
+                assert_eq!(call["type"], "function", "the first piece names the call: {call}");
+                assert!(call["id"].as_str().is_some_and(|id| id.starts_with("toolu_")), "{call}");
+                names[i] = call["function"]["name"].clone();
+            }
+            args[i].push_str(call["function"]["arguments"].as_str().unwrap());
+        }
+    }
+    assert_eq!(names, [json!("get_weather"), json!("get_weather")]);
+    let parsed: Vec<Value> = args.iter().map(|a| serde_json::from_str(a).unwrap()).collect();
+    assert_eq!(parsed[0]["location"], "San Francisco, CA");
+    assert_eq!(parsed[1]["location"], "Tokyo, Japan");
+    let finish: Vec<&Value> =
+        chunks.iter().map(|c| &c["choices"][0]["finish_reason"]).filter(|f| !f.is_null()).collect();
+    assert_eq!(finish, [&json!("tool_calls")]);
+}
+
+#[test]
+fn max_tokens_in_both_spellings_temperature_and_stop_reach_anthropic() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    for spelling in ["max_tokens", "max_completion_tokens"] {
+        let mut body = json!({"model": "claude", "temperature": 0.2, "top_p": 0.9, "stop": ["END"], "user": "u-42",
+            "messages": [{"role": "user", "content": "hi"}]});
+        body[spelling] = json!(50);
+        let r = v1(&gw, &body);
+        assert_eq!(r.status(), 200, "{}", r.text());
+        let sent = up.last_request_to(ANTHROPIC_PATH)["json"].clone();
+        assert_eq!(sent["max_tokens"], 50, "{spelling}: {sent}");
+        assert_eq!(sent["temperature"], 0.2);
+        assert_eq!(sent["top_p"], 0.9);
+        assert_eq!(sent["stop_sequences"], json!(["END"]));
+        assert_eq!(sent["metadata"], json!({"user_id": "u-42"}));
+    }
+}
+
+#[test]
+fn finish_reasons_are_the_providers_mapped() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    for (fault, want) in [("stop=length", "length"), ("stop=content_filter", "content_filter"), ("reply=text", "stop")]
+    {
+        let r = v1(
+            &gw,
+            &json!({"model": "claude", "messages": [{"role": "user", "content": format!("hi [fault:{fault}]")}]}),
+        );
+        assert_eq!(r.json()["choices"][0]["finish_reason"], want, "{fault}: {}", r.text());
+    }
+}
+
+#[test]
+fn a_setting_anthropic_cannot_carry_is_refused_naming_it_or_dropped_when_configured() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let before = up.requests().len();
+    let r = v1(&gw, &json!({"model": "claude", "n": 2, "seed": 7, "messages": [{"role": "user", "content": "hi"}]}));
+    assert_eq!(r.status(), 400, "{}", r.text());
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("`seed`, `n` cannot be sent to provider anthropic (anthropic API)"), "{message}");
+    assert_eq!(up.requests().len(), before, "nothing was sent upstream");
+
+    let gw = gateway(&up, None, "", "max_retries = 0\ndrop_unsupported_params = true");
+    let r = v1(&gw, &json!({"model": "claude", "n": 2, "seed": 7, "messages": [{"role": "user", "content": "hi"}]}));
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.header("x-clawgate-dropped-params"), Some("seed, n"));
+    let sent = up.last_request_to(ANTHROPIC_PATH)["json"].clone();
+    assert!(sent.get("seed").is_none() && sent.get("n").is_none(), "{sent}");
+}
+
+#[test]
+fn image_parts_reach_anthropic_as_image_blocks() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let r = v1(
+        &gw,
+        &json!({"model": "claude", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+        ]}]}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let sent = up.last_request_to(ANTHROPIC_PATH)["json"].clone();
+    assert_eq!(
+        sent["messages"][0]["content"],
+        json!([
+            {"type": "text", "text": "What is this?"},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+        ])
+    );
+}
+
+#[test]
+fn usage_details_come_back_in_openai_shape() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let r = v1(&gw, &json!({"model": "claude", "messages": [{"role": "user", "content": "hi [fault:cached=5]"}]}));
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let usage = &r.json()["usage"];
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 5, "{usage}");
+    let total = usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap();
+    assert_eq!(usage["total_tokens"], total);
+}
