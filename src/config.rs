@@ -228,6 +228,8 @@ config_enum! {
         OpenAi = "openai",
         Anthropic = "anthropic",
         OpenAiCompat = "openai_compat",
+        Gemini = "gemini",
+        AzureOpenAi = "azure_openai",
         Mock = "mock",
     }
 }
@@ -288,6 +290,8 @@ pub struct ProviderConfig {
     pub ca_file: Option<PathBuf>,
     /// `anthropic-version` header value.
     pub anthropic_version: String,
+    /// Azure OpenAI's `api-version` query parameter.
+    pub api_version: String,
     /// A request setting this provider cannot carry is dropped (and named in
     /// `X-Clawgate-Dropped-Params`) instead of refused with 400.
     pub drop_unsupported_params: bool,

@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 mod error;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 pub mod openai_compat;
@@ -82,7 +83,16 @@ pub fn unsupported(kind: ProviderKind, params: &Params) -> Vec<&'static str> {
             "response_format",
             "reasoning_effort",
         ],
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompat => &["top_k", "thinking"],
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompat | ProviderKind::AzureOpenAi => &["top_k", "thinking"],
+        ProviderKind::Gemini => &[
+            "logprobs",
+            "top_logprobs",
+            "response_format",
+            "user",
+            "reasoning_effort",
+            "thinking",
+            "parallel_tool_calls",
+        ],
         ProviderKind::Mock => &[],
     };
     params.set_fields().into_iter().filter(|f| cannot.contains(f)).collect()
@@ -104,6 +114,7 @@ pub enum ChatStream {
     Complete(std::collections::VecDeque<StreamEvent>),
     OpenAi(openai::Stream, policy::InFlight),
     Anthropic(anthropic::Stream, policy::InFlight),
+    Gemini(gemini::Stream, policy::InFlight),
 }
 
 impl ChatStream {
@@ -133,6 +144,7 @@ impl ChatStream {
             ChatStream::Complete(events) => Ok(events.pop_front()),
             ChatStream::OpenAi(s, _) => s.next().await,
             ChatStream::Anthropic(s, _) => s.next().await,
+            ChatStream::Gemini(s, _) => s.next().await,
         }
     }
 }
@@ -154,12 +166,14 @@ impl ProviderImpl {
     ) -> Self {
         match cfg.kind {
             ProviderKind::Mock => ProviderImpl::Mock(mock::MockProvider::new(&cfg.mock)),
-            ProviderKind::OpenAi | ProviderKind::Anthropic | ProviderKind::OpenAiCompat => {
-                match policy::HttpProvider::new(cfg, tls, client.clone(), health) {
-                    Ok(p) => ProviderImpl::Http(Box::new(p)),
-                    Err(e) => ProviderImpl::Broken(e),
-                }
-            }
+            ProviderKind::OpenAi
+            | ProviderKind::Anthropic
+            | ProviderKind::OpenAiCompat
+            | ProviderKind::Gemini
+            | ProviderKind::AzureOpenAi => match policy::HttpProvider::new(cfg, tls, client.clone(), health) {
+                Ok(p) => ProviderImpl::Http(Box::new(p)),
+                Err(e) => ProviderImpl::Broken(e),
+            },
         }
     }
 

@@ -128,7 +128,7 @@ pub(super) struct RawKey {
 pub(super) struct RawProvider {
     /// Unique name.
     pub name: Option<String>,
-    /// `openai | anthropic | openai_compat | mock`.
+    /// `openai | anthropic | openai_compat | gemini | azure_openai | mock`.
     pub kind: Option<String>,
     /// Base URL; defaulted per kind.
     pub base_url: Option<String>,
@@ -152,6 +152,8 @@ pub(super) struct RawProvider {
     pub ca_file: Option<String>,
     /// `anthropic-version` header.
     pub anthropic_version: Option<String>,
+    /// Azure OpenAI `api-version` query parameter.
+    pub api_version: Option<String>,
     /// Drop request settings the provider cannot carry instead of refusing them.
     pub drop_unsupported_params: Option<bool>,
     /// `[providers.mock]`: mock behaviour (kind `mock` only).

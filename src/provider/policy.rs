@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::provider::resilience::{backoff, Breaker, ProviderHealth};
 use crate::provider::{
-    anthropic, is_context_length, openai, openai_compat, ChatRequest, ChatStream, ErrorInfo, FailureKind, ProviderError,
+    anthropic, gemini, is_context_length, openai, openai_compat, ChatRequest, ChatStream, ErrorInfo, FailureKind,
+    ProviderError,
 };
 use crate::upstream::{tls, BodyReader, Client, Endpoint, Outgoing, Timeouts, UpstreamError};
 
@@ -43,6 +44,19 @@ pub enum Streamed {
 pub enum Wire {
     OpenAi,
     Anthropic,
+    Gemini,
+}
+
+/// Where a provider's chat calls go below its base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// The same path for every model.
+    Fixed(&'static str),
+    /// Azure OpenAI: `/openai/deployments/{deployment}/chat/completions?api-version=..`,
+    /// the deployment being the model's `upstream` name.
+    Azure { api_version: String },
+    /// Gemini: `/v1beta/models/{model}:generateContent` (or the streaming method).
+    Gemini,
 }
 
 struct KeySlot {
@@ -78,7 +92,9 @@ pub struct HttpProvider {
     /// OpenAI itself takes `max_completion_tokens`; compatible servers `max_tokens`.
     completion_tokens_spelling: bool,
     endpoint: Endpoint,
-    path: &'static str,
+    route: Route,
+    /// The header carrying the key (see `new`).
+    auth_header: &'static str,
     keys: Vec<KeySlot>,
     headers: Vec<(String, String)>,
     anthropic_version: String,
@@ -98,21 +114,28 @@ impl HttpProvider {
         health: Arc<ProviderHealth>,
     ) -> Result<Self, String> {
         let endpoint = Endpoint::parse(&cfg.base_url, tls).map_err(|e| format!("providers.{}: {e}", cfg.name))?;
-        let (wire, path) = match cfg.kind {
-            ProviderKind::Anthropic => (Wire::Anthropic, "/v1/messages"),
-            ProviderKind::OpenAi => (Wire::OpenAi, "/chat/completions"),
-            ProviderKind::OpenAiCompat => (Wire::OpenAi, openai_compat::CHAT_PATH),
+        let (wire, route) = match cfg.kind {
+            ProviderKind::Anthropic => (Wire::Anthropic, Route::Fixed("/v1/messages")),
+            ProviderKind::OpenAi => (Wire::OpenAi, Route::Fixed("/chat/completions")),
+            ProviderKind::OpenAiCompat => (Wire::OpenAi, Route::Fixed(openai_compat::CHAT_PATH)),
+            ProviderKind::AzureOpenAi => (Wire::OpenAi, Route::Azure { api_version: cfg.api_version.clone() }),
+            ProviderKind::Gemini => (Wire::Gemini, Route::Gemini),
             ProviderKind::Mock => return Err(format!("providers.{}: mock is not an HTTP provider", cfg.name)),
+        };
+        // The key's header: `Authorization: Bearer` (OpenAI and compatibles),
+        // `x-api-key` (Anthropic), `api-key` (Azure), `x-goog-api-key` (Gemini).
+        let (auth_header, bearer) = match cfg.kind {
+            ProviderKind::Anthropic => ("x-api-key", false),
+            ProviderKind::AzureOpenAi => ("api-key", false),
+            ProviderKind::Gemini => ("x-goog-api-key", false),
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompat | ProviderKind::Mock => ("authorization", true),
         };
         let sends_auth = cfg.kind != ProviderKind::OpenAiCompat || openai_compat::sends_auth(cfg);
         let keys = if sends_auth {
             cfg.api_keys
                 .iter()
                 .map(|k| KeySlot {
-                    value: match wire {
-                        Wire::OpenAi => format!("Bearer {}", k.expose()),
-                        Wire::Anthropic => k.expose().to_string(),
-                    },
+                    value: if bearer { format!("Bearer {}", k.expose()) } else { k.expose().to_string() },
                     in_flight: Rc::new(Cell::new(0)),
                 })
                 .collect()
@@ -127,7 +150,8 @@ impl HttpProvider {
             wire,
             completion_tokens_spelling: cfg.kind == ProviderKind::OpenAi,
             endpoint,
-            path,
+            route,
+            auth_header,
             keys,
             headers: cfg.headers.clone(),
             anthropic_version: cfg.anthropic_version.clone(),
@@ -164,15 +188,35 @@ impl HttpProvider {
         let body = match self.wire {
             Wire::OpenAi => openai::encode(req, self.completion_tokens_spelling)?,
             Wire::Anthropic => anthropic::encode(req)?,
+            Wire::Gemini => gemini::encode(req)?,
         };
         self.with_retries(async |slot, guard, timeouts| self.attempt(req, body.clone(), slot, guard, timeouts).await)
             .await
     }
 
-    /// Whether this provider speaks OpenAI's chat-completions format (so an OpenAI
-    /// request can be forwarded to it as is).
+    /// Whether an OpenAI chat-completions request can be forwarded to this provider
+    /// as is (OpenAI's format on one fixed path; Azure's path names the deployment).
     pub fn speaks_openai(&self) -> bool {
-        self.wire == Wire::OpenAi
+        self.wire == Wire::OpenAi && matches!(self.route, Route::Fixed(_))
+    }
+
+    /// The path of a chat call for `model` below the base URL.
+    fn path(&self, model: &str, stream: bool) -> std::borrow::Cow<'static, str> {
+        match &self.route {
+            Route::Fixed(p) => std::borrow::Cow::Borrowed(p),
+            Route::Azure { api_version } => {
+                format!("/openai/deployments/{model}/chat/completions?api-version={api_version}").into()
+            }
+            Route::Gemini => gemini::path(model, stream).into(),
+        }
+    }
+
+    /// The fixed path of a pass-through call (`speaks_openai` providers only).
+    fn fixed_path(&self) -> &'static str {
+        match self.route {
+            Route::Fixed(p) => p,
+            Route::Azure { .. } | Route::Gemini => "/chat/completions",
+        }
     }
 
     /// Forwards an OpenAI chat-completions body as is (non-streaming) and returns the
@@ -184,10 +228,10 @@ impl HttpProvider {
         self.with_retries(async |slot, _guard, timeouts| {
             let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2 + self.headers.len());
             if let Some(k) = slot {
-                headers.push(("authorization", &k.value));
+                headers.push((self.auth_header, &k.value));
             }
             headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-            let out = Outgoing { path: self.path, headers: &headers, body: body.clone() };
+            let out = Outgoing { path: self.fixed_path(), headers: &headers, body: body.clone() };
             let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
             let client_fault = matches!(resp.status, 400 | 404 | 409 | 413 | 422);
             if (200..300).contains(&resp.status) || client_fault {
@@ -207,11 +251,11 @@ impl HttpProvider {
         self.with_retries(async |slot, guard, timeouts| {
             let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + self.headers.len());
             if let Some(k) = slot {
-                headers.push(("authorization", &k.value));
+                headers.push((self.auth_header, &k.value));
             }
             headers.push(("accept", "text/event-stream"));
             headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-            let out = Outgoing { path: self.path, headers: &headers, body: body.clone() };
+            let out = Outgoing { path: self.fixed_path(), headers: &headers, body: body.clone() };
             let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
             if (200..300).contains(&resp.status) {
                 if resp.content_type.starts_with("text/event-stream") {
@@ -301,6 +345,7 @@ impl HttpProvider {
         let info = match self.wire {
             Wire::OpenAi => openai::error_info(body),
             Wire::Anthropic => anthropic::error_info(body),
+            Wire::Gemini => gemini::error_info(body),
         }
         .unwrap_or_else(|| ErrorInfo {
             message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
@@ -356,10 +401,8 @@ impl HttpProvider {
         timeouts: Timeouts,
     ) -> Result<ChatStream, UpstreamError> {
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(4 + self.headers.len());
-        match (self.wire, slot) {
-            (Wire::OpenAi, Some(k)) => headers.push(("authorization", &k.value)),
-            (Wire::Anthropic, Some(k)) => headers.push(("x-api-key", &k.value)),
-            (_, None) => {}
+        if let Some(k) = slot {
+            headers.push((self.auth_header, &k.value));
         }
         if self.wire == Wire::Anthropic {
             headers.push(("anthropic-version", &self.anthropic_version));
@@ -368,7 +411,8 @@ impl HttpProvider {
             headers.push(("accept", "text/event-stream"));
         }
         headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let out = Outgoing { path: self.path, headers: &headers, body };
+        let path = self.path(&req.upstream_model, req.stream);
+        let out = Outgoing { path: &path, headers: &headers, body };
         let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
         if !(200..300).contains(&resp.status) {
             let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();
@@ -379,12 +423,14 @@ impl HttpProvider {
             return Ok(match self.wire {
                 Wire::OpenAi => ChatStream::OpenAi(openai::stream(resp.body), guard),
                 Wire::Anthropic => ChatStream::Anthropic(anthropic::stream(resp.body), guard),
+                Wire::Gemini => ChatStream::Gemini(gemini::stream(resp.body), guard),
             });
         }
         let body = resp.body.collect(MAX_COMPLETION).await?;
         let decoded = match self.wire {
             Wire::OpenAi => openai::decode_completion(&body),
             Wire::Anthropic => anthropic::decode_message(&body),
+            Wire::Gemini => gemini::decode(&body),
         };
         let answer = decoded.map_err(|e| UpstreamError::Protocol(e.message))?;
         Ok(ChatStream::complete(answer))

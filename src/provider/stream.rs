@@ -23,6 +23,13 @@ pub trait Events {
         data: &[u8],
         out: &mut VecDeque<StreamEvent>,
     ) -> Result<bool, ProviderError>;
+
+    /// The body ended before `on_event` said the stream was over. A format whose end
+    /// is the body's end (Gemini) pushes its last events and returns `true`; the
+    /// default is `false`: the stream was cut.
+    fn on_end(&mut self, _out: &mut VecDeque<StreamEvent>) -> bool {
+        false
+    }
 }
 
 /// A provider's SSE answer in progress.
@@ -61,6 +68,12 @@ impl<E: Events> SseStream<E> {
             let Some(body) = self.body.as_mut() else { return Ok(None) };
             let piece = body.next().await.map_err(ProviderError::from_upstream)?;
             let Some(piece) = piece else {
+                self.parser.finish();
+                if self.state.on_end(&mut self.pending) {
+                    self.finished = true;
+                    self.body = None;
+                    continue;
+                }
                 return Err(ProviderError::upstream(format!("provider stream ended before {}", E::END)));
             };
             self.parser

@@ -58,6 +58,31 @@ api_key = "sk-dead"
 max_retries = 0
 connect_timeout_ms = 500
 
+[[providers]]
+name = "gemini"
+kind = "gemini"
+base_url = "http://{a}"
+api_key = "gm-secret-key"
+{provider_extra}
+
+[[providers]]
+name = "azure"
+kind = "azure_openai"
+base_url = "http://{a}"
+api_key = "az-secret-key"
+api_version = "2024-10-21"
+{provider_extra}
+
+[[models]]
+id = "gemini"
+provider = "gemini"
+upstream = "gemini-2.5-flash"
+
+[[models]]
+id = "azure"
+provider = "azure"
+upstream = "my-gpt4o"
+
 [[models]]
 id = "gpt"
 provider = "openai"

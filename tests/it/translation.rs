@@ -203,3 +203,78 @@ fn usage_details_come_back_in_openai_shape() {
     let total = usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap();
     assert_eq!(usage["total_tokens"], total);
 }
+
+#[test]
+fn gemini_gets_its_own_shapes_and_answers_in_openai_shape_with_tools() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let r = v1(
+        &gw,
+        &json!({"model": "gemini", "max_tokens": 40, "temperature": 0.3, "tools": [weather_tool()],
+            "messages": [{"role": "system", "content": "be brief"},
+                {"role": "user", "content": "Weather? [fault:reply=tool_call]"}]}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let seen = up.last_request_to("/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(seen["headers"]["x-goog-api-key"], "gm-secret-key");
+    let sent = &seen["json"];
+    assert_eq!(sent["systemInstruction"], json!({"parts": [{"text": "be brief"}]}));
+    assert_eq!(sent["contents"][0]["role"], "user");
+    assert_eq!(sent["generationConfig"], json!({"maxOutputTokens": 40, "temperature": 0.3}));
+    assert_eq!(sent["tools"][0]["functionDeclarations"][0]["name"], "get_weather");
+    let choice = &r.json()["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{}", r.text());
+    assert_eq!(choice["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+    // The follow-up names the call's function in Gemini's functionResponse.
+    let call = choice["message"]["tool_calls"][0].clone();
+    let r = v1(
+        &gw,
+        &json!({"model": "gemini", "tools": [weather_tool()], "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [call.clone()]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "18C"}]}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let sent = up.last_request_to("/v1beta/models/gemini-2.5-flash:generateContent")["json"].clone();
+    assert_eq!(
+        sent["contents"][2],
+        json!({"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"content": "18C"}}}]})
+    );
+}
+
+#[test]
+fn gemini_streams_become_openai_chunks() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let events = v1_stream(
+        &gw,
+        "sk-admin",
+        &json!({"model": "gemini", "stream": true, "messages": [{"role": "user", "content": "one two three"}]}),
+    );
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> =
+        events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+    let text: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string)).collect();
+    assert!(text.contains("one two three"), "{text}");
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    let seen = up.last_request_to("/v1beta/models/gemini-2.5-flash:streamGenerateContent");
+    assert_eq!(seen["query"], "alt=sse");
+}
+
+#[test]
+fn azure_gets_the_deployment_path_api_version_and_api_key() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let r = v1(
+        &gw,
+        &json!({"model": "azure", "messages": [{"role": "user", "content": "hi [fault:reply=tool_call]"}],
+        "tools": [weather_tool()]}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let seen = up.last_request_to("/openai/deployments/my-gpt4o/chat/completions");
+    assert_eq!(seen["query"], "api-version=2024-10-21");
+    assert_eq!(seen["headers"]["api-key"], "az-secret-key");
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    assert_eq!(r.json()["choices"][0]["finish_reason"], "tool_calls");
+}

@@ -101,7 +101,7 @@ fn every_validation_error_names_its_key_and_the_file() {
         (
             "[[providers]]\nname = \"p\"\nkind = \"azure\"".into(),
             "providers[0].kind",
-            "openai | anthropic | openai_compat | mock",
+            "openai | anthropic | openai_compat | gemini | azure_openai | mock",
         ),
         ("[[providers]]\nname = \"p\"\nkind = \"openai\"".into(), "providers[0].api_key", "required"),
         ("[[providers]]\nname = \"p\"\nkind = \"anthropic\"\napi_keys = []".into(), "providers[0].api_key", "required"),

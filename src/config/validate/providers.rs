@@ -19,7 +19,8 @@ pub(in crate::config) fn provider_defaults(name: String, kind: ProviderKind) -> 
     let base_url = match kind {
         ProviderKind::OpenAi => "https://api.openai.com/v1",
         ProviderKind::Anthropic => "https://api.anthropic.com",
-        ProviderKind::OpenAiCompat | ProviderKind::Mock => "",
+        ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
+        ProviderKind::OpenAiCompat | ProviderKind::AzureOpenAi | ProviderKind::Mock => "",
     };
     ProviderConfig {
         name,
@@ -34,6 +35,7 @@ pub(in crate::config) fn provider_defaults(name: String, kind: ProviderKind) -> 
         max_retries: 2,
         ca_file: None,
         anthropic_version: "2023-06-01".to_owned(),
+        api_version: "2024-10-21".to_owned(),
         drop_unsupported_params: false,
         mock: MockConfig::default(),
     }
@@ -74,8 +76,14 @@ impl Ctx<'_> {
         if let Some(url) = self.opt_string(&key("base_url"), raw.base_url)? {
             out.base_url = url.trim().trim_end_matches('/').to_owned();
         }
-        if out.base_url.is_empty() && kind == ProviderKind::OpenAiCompat {
-            return Err(self.err(&key("base_url"), "required for kind = \"openai_compat\""));
+        if out.base_url.is_empty() && matches!(kind, ProviderKind::OpenAiCompat | ProviderKind::AzureOpenAi) {
+            return Err(self.err(&key("base_url"), format!("required for kind = {:?}", kind.as_str())));
+        }
+        if let Some(v) = self.non_empty(&key("api_version"), raw.api_version)? {
+            if !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(self.err(&key("api_version"), format!("{v:?} must match [A-Za-z0-9-]+")));
+            }
+            out.api_version = v;
         }
         if !out.base_url.is_empty() && !is_http_url(&out.base_url) {
             return Err(self
@@ -91,7 +99,12 @@ impl Ctx<'_> {
                 out.api_keys.push(Secret::new(k));
             }
         }
-        if out.api_keys.is_empty() && matches!(kind, ProviderKind::OpenAi | ProviderKind::Anthropic) {
+        if out.api_keys.is_empty()
+            && matches!(
+                kind,
+                ProviderKind::OpenAi | ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::AzureOpenAi
+            )
+        {
             return Err(
                 self.err(&key("api_key"), format!("required for kind = {:?} (api_key or api_keys)", kind.as_str()))
             );
