@@ -1,13 +1,9 @@
-//! PENDING: needs `Default` on `provider::openai::Events` and
-//! `provider::anthropic::Events` (see fuzz/pending/README.md); their fields are private,
-//! so nothing outside `src/` can build one yet. Move this file to fuzz_targets/ and add
-//! its `[[bin]]` to fuzz/Cargo.toml once that lands.
+//! The provider stream translators: an SSE byte stream (OpenAI's `data:` chunks,
+//! Anthropic's named events, Gemini's partial answers) through `upstream::sse::Parser`,
+//! each event through the adapter's `stream::Events::on_event` (and `on_end` at the
+//! body's end), as `provider::stream::SseStream::next` does.
 //!
-//! The provider stream translators: an SSE byte stream (OpenAI's `data:` chunks or
-//! Anthropic's named events) through `upstream::sse::Parser`, each event through the
-//! adapter's `stream::Events::on_event`, as `provider::stream::SseStream::next` does.
-//!
-//! Input: byte 0 bit 0 picks the adapter, byte 1 the read size, then the stream.
+//! Input: byte 0 picks the adapter (mod 3), byte 1 the read size, then the stream.
 //! Checked: no panic, no stack overflow; nothing follows the end of the stream (the
 //! `Done`); deltas are never empty; `Usage::total` does not overflow.
 #![no_main]
@@ -15,7 +11,7 @@
 use std::collections::VecDeque;
 
 use clawgate::provider::stream::Events;
-use clawgate::provider::{anthropic, openai, StreamEvent};
+use clawgate::provider::{anthropic, gemini, openai, StreamEvent};
 use clawgate::upstream::sse::Parser;
 use libfuzzer_sys::fuzz_target;
 
@@ -34,6 +30,8 @@ fn translate<E: Events>(mut state: E, stream: &[u8], piece: usize) {
                     for e in out.range(before..) {
                         match e {
                             StreamEvent::Delta(t) => assert!(!t.is_empty(), "an empty delta"),
+                            StreamEvent::ToolCall { index, .. } => assert!(*index < 1 << 20, "a wild tool index"),
+                            StreamEvent::Finish(_) => {}
                             StreamEvent::Done(u) => {
                                 assert!(finished, "Done before the end of the stream");
                                 let _ = u.total();
@@ -52,6 +50,10 @@ fn translate<E: Events>(mut state: E, stream: &[u8], piece: usize) {
             }
         }
     }
+    // The body ended: a format whose end is the body's end finishes here.
+    if state.on_end(&mut out) {
+        assert!(matches!(out.back(), Some(StreamEvent::Done(_))), "the end without Done");
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -59,9 +61,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let piece = usize::from(data[1]).max(1);
-    if data[0] & 1 == 0 {
-        translate(openai::Events::default(), &data[2..], piece);
-    } else {
-        translate(anthropic::Events::default(), &data[2..], piece);
+    match data[0] % 3 {
+        0 => translate(openai::Events::default(), &data[2..], piece),
+        1 => translate(anthropic::Events::default(), &data[2..], piece),
+        _ => translate(gemini::Events::default(), &data[2..], piece),
     }
 });

@@ -7,7 +7,7 @@
 //! body spells out (both counts appear in it).
 #![no_main]
 
-use clawgate::provider::{anthropic, openai};
+use clawgate::provider::{anthropic, gemini, openai};
 use libfuzzer_sys::fuzz_target;
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -22,12 +22,13 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = u.total();
     }
-    if let Ok((text, usage)) = openai::decode_completion(data) {
-        let _ = (text.len(), usage.total());
-    }
-    if let Ok((text, usage)) = anthropic::decode_message(data) {
-        let _ = (text.len(), usage.total());
+    for answer in [openai::decode_completion(data), anthropic::decode_message(data), gemini::decode(data)]
+        .into_iter()
+        .flatten()
+    {
+        let _ = (answer.text.len(), answer.tool_calls.len(), answer.usage.total());
     }
     let _ = openai::error_message(data);
     let _ = anthropic::error_message(data);
+    let _ = gemini::error_info(data);
 });

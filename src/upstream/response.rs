@@ -3,6 +3,12 @@
 //! they arrive: split off the connection's read buffer for `Content-Length` and
 //! chunked bodies, and read to end of stream for close-delimited ones. Each read is
 //! bounded by the chunk-gap deadline and by the call's total deadline.
+//!
+//! The gateway asks for `Accept-Encoding: identity`; a provider that compresses
+//! anyway with `gzip` or `deflate` (RFC 9110 section 8.4.1) is decoded piece by piece
+//! as the body arrives (`flate2`, streams included), each piece's expansion bounded;
+//! any other coding is refused with a clear error. A body is never handed on with an
+//! encoding its headers do not declare.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -15,6 +21,51 @@ use crate::upstream::{Endpoint, Pool, Timeouts, UpstreamError};
 
 /// Longest response head accepted from a provider.
 const MAX_HEAD: usize = 64 * 1024;
+/// Most bytes one compressed piece may expand to (a decompression bomb is an error).
+const MAX_DECODED_PIECE: usize = 8 << 20;
+
+/// A content coding being undone (`Content-Encoding: gzip` or `deflate`).
+enum Decoder {
+    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    /// HTTP's `deflate` is the zlib format (RFC 9110 section 8.4.1.2).
+    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
+}
+
+impl Decoder {
+    fn for_coding(coding: &str) -> Option<Decoder> {
+        match coding.to_ascii_lowercase().as_str() {
+            "gzip" | "x-gzip" => Some(Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new()))),
+            "deflate" => Some(Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new()))),
+            _ => None,
+        }
+    }
+
+    /// Decodes `piece`; returns what it expanded to so far.
+    fn feed(&mut self, piece: &[u8]) -> Result<Bytes, UpstreamError> {
+        use std::io::Write;
+        let (result, out) = match self {
+            Decoder::Gzip(d) => (d.write_all(piece).and_then(|_| d.flush()), d.get_mut()),
+            Decoder::Deflate(d) => (d.write_all(piece).and_then(|_| d.flush()), d.get_mut()),
+        };
+        result.map_err(|e| UpstreamError::Protocol(format!("provider sent a corrupt compressed body: {e}")))?;
+        if out.len() > MAX_DECODED_PIECE {
+            return Err(UpstreamError::Protocol(format!(
+                "a compressed piece of the provider's answer expands past {MAX_DECODED_PIECE} bytes"
+            )));
+        }
+        Ok(Bytes::from(std::mem::take(out)))
+    }
+
+    /// Ends the stream: the rest of the output; an error if the coding was cut.
+    fn finish(self) -> Result<Bytes, UpstreamError> {
+        let out = match self {
+            Decoder::Gzip(d) => d.finish(),
+            Decoder::Deflate(d) => d.finish(),
+        };
+        out.map(Bytes::from)
+            .map_err(|e| UpstreamError::Protocol(format!("provider's compressed body ended early: {e}")))
+    }
+}
 
 /// A response whose head has arrived.
 pub struct UpResponse {
@@ -40,6 +91,8 @@ pub struct BodyReader {
     chunk_timeout: Duration,
     deadline: Instant,
     done: bool,
+    /// Set when the provider compressed the body (see the module doc).
+    decoder: Option<Decoder>,
 }
 
 /// Writes the request on `conn` and reads the response head.
@@ -94,6 +147,7 @@ pub(crate) async fn exchange(
             chunk_timeout: t.chunk,
             deadline,
             done: false,
+            decoder: head.coding.as_deref().and_then(Decoder::for_coding),
         },
     })
 }
@@ -105,6 +159,8 @@ struct Head {
     keep_alive: bool,
     retry_after: Option<Duration>,
     content_type: String,
+    /// `Content-Encoding` other than `identity` (only codings `Decoder` undoes get here).
+    coding: Option<String>,
 }
 
 enum HeadError {
@@ -126,6 +182,7 @@ async fn read_head(conn: &mut UpConn) -> Result<Head, HeadError> {
                     keep_alive: resp.version == Some(1),
                     retry_after: None,
                     content_type: String::new(),
+                    coding: None,
                 };
                 for h in resp.headers.iter() {
                     let value = std::str::from_utf8(h.value).unwrap_or("").trim();
@@ -146,11 +203,15 @@ async fn read_head(conn: &mut UpConn) -> Result<Head, HeadError> {
                         head.content_type = value.to_ascii_lowercase();
                     } else if h.name.eq_ignore_ascii_case("content-encoding") && !value.eq_ignore_ascii_case("identity")
                     {
-                        // Asked for `identity`: a coded body is never relayed or parsed as
-                        // if it were plain (its bytes would reach clients as JSON).
-                        return Err(HeadError::Protocol(format!(
-                            "provider answered with Content-Encoding {value} although the gateway asked for identity"
-                        )));
+                        // Asked for `identity`: a coded body is decoded, or refused, never
+                        // relayed or parsed as if it were plain.
+                        if Decoder::for_coding(value).is_none() {
+                            return Err(HeadError::Protocol(format!(
+                                "provider answered with Content-Encoding {value}, which the gateway cannot decode \
+                                 (it asked for identity; gzip and deflate are decoded)"
+                            )));
+                        }
+                        head.coding = Some(value.to_string());
                     }
                 }
                 let _ = conn.rbuf.split_to(n);
@@ -177,6 +238,33 @@ impl BodyReader {
     /// The next piece of the body; `None` at its end (the connection then goes back to
     /// the pool when it can be reused).
     pub async fn next(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        if self.decoder.is_none() {
+            return self.next_raw().await;
+        }
+        loop {
+            match self.next_raw().await? {
+                Some(piece) => {
+                    let out = match self.decoder.as_mut() {
+                        Some(d) => d.feed(&piece)?,
+                        None => piece,
+                    };
+                    if !out.is_empty() {
+                        return Ok(Some(out));
+                    }
+                }
+                None => {
+                    let rest = match self.decoder.take() {
+                        Some(d) => d.finish()?,
+                        None => Bytes::new(),
+                    };
+                    return Ok((!rest.is_empty()).then_some(rest));
+                }
+            }
+        }
+    }
+
+    /// The next piece as it came off the wire (still coded, if it was).
+    async fn next_raw(&mut self) -> Result<Option<Bytes>, UpstreamError> {
         if self.done {
             return Ok(None);
         }
@@ -242,7 +330,7 @@ impl BodyReader {
                 self.conn = None;
                 return Err(UpstreamError::Protocol(format!("response body over {max} bytes")));
             }
-            if out.is_empty() && matches!(self.framing, Framing::Length(0)) {
+            if out.is_empty() && matches!(self.framing, Framing::Length(0)) && self.decoder.is_none() {
                 // The whole body came as one piece: no copy.
                 self.finish();
                 return Ok(piece);

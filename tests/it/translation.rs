@@ -278,3 +278,31 @@ fn azure_gets_the_deployment_path_api_version_and_api_key() {
     assert!(seen["headers"].get("authorization").is_none(), "{seen}");
     assert_eq!(r.json()["choices"][0]["finish_reason"], "tool_calls");
 }
+
+#[test]
+fn compressed_answers_are_decoded_on_every_path_and_never_relayed_coded() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    // Pass-through (gpt), translated (claude), streamed translated and streamed relayed.
+    for model in ["gpt", "claude"] {
+        for coding in ["gzip", "deflate"] {
+            let body = json!({"model": model, "messages": [{"role": "user", "content": format!("one two [fault:encoding={coding}]")}]});
+            let r = v1(&gw, &body);
+            assert_eq!(r.status(), 200, "{model} {coding}: {}", r.text());
+            assert!(r.header("content-encoding").is_none());
+            let text = r.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+            assert!(text.contains("one two"), "{model} {coding}: {text}");
+            let mut streamed = body.clone();
+            streamed["stream"] = json!(true);
+            let events = v1_stream(&gw, "sk-admin", &streamed);
+            assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{model} {coding}");
+            let text: String = events
+                .iter()
+                .filter(|e| *e != "[DONE]")
+                .map(|e| serde_json::from_str::<Value>(e).unwrap())
+                .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+                .collect();
+            assert!(text.contains("one two"), "{model} {coding} stream: {text}");
+        }
+    }
+}
