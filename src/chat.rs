@@ -44,6 +44,29 @@ impl Message {
         Message { role, content: content.into(), extra: None }
     }
 
+    /// An assistant message with its tool calls (none: a plain text message).
+    pub fn assistant(text: impl Into<Arc<str>>, tool_calls: Vec<ToolCall>) -> Self {
+        let extra = (!tool_calls.is_empty()).then(|| Arc::new(MessageExtra { tool_calls, ..MessageExtra::default() }));
+        Message { role: MessageRole::Assistant, content: text.into(), extra }
+    }
+
+    /// Bytes a message holds (text, parts, tool calls), for history bounds.
+    pub fn size(&self) -> usize {
+        let extra = self.extra.as_deref().map_or(0, |e| {
+            let parts: usize = e
+                .parts
+                .iter()
+                .map(|p| match p {
+                    ContentPart::Text(t) => t.len(),
+                    ContentPart::Image { url, .. } => url.len(),
+                })
+                .sum();
+            let calls: usize = e.tool_calls.iter().map(|c| c.id.len() + c.name.len() + c.arguments.len()).sum();
+            parts + calls + e.tool_call_id.as_ref().map_or(0, String::len)
+        });
+        self.content.len() + extra
+    }
+
     /// The tool calls of an assistant message (empty for others).
     pub fn tool_calls(&self) -> &[ToolCall] {
         self.extra.as_deref().map_or(&[], |e| &e.tool_calls)

@@ -68,6 +68,14 @@ pub struct Answer {
     pub usage: Usage,
 }
 
+impl Answer {
+    /// The assistant message this answer is, as a session stores it (its tool calls
+    /// included, so a tool-call turn survives in the history).
+    pub fn to_message(&self) -> Message {
+        Message::assistant(self.text.as_str(), self.tool_calls.clone())
+    }
+}
+
 /// The settings of `params` a provider of `kind` cannot carry, by their OpenAI names.
 /// The turn engine refuses them (400 naming field and provider) or, with
 /// `drop_unsupported_params`, drops them and says so in `X-Clawgate-Dropped-Params`.

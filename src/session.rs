@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::auth::Identity;
-use crate::chat::{Message, MessageRole};
+use crate::chat::{Message, MessageExtra, MessageRole};
 use crate::error::ApiError;
 use crate::peers::Peers;
 
@@ -43,6 +43,8 @@ pub use local::LocalSessions;
 pub struct StoredMessage {
     pub role: MessageRole,
     pub content: Arc<str>,
+    /// Parts, tool calls, a tool result's call id (`chat::MessageExtra`).
+    pub extra: Option<Arc<MessageExtra>>,
     pub at: u64,
 }
 
@@ -143,8 +145,8 @@ pub enum Cmd {
     Finish {
         id: String,
         token: u64,
-        user: Arc<str>,
-        assistant: Arc<str>,
+        user: Message,
+        assistant: Message,
         model: String,
     },
     /// Sent to the holder named in the grant (never forwarded).

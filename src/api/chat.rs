@@ -97,7 +97,7 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
         usage: answer.usage.into(),
     };
     let resp = ok(&reply);
-    started.finish(answer.text.into());
+    started.finish(answer.to_message());
     resp
 }
 

@@ -5,10 +5,10 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Identity;
+use crate::chat::Message;
 use crate::clock;
 use crate::error::ApiError;
 use crate::peers::{self, Peers};
@@ -97,7 +97,7 @@ impl SessionHub {
     }
 
     /// Records a completed turn and releases the session (on the worker holding it).
-    pub fn finish(&self, mut grant: TurnGrant, user: Arc<str>, assistant: Arc<str>) {
+    pub fn finish(&self, mut grant: TurnGrant, user: Message, assistant: Message) {
         grant.finished = true;
         let cmd = Cmd::Finish {
             id: std::mem::take(&mut grant.session_id),

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::auth::Identity;
-use crate::chat::{Message, MessageRole};
+use crate::chat::Message;
 use crate::clock;
 use crate::config::SessionsConfig;
 use crate::error::{ApiError, ErrorCode};
@@ -263,7 +263,11 @@ impl LocalSessions {
             s.created_by = Some(token);
         }
         let model = req.requested_model.clone().unwrap_or_else(|| s.info.model.clone());
-        let history = s.messages.iter().map(|m| Message::text(m.role, m.content.clone())).collect();
+        let history = s
+            .messages
+            .iter()
+            .map(|m| Message { role: m.role, content: m.content.clone(), extra: m.extra.clone() })
+            .collect();
         let grant = TurnGrant {
             session_id: id.to_string(),
             model,
@@ -279,18 +283,22 @@ impl LocalSessions {
         let _ = reply.send(Ok(grant));
     }
 
-    pub(super) fn finish(&mut self, id: &str, token: u64, user: Arc<str>, assistant: Arc<str>, model: String) {
+    pub(super) fn finish(&mut self, id: &str, token: u64, user: Message, assistant: Message, model: String) {
         let now = clock::now_unix_ms();
         let limits = &self.limits;
         if let Some(s) = self.sessions.get_mut(id) {
             if s.busy == Some(token) {
-                for (role, content) in [(MessageRole::User, user), (MessageRole::Assistant, assistant)] {
-                    s.bytes += content.len();
-                    s.messages.push_back(StoredMessage { role, content, at: now });
+                // Each message is stored within half of `max_bytes`, so the newest pair
+                // (which the trim keeps) fits the bound too (hardening: session memory is
+                // bounded by `max_bytes` whatever one message's size).
+                for m in [user, assistant] {
+                    let m = bounded(m, limits.max_bytes / 2);
+                    s.bytes += m.size();
+                    s.messages.push_back(StoredMessage { role: m.role, content: m.content, extra: m.extra, at: now });
                 }
                 while s.messages.len() > limits.max_messages || (s.bytes > limits.max_bytes && s.messages.len() > 2) {
                     if let Some(old) = s.messages.pop_front() {
-                        s.bytes -= old.content.len();
+                        s.bytes -= stored_size(&old);
                     }
                 }
                 s.info.model = model;
@@ -409,4 +417,30 @@ pub(super) fn visible(info: &SessionInfo, who: &Identity) -> bool {
 
 pub(super) fn invalid_session(id: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidSession, format!("unknown session {id}"))
+}
+
+/// The marker ending a message cut for storage.
+pub const TRUNCATED: &str = " [truncated for storage]";
+
+/// `m` as stored: a message over `max` bytes keeps its first `max` bytes of text (at
+/// a character boundary) and the `TRUNCATED` marker, and drops parts and tool calls
+/// past the bound. The client got the whole message; the history keeps what fits.
+pub(super) fn bounded(m: Message, max: usize) -> Message {
+    if m.size() <= max {
+        return m;
+    }
+    let keep = m.content.floor_char_boundary(max.saturating_sub(TRUNCATED.len()));
+    let content: Arc<str> = Arc::from(format!("{}{TRUNCATED}", &m.content[..keep]));
+    // A tool result keeps the id of the call it answers; the rest goes.
+    let extra = m.extra.and_then(|e| {
+        e.tool_call_id
+            .clone()
+            .map(|id| Arc::new(crate::chat::MessageExtra { tool_call_id: Some(id), ..Default::default() }))
+    });
+    Message { role: m.role, content, extra }
+}
+
+/// The bytes a stored message counts for (`Message::size`).
+pub(super) fn stored_size(m: &StoredMessage) -> usize {
+    Message { role: m.role, content: m.content.clone(), extra: m.extra.clone() }.size()
 }

@@ -5,11 +5,20 @@ use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
 
 use super::*;
+use crate::chat::MessageRole;
 use crate::clock;
 use crate::config::Role;
 use crate::config::SessionsConfig;
 use crate::error::ErrorCode;
 use crate::peers::mailboxes;
+
+fn user(text: impl Into<Arc<str>>) -> Message {
+    Message::text(MessageRole::User, text)
+}
+
+fn reply(text: impl Into<Arc<str>>) -> Message {
+    Message::text(MessageRole::Assistant, text)
+}
 
 fn who(name: &str, role: Role) -> Identity {
     Identity { name: Arc::from(name), role, key_index: Some(0) }
@@ -79,7 +88,7 @@ impl Cluster {
         let msgs = self.pump();
         let g = rx.try_recv().unwrap().unwrap();
         let seen = g.history.len();
-        self.hubs[on].finish(g, Arc::from(q), Arc::from(format!("re: {q}")));
+        self.hubs[on].finish(g, user(q), reply(format!("re: {q}")));
         (msgs + self.pump(), seen)
     }
 
@@ -101,7 +110,7 @@ fn second_turn_waits_for_the_first_and_sees_its_reply() {
     assert!(first.created && first.history.is_empty());
     let second = c.begin(0, "s1", &u);
     assert!(second.try_recv().is_err(), "second turn must wait");
-    c.hubs[0].finish(first, Arc::from("hi"), Arc::from("hello"));
+    c.hubs[0].finish(first, user("hi"), reply("hello"));
     let second = second.try_recv().unwrap().unwrap();
     assert_eq!(second.history.len(), 2);
     assert_eq!(&*second.history[1].content, "hello");
@@ -214,12 +223,12 @@ fn a_busy_session_stays_put_and_queues_turns_from_other_workers() {
     let second = c.begin(0, &id, &u);
     c.pump();
     assert!(second.try_recv().is_err(), "waits for the first turn");
-    c.hubs[1].finish(first, Arc::from("q1"), Arc::from("a1"));
+    c.hubs[1].finish(first, user("q1"), reply("a1"));
     c.pump();
     let second = second.try_recv().unwrap().unwrap();
     assert_eq!(second.history.len(), 4);
     assert_eq!(c.holders(&id), vec![1], "granted where it is held");
-    c.hubs[0].finish(second, Arc::from("q2"), Arc::from("a2"));
+    c.hubs[0].finish(second, user("q2"), reply("a2"));
     c.pump();
     assert_eq!(c.shards[1].borrow().get(&id, &u, None).unwrap().messages.len(), 4);
 }

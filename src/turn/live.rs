@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::chat::{FinishReason, Usage};
+use crate::chat::{FinishReason, Message, ToolCall, Usage};
 use crate::error::{ApiError, ErrorCode};
 use crate::provider::StreamEvent;
 
@@ -16,6 +16,8 @@ use super::StartedTurn;
 pub struct LiveTurn {
     started: Option<StartedTurn>,
     text: String,
+    /// The tool calls so far (their pieces joined), stored with the reply.
+    calls: Vec<ToolCall>,
     finish: FinishReason,
     /// The session the turn belongs to (empty for an explicit-context turn).
     pub session_id: String,
@@ -45,7 +47,14 @@ pub enum TurnEvent {
 impl LiveTurn {
     pub fn new(started: StartedTurn) -> Self {
         let (session_id, model_id) = (started.session_id.clone(), started.model_id.clone());
-        LiveTurn { started: Some(started), text: String::new(), finish: FinishReason::Stop, session_id, model_id }
+        LiveTurn {
+            started: Some(started),
+            text: String::new(),
+            calls: Vec::new(),
+            finish: FinishReason::Stop,
+            session_id,
+            model_id,
+        }
     }
 
     /// The next event; `None` once the turn is over.
@@ -67,6 +76,7 @@ impl LiveTurn {
                         self.started = None;
                         return Some(TurnEvent::Failed(e));
                     }
+                    super::start::add_tool_call_piece(&mut self.calls, index, id.clone(), name.clone(), &arguments);
                     Some(TurnEvent::ToolCall { index, id, name, arguments })
                 }
                 Ok(Some(StreamEvent::Finish(finish))) => {
@@ -78,7 +88,7 @@ impl LiveTurn {
                     let started = self.started.take()?;
                     started.account(usage);
                     let reply: Arc<str> = Arc::from(std::mem::take(&mut self.text));
-                    started.finish(reply.clone());
+                    started.finish(Message::assistant(reply.clone(), std::mem::take(&mut self.calls)));
                     Some(TurnEvent::Done { usage, reply, finish: self.finish })
                 }
                 Ok(None) => {

@@ -61,7 +61,9 @@ pub struct StartedTurn {
     pub stream: ChatStream,
     pub session_id: String,
     pub model_id: String,
-    pub user_message: Arc<str>,
+    /// The turn's new message (user text and parts, or a tool result), stored with
+    /// the reply when the turn completes.
+    pub user_message: Message,
     /// The turn's token reservation (`ratelimit::turn`): settled in `account`,
     /// charged for what was streamed if the turn is dropped.
     pub quota: crate::ratelimit::TurnQuota,
@@ -81,8 +83,9 @@ fn effective_max_tokens(params: &Params, model: &crate::config::ModelConfig) -> 
 }
 
 impl StartedTurn {
-    /// Records the completed reply in the session and releases it.
-    pub fn finish(mut self, reply: Arc<str>) {
+    /// Records the completed reply (an assistant message, tool calls included) in the
+    /// session and releases it.
+    pub fn finish(mut self, reply: Message) {
         if let Some(grant) = self.grant.take() {
             self.engine.sessions.finish(grant, self.user_message.clone(), reply);
         }
@@ -214,7 +217,7 @@ pub async fn start_turn(
                     model_id: m.id.clone(),
                     grant,
                     stream,
-                    user_message: turn.message.content,
+                    user_message: turn.message,
                     quota,
                     request_id: turn.request_id,
                     dropped,

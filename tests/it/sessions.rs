@@ -434,3 +434,20 @@ fn a_session_keeps_its_history_while_its_turns_hop_between_workers() {
         conns[6].exchange(&req("POST", "/api/chat").key(USER).json(&json!({"message": "anew", "sessionId": sid})));
     assert_eq!(resp.json()["data"]["message"], mock_reply("anew", 1));
 }
+
+#[test]
+fn a_message_larger_than_max_bytes_is_stored_cut_and_the_session_stays_bounded() {
+    let gw = Cfg::new().extra("[sessions]\nmax_bytes = 65536\n").server("max_body_bytes = 4194304").start();
+    let big = "x".repeat(300_000);
+    let first = gw.chat(USER, json!({"message": big, "sessionId": "big-1"}));
+    assert_eq!(first["sessionId"], "big-1");
+    for _ in 0..3 {
+        gw.chat(USER, json!({"message": big, "sessionId": "big-1"}));
+    }
+    let view = gw.get("/api/sessions/big-1", Some(USER)).json();
+    let messages = view["data"]["messages"].as_array().unwrap().clone();
+    let stored: usize = messages.iter().map(|m| m["content"].as_str().unwrap().len()).sum();
+    assert!(stored <= 65536, "{stored} bytes stored for max_bytes = 65536");
+    let user = messages.iter().find(|m| m["role"] == "user").unwrap();
+    assert!(user["content"].as_str().unwrap().ends_with(" [truncated for storage]"));
+}

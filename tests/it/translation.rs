@@ -306,3 +306,31 @@ fn compressed_answers_are_decoded_on_every_path_and_never_relayed_coded() {
         }
     }
 }
+
+#[test]
+fn a_tool_call_turn_survives_in_the_session_history() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let with_session = |body: &Value| {
+        gw.send(&req("POST", "/v1/chat/completions").key("sk-admin").header("x-session-id", "tools-1").json(body))
+    };
+    let r = with_session(&json!({"model": "claude", "tools": [weather_tool()],
+        "messages": [{"role": "user", "content": "Weather in SF? [fault:reply=tool_call]"}]}));
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let call = r.json()["choices"][0]["message"]["tool_calls"][0].clone();
+    // The next turn sends only the tool result: the session supplies the rest.
+    let r = with_session(&json!({"model": "claude", "tools": [weather_tool()],
+        "messages": [{"role": "tool", "tool_call_id": call["id"], "content": "18C and sunny"}]}));
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let sent = up.last_request_to(ANTHROPIC_PATH)["json"].clone();
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{sent}");
+    assert_eq!(messages[0]["content"][0]["text"], "Weather in SF? [fault:reply=tool_call]");
+    assert_eq!(messages[1]["content"][0]["type"], "tool_use", "{sent}");
+    assert_eq!(messages[1]["content"][0]["id"], call["id"]);
+    assert_eq!(messages[1]["content"][0]["input"]["location"], "San Francisco, CA");
+    assert_eq!(
+        messages[2]["content"][0],
+        json!({"type": "tool_result", "tool_use_id": call["id"], "content": "18C and sunny"})
+    );
+}
