@@ -157,11 +157,17 @@ pub struct Params {
     pub tools: Vec<Tool>,
     pub tool_choice: Option<ToolChoice>,
     pub parallel_tool_calls: Option<bool>,
+    /// Top-level fields of an OpenAI request that this model does not name
+    /// (`logit_bias`, `store`, `metadata`, ...), as (name, raw JSON): carried through
+    /// untouched to a provider of the same format; any other provider cannot carry
+    /// them (refused or dropped, never silently).
+    pub openai_extra: Vec<(String, String)>,
 }
 
 impl Params {
     /// The names (OpenAI's spelling) of the settings this request sets, in a stable
-    /// order: what adapters check against what their provider can carry.
+    /// order: what adapters check against what their provider can carry. Fields
+    /// carried as `openai_extra` are not listed (see `unsupported`).
     pub fn set_fields(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         let mut add = |set: bool, name| {
@@ -212,7 +218,7 @@ impl Params {
             "tools" => self.tools.clear(),
             "tool_choice" => self.tool_choice = None,
             "parallel_tool_calls" => self.parallel_tool_calls = None,
-            _ => {}
+            other => self.openai_extra.retain(|(name, _)| name != other),
         }
     }
 }

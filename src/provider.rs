@@ -79,7 +79,17 @@ impl Answer {
 /// The settings of `params` a provider of `kind` cannot carry, by their OpenAI names.
 /// The turn engine refuses them (400 naming field and provider) or, with
 /// `drop_unsupported_params`, drops them and says so in `X-Clawgate-Dropped-Params`.
-pub fn unsupported(kind: ProviderKind, params: &Params) -> Vec<&'static str> {
+/// Unknown OpenAI fields (`Params::openai_extra`) travel only to OpenAI-format kinds.
+pub fn unsupported(kind: ProviderKind, params: &Params) -> Vec<String> {
+    let same_format = matches!(kind, ProviderKind::OpenAi | ProviderKind::OpenAiCompat | ProviderKind::AzureOpenAi);
+    let mut out: Vec<String> = known_unsupported(kind, params).into_iter().map(str::to_string).collect();
+    if !same_format && kind != ProviderKind::Mock {
+        out.extend(params.openai_extra.iter().map(|(name, _)| name.clone()));
+    }
+    out
+}
+
+fn known_unsupported(kind: ProviderKind, params: &Params) -> Vec<&'static str> {
     let cannot: &[&str] = match kind {
         ProviderKind::Anthropic => &[
             "seed",

@@ -303,6 +303,7 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
         }
     }
     let params = Params {
+        openai_extra: unknown_fields(body)?,
         max_tokens: b.max_completion_tokens.or(b.max_tokens),
         temperature: b.temperature,
         top_p: b.top_p,
@@ -332,6 +333,43 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
         stream: b.stream.unwrap_or(false),
         include_usage: b.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
     })
+}
+
+/// The request's top-level fields clawgate does not model, as (name, raw JSON), in
+/// order: carried to OpenAI-format providers as sent (`Params::openai_extra`).
+const KNOWN_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "user",
+    "reasoning_effort",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+];
+
+fn unknown_fields(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::new();
+    for item in sonic_rs::to_object_iter(body) {
+        let (name, value) = item.map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+        if !KNOWN_FIELDS.contains(&&*name) {
+            out.push((name.into_owned(), value.as_raw_str().to_string()));
+        }
+    }
+    Ok(out)
 }
 
 /// Splits the request's messages into the turn (see the module doc for the rule).
@@ -564,7 +602,7 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
 
 /// `X-Clawgate-Dropped-Params: a, b` when settings the provider cannot carry were
 /// dropped (`drop_unsupported_params`; PROTOCOL.md "Provider errors, by kind").
-fn add_dropped_header(resp: &mut Response, dropped: &[&'static str]) {
+fn add_dropped_header(resp: &mut Response, dropped: &[String]) {
     if !dropped.is_empty() {
         resp.push_header("x-clawgate-dropped-params", dropped.join(", "));
     }

@@ -338,9 +338,20 @@ pub fn encode(req: &ChatRequest, completion_tokens_spelling: bool) -> Result<Byt
         }),
         parallel_tool_calls: p.parallel_tool_calls,
     };
-    sonic_rs::to_vec(&wire)
-        .map(Bytes::from)
-        .map_err(|e| ProviderError::upstream(format!("cannot encode the request: {e}")))
+    let mut body =
+        sonic_rs::to_vec(&wire).map_err(|e| ProviderError::upstream(format!("cannot encode the request: {e}")))?;
+    // Fields the client sent that clawgate does not model go on as they were sent.
+    if !p.openai_extra.is_empty() && body.last() == Some(&b'}') {
+        body.pop();
+        for (name, raw) in &p.openai_extra {
+            body.push(b',');
+            body.extend_from_slice(sonic_rs::to_string(name).unwrap_or_default().as_bytes());
+            body.push(b':');
+            body.extend_from_slice(raw.as_bytes());
+        }
+        body.push(b'}');
+    }
+    Ok(Bytes::from(body))
 }
 
 /// Reads a non-streamed completion: text, tool calls, finish reason and usage. The

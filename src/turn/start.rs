@@ -71,7 +71,7 @@ pub struct StartedTurn {
     pub request_id: String,
     /// Settings the provider could not carry, dropped (`drop_unsupported_params`):
     /// front doors name them in `X-Clawgate-Dropped-Params`.
-    pub dropped: Vec<&'static str>,
+    pub dropped: Vec<String>,
 }
 
 /// The most tokens a turn may generate: the request's, capped by the model's.

@@ -334,3 +334,27 @@ fn a_tool_call_turn_survives_in_the_session_history() {
         json!({"type": "tool_result", "tool_use_id": call["id"], "content": "18C and sunny"})
     );
 }
+
+#[test]
+fn unknown_fields_reach_an_openai_provider_untouched_and_are_never_dropped_silently() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let body = json!({"model": "gpt", "logit_bias": {"50256": -100}, "store": false,
+        "messages": [{"role": "user", "content": "hi"}]});
+    // With a session the request is rebuilt (not passed through): the fields survive.
+    let r = gw.send(&req("POST", "/v1/chat/completions").key("sk-admin").header("x-session-id", "extra-1").json(&body));
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let sent = up.last_request_to("/v1/chat/completions")["json"].clone();
+    assert_eq!(sent["logit_bias"], json!({"50256": -100}), "{sent}");
+    assert_eq!(sent["store"], false);
+    // Anthropic cannot carry them: refused, naming them.
+    let mut to_claude = body.clone();
+    to_claude["model"] = json!("claude");
+    let r = v1(&gw, &to_claude);
+    assert_eq!(r.status(), 400, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"].as_str().unwrap().starts_with("`logit_bias`, `store` cannot be sent"),
+        "{}",
+        r.text()
+    );
+}
