@@ -100,6 +100,10 @@ pub(super) struct RawServer {
     pub sse_resume_window_ms: Option<u64>,
     /// Streamed turns buffered for resumes per worker; beyond it streams are not resumable.
     pub sse_max_buffered_turns: Option<usize>,
+    /// Longest lingering close after an early error response, ms (0 = none).
+    pub lingering_close_ms: Option<u64>,
+    /// Most bytes read and discarded in a lingering close.
+    pub lingering_close_bytes: Option<usize>,
 }
 
 /// `[[keys]]`.

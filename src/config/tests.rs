@@ -90,6 +90,15 @@ fn server_defaults_match_the_documented_values() {
     assert_eq!(s.shutdown_timeout_ms, 10_000);
     assert_eq!(s.access_log, AccessLog::Off);
     assert!(!s.health_detailed_admin_only);
+    assert_eq!((s.lingering_close_ms, s.lingering_close_bytes), (5_000, 16 * 1_048_576));
+}
+
+#[test]
+fn lingering_close_is_read_from_the_file_and_may_be_turned_off() {
+    let s = parse_ok("[server]\nlingering_close_ms = 0\nlingering_close_bytes = 12\n").server;
+    assert_eq!((s.lingering_close_ms, s.lingering_close_bytes), (0, 12));
+    let e = parse("[server]\nlingering_close_ms = 60001\n").unwrap_err().0;
+    assert!(e.contains("server.lingering_close_ms: must be at most 60000 (got 60001)"), "{e}");
 }
 
 #[test]
@@ -454,6 +463,8 @@ fn the_example_file_sets_what_it_documents() {
         "shutdown_timeout_ms",
         "access_log",
         "health_detailed_admin_only",
+        "lingering_close_ms",
+        "lingering_close_bytes",
         "name",
         "key",
         "key_sha256",

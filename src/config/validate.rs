@@ -32,6 +32,8 @@ const MAX_HEADERS: usize = 1024;
 const MAX_LEASE_SIZE: u32 = 65_536;
 /// Largest `limits.max_tracked_clients` (about 100 bytes each, per worker).
 const MAX_TRACKED_CLIENTS: usize = 100_000_000;
+/// Longest `server.lingering_close_ms`: a lingering socket holds a connection slot.
+const MAX_LINGERING_CLOSE_MS: u64 = 60_000;
 /// Bounds of `server.max_header_bytes`.
 const HEADER_BYTES_RANGE: (usize, usize) = (1024, 1_048_576);
 
@@ -315,6 +317,20 @@ impl Ctx<'_> {
                 raw.sse_max_buffered_turns,
                 d.sse_max_buffered_turns,
                 1,
+                None,
+            )?,
+            lingering_close_ms: self.ranged(
+                "server.lingering_close_ms",
+                raw.lingering_close_ms,
+                d.lingering_close_ms,
+                0,
+                Some(MAX_LINGERING_CLOSE_MS),
+            )?,
+            lingering_close_bytes: self.ranged(
+                "server.lingering_close_bytes",
+                raw.lingering_close_bytes,
+                d.lingering_close_bytes,
+                0,
                 None,
             )?,
         })
