@@ -407,6 +407,12 @@ pub struct LimitsConfig {
     pub max_tracked_clients: usize,
     /// Completion tokens a turn reserves when its model sets no `max_tokens`.
     pub completion_reserve_tokens: u32,
+    /// Failed authentications (credentials presented and refused, over HTTP and
+    /// WebSocket) from one client IP within a minute that lock it out; 0 = no lockout.
+    pub auth_failures_per_minute: u32,
+    /// How long a locked-out client IP is refused (`429` before its key is checked),
+    /// in seconds.
+    pub auth_lockout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -420,6 +426,8 @@ impl Default for LimitsConfig {
             lease_size: 8,
             max_tracked_clients: 100_000,
             completion_reserve_tokens: 256,
+            auth_failures_per_minute: 10,
+            auth_lockout_secs: 300,
         }
     }
 }

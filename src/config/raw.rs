@@ -247,6 +247,10 @@ pub(super) struct RawLimits {
     pub max_tracked_clients: Option<usize>,
     /// Completion tokens reserved for a turn whose model sets no `max_tokens`.
     pub completion_reserve_tokens: Option<u32>,
+    /// Failed authentications per client IP within a minute before a lockout (0 = none).
+    pub auth_failures_per_minute: Option<u32>,
+    /// Length of a lockout, seconds.
+    pub auth_lockout_secs: Option<u64>,
 }
 
 /// `headers = { "X-Foo" = "bar" }`, kept in file order (a `HashMap` would shuffle it
