@@ -128,6 +128,15 @@ pub struct ServerConfig {
     pub sse_resume_window_ms: u64,
     /// Streamed turns buffered for resumes per worker; beyond it streams are not resumable.
     pub sse_max_buffered_turns: usize,
+    /// After an error answered before the request was read whole (413, 431, a bad
+    /// head or body), the connection is closed in stages (RFC 9112 section 9.6): the
+    /// write side is shut and what the client still sends is read and discarded for
+    /// at most this long, in ms; 0 closes at once.
+    pub lingering_close_ms: u64,
+    /// ... and at most this many bytes: about the largest over-limit body whose
+    /// answer a client that writes before it reads still gets (the kernel's buffers
+    /// absorb only a megabyte or two more).
+    pub lingering_close_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -161,6 +170,8 @@ impl Default for ServerConfig {
             sse_resume_buffer_bytes: 262_144,
             sse_resume_window_ms: 15_000,
             sse_max_buffered_turns: 1_024,
+            lingering_close_ms: 5_000,
+            lingering_close_bytes: 16 * 1_048_576,
         }
     }
 }
@@ -406,6 +417,12 @@ pub struct LimitsConfig {
     pub max_tracked_clients: usize,
     /// Completion tokens a turn reserves when its model sets no `max_tokens`.
     pub completion_reserve_tokens: u32,
+    /// Failed authentications (credentials presented and refused, over HTTP and
+    /// WebSocket) from one client IP within a minute that lock it out; 0 = no lockout.
+    pub auth_failures_per_minute: u32,
+    /// How long a locked-out client IP is refused (`429` before its key is checked),
+    /// in seconds.
+    pub auth_lockout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -419,6 +436,8 @@ impl Default for LimitsConfig {
             lease_size: 8,
             max_tracked_clients: 100_000,
             completion_reserve_tokens: 256,
+            auth_failures_per_minute: 10,
+            auth_lockout_secs: 300,
         }
     }
 }

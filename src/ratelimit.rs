@@ -33,6 +33,16 @@
 //!   counts against its IP's `limits.ip_rpm`, so a key-guessing flood gets `429`.
 //!   Open routes (`/health`, `/metrics`, webhooks) are not limited: probes, scrapers
 //!   and platforms must get through, and webhooks are verified by signature.
+//! - Failed authentication, HTTP and WebSocket alike ([`Limiter::auth_failed`]):
+//!   `limits.auth_failures_per_minute` refused keys from one client IP within a minute
+//!   lock it out for `limits.auth_lockout_secs` (`lockout.rs`, global over the
+//!   workers). While locked out, every request that carries a key gets `429
+//!   RATE_LIMITED` with `Retry-After` (the seconds left) before the key is looked at
+//!   ([`Limiter::check_lockout`]), a valid key included; `X-RateLimit-Limit` is then
+//!   the failure limit and `X-RateLimit-Reset` the lockout's end. Failures and
+//!   lockouts are counted in the worker's `WorkerStats` (`auth_failures`,
+//!   `auth_lockouts`). A missing key is not a failure: it only counts against
+//!   `limits.ip_rpm` ([`Limiter::check_unauthenticated`]).
 //! - Tokens of chat turns: per key, `keys[].tpm`, else `limits.tpm` (`turn.rs`).
 //! - Every response to an authenticated route whose caller has a request limit
 //!   carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` (this core's estimate: the
@@ -55,11 +65,19 @@
 //! - A `message` frame is a turn: call [`Limiter::check_request`] with the socket's
 //!   identity first (the key's `rpm`), then `start_turn` reserves its tokens as for
 //!   REST, and a turn cut for tokens ends with `TurnEvent::Failed(RATE_LIMITED)`.
+//! - Authentication: an `Authorization` header on the upgrade goes through
+//!   `server::dispatch` like any request. For an `auth` frame with a token, call
+//!   [`Limiter::check_lockout`]`(peer)` before checking the token (`Err`: send the
+//!   429 and close, without looking at the token); when the token is refused, call
+//!   [`Limiter::auth_failed`]`(peer)` (`Err`: answer its `RATE_LIMITED` instead of
+//!   `UNAUTHORIZED`). A first frame that carries no token is not a failure:
+//!   [`Limiter::check_unauthenticated`] as before.
 //!
 //! # Memory
 //! Key state is bounded by the config. Per-client state is bounded by
 //! `limits.max_tracked_clients` per limit in the registry and per worker in the
-//! shards, whatever the traffic; idle clients are evicted (see `clients.rs`).
+//! shards, whatever the traffic; idle clients are evicted (see `clients.rs`). The
+//! lockout registry holds as many clients at most (`lockout.rs`).
 //!
 //! # Reload
 //! [`Limiter::reload`] (from `Control::Reload`) moves the shard to the new config's
@@ -70,6 +88,7 @@ pub mod budget;
 pub mod clients;
 pub mod clock;
 pub mod lease;
+pub mod lockout;
 pub mod registry;
 pub mod shard;
 pub mod socket;
@@ -84,6 +103,9 @@ use std::time::Duration;
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
+use crate::log;
+use crate::stats::WorkerStats;
+use lockout::Failure;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use registry::Global;
@@ -137,19 +159,33 @@ pub struct Refused {
 }
 
 /// One worker's limiter: its shard, behind a `RefCell` (shared with the turns'
-/// reservations, which settle through it when dropped). No method awaits while the
-/// shard is borrowed.
+/// reservations, which settle through it when dropped), and the worker's counters
+/// for failed authentications. No method awaits while the shard is borrowed.
 #[derive(Debug)]
 pub struct Limiter {
     clock: SharedClock,
     shard: Rc<RefCell<Shard>>,
+    stats: Arc<WorkerStats>,
 }
 
 impl Limiter {
     /// Worker `worker`'s limiter on `global`, for `config`.
     pub fn new(worker: usize, global: Arc<Global>, config: &Arc<Config>) -> Self {
         let clock = global.clock().clone();
-        Limiter { clock, shard: Rc::new(RefCell::new(Shard::new(worker, global, config))) }
+        let shard = Rc::new(RefCell::new(Shard::new(worker, global, config)));
+        Limiter { clock, shard, stats: Arc::default() }
+    }
+
+    /// This limiter counting failed authentications and lockouts into `stats` (the
+    /// worker's counters; without it, into counters of its own).
+    pub fn with_stats(mut self, stats: Arc<WorkerStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// The counters this limiter writes.
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
     }
 
     /// Applies a reloaded config's limits (see `registry.rs` for what carries over).
@@ -192,11 +228,61 @@ impl Limiter {
         }
     }
 
-    /// Counts a request that failed authentication against its IP's `limits.ip_rpm`.
+    /// Counts a request that brought no credentials against its IP's `limits.ip_rpm`.
     /// `Err`: answer `429` instead of `401`.
     pub fn check_unauthenticated(&self, peer: Option<IpAddr>) -> Result<Quota, Refused> {
         let now = self.clock.now_ns();
         client_check(&mut self.shard.borrow_mut(), ClientLimit::Http, peer, now)
+    }
+
+    /// Refuses credentials from a locked-out address: call it for every request (or
+    /// WebSocket `auth` frame) that carries a key, before the key is checked. `Err`:
+    /// answer its `429` (with `Retry-After`, the seconds the lockout has left) and
+    /// do not look at the key. Costs one atomic load while no lockout is running.
+    pub fn check_lockout(&self, peer: Option<IpAddr>) -> Result<(), Refused> {
+        let Some(ip) = peer else { return Ok(()) };
+        let shard = self.shard.borrow();
+        let Some(lockouts) = shard.lockouts().filter(|l| !l.never_locked()) else { return Ok(()) };
+        let now = self.clock.now_ns();
+        match lockouts.locked_until(ip, now) {
+            None => Ok(()),
+            Some(until_ns) => Err(lockout_refusal(lockouts.limit(), until_ns, now)),
+        }
+    }
+
+    /// Counts credentials that were presented and refused (a wrong key, a malformed
+    /// `Authorization`): one failure towards the lockout of `peer`
+    /// (`limits.auth_failures_per_minute`) and one request against its
+    /// `limits.ip_rpm`, both counted in the worker's stats. `Ok`: answer `401` with
+    /// the quota's headers. `Err`: answer this `429` instead: the lockout's, when this
+    /// failure began it or one is running, else the exhausted `ip_rpm`'s.
+    pub fn auth_failed(&self, peer: Option<IpAddr>) -> Result<Quota, Refused> {
+        WorkerStats::add(&self.stats.auth_failures, 1);
+        let now = self.clock.now_ns();
+        let mut shard = self.shard.borrow_mut();
+        let locked = match (peer, shard.lockouts()) {
+            (Some(ip), Some(lockouts)) => match lockouts.record_failure(ip, now) {
+                Failure::Counted { .. } => None,
+                Failure::LockedOut { until_ns, began } => {
+                    if began {
+                        WorkerStats::add(&self.stats.auth_lockouts, 1);
+                        let secs = lockouts.lockout_ns() / 1_000_000_000;
+                        log::info(&format!(
+                            "client {} locked out for {secs} s after {} failed authentications in a minute",
+                            clients::client_key(ip),
+                            lockouts.limit()
+                        ));
+                    }
+                    Some(lockout_refusal(lockouts.limit(), until_ns, now))
+                }
+            },
+            _ => None,
+        };
+        let per_ip = client_check(&mut shard, ClientLimit::Http, peer, now);
+        match locked {
+            Some(refused) => Err(refused),
+            None => per_ip,
+        }
     }
 
     /// The `X-RateLimit-*` headers of `quota` (PROTOCOL.md "Conventions"), for the
@@ -235,6 +321,19 @@ fn client_check(shard: &mut Shard, limit: ClientLimit, peer: Option<IpAddr>, now
             quota: Quota { requests: Some(denied.window), token_slot: None },
         }),
     }
+}
+
+/// The `429` of a locked-out address: its `Retry-After` is the time the lockout has
+/// left, its headers show the failure limit with nothing remaining until the end.
+fn lockout_refusal(limit: u32, until_ns: u64, now: u64) -> Refused {
+    let secs = until_ns.saturating_sub(now).div_ceil(1_000_000_000).max(1);
+    let error = ApiError::new(
+        ErrorCode::RateLimited,
+        format!("too many failed authentications from this address; locked out, retry in {secs} s"),
+    )
+    .with_retry_after(secs);
+    let window = Window { limit: u64::from(limit), remaining: 0, reset_ns: until_ns };
+    Refused { error, quota: Quota { requests: Some(window), token_slot: None } }
 }
 
 fn refusal(denied: &Denied, what: &str) -> ApiError {

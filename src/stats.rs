@@ -1,4 +1,5 @@
-//! Per-worker counters (`WorkerStats`): requests, connections, WebSockets, tokens.
+//! Per-worker counters (`WorkerStats`): requests, connections, WebSockets, tokens,
+//! failed authentications and lockouts.
 //! Each worker writes only its own (relaxed atomics, padded to a cache line so no two
 //! workers share one); `/api/status`, `/health/detailed` and WebSocket `status`
 //! events sum them. Layer 0: anything may count, nothing here imports the gateway.
@@ -18,6 +19,12 @@ pub struct WorkerStats {
     pub prompt_tokens: AtomicU64,
     pub completion_tokens: AtomicU64,
     pub rejected_connections: AtomicU64,
+    /// Requests and WebSocket `auth` frames whose credentials were refused (counted by
+    /// `ratelimit::Limiter::auth_failed`; a missing key is not a failure).
+    pub auth_failures: AtomicU64,
+    /// Lockouts begun: a client IP passed `limits.auth_failures_per_minute` (counted
+    /// once per lockout, by the worker that saw the last failure).
+    pub auth_lockouts: AtomicU64,
     pub sessions: Arc<AtomicUsize>,
 }
 

@@ -182,8 +182,10 @@ impl Worker {
         let client = Rc::new(Client::new());
         let providers =
             Providers::new(&snapshot.config.providers, &snapshot.tls, &client, |name| shared.health_of(name, id));
-        let limiter = Rc::new(crate::ratelimit::Limiter::new(id, shared.limits.clone(), &snapshot.config));
         let stats = shared.workers.get(id).cloned().unwrap_or_default();
+        let limiter = Rc::new(
+            crate::ratelimit::Limiter::new(id, shared.limits.clone(), &snapshot.config).with_stats(stats.clone()),
+        );
         let turns = Rc::new(Engine::new(sessions, limiter.clone(), stats, resume, providers));
         Worker {
             id,

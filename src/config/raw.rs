@@ -100,6 +100,10 @@ pub(super) struct RawServer {
     pub sse_resume_window_ms: Option<u64>,
     /// Streamed turns buffered for resumes per worker; beyond it streams are not resumable.
     pub sse_max_buffered_turns: Option<usize>,
+    /// Longest lingering close after an early error response, ms (0 = none).
+    pub lingering_close_ms: Option<u64>,
+    /// Most bytes read and discarded in a lingering close.
+    pub lingering_close_bytes: Option<usize>,
 }
 
 /// `[[keys]]`.
@@ -249,6 +253,10 @@ pub(super) struct RawLimits {
     pub max_tracked_clients: Option<usize>,
     /// Completion tokens reserved for a turn whose model sets no `max_tokens`.
     pub completion_reserve_tokens: Option<u32>,
+    /// Failed authentications per client IP within a minute before a lockout (0 = none).
+    pub auth_failures_per_minute: Option<u32>,
+    /// Length of a lockout, seconds.
+    pub auth_lockout_secs: Option<u64>,
 }
 
 /// `headers = { "X-Foo" = "bar" }`, kept in file order (a `HashMap` would shuffle it

@@ -90,6 +90,15 @@ fn server_defaults_match_the_documented_values() {
     assert_eq!(s.shutdown_timeout_ms, 10_000);
     assert_eq!(s.access_log, AccessLog::Off);
     assert!(!s.health_detailed_admin_only);
+    assert_eq!((s.lingering_close_ms, s.lingering_close_bytes), (5_000, 16 * 1_048_576));
+}
+
+#[test]
+fn lingering_close_is_read_from_the_file_and_may_be_turned_off() {
+    let s = parse_ok("[server]\nlingering_close_ms = 0\nlingering_close_bytes = 12\n").server;
+    assert_eq!((s.lingering_close_ms, s.lingering_close_bytes), (0, 12));
+    let e = parse("[server]\nlingering_close_ms = 60001\n").unwrap_err().0;
+    assert!(e.contains("server.lingering_close_ms: must be at most 60000 (got 60001)"), "{e}");
 }
 
 #[test]
@@ -454,6 +463,8 @@ fn the_example_file_sets_what_it_documents() {
         "shutdown_timeout_ms",
         "access_log",
         "health_detailed_admin_only",
+        "lingering_close_ms",
+        "lingering_close_bytes",
         "name",
         "key",
         "key_sha256",
@@ -520,6 +531,7 @@ fn limits_default_to_no_limits_and_documented_tuning() {
     assert_eq!((l.rpm, l.tpm, l.ip_rpm), (None, None, None));
     assert_eq!((l.ws_connects_per_minute_per_ip, l.ws_messages_per_minute), (None, None));
     assert_eq!((l.lease_size, l.max_tracked_clients, l.completion_reserve_tokens), (8, 100_000, 256));
+    assert_eq!((l.auth_failures_per_minute, l.auth_lockout_secs), (10, 300));
     assert_eq!(Config::builtin_default().limits, l);
 }
 
@@ -528,7 +540,7 @@ fn limits_are_read_from_the_file() {
     let l = parse_ok(
         "[limits]\nrpm = 1\ntpm = 2\nip_rpm = 3\nws_connects_per_minute_per_ip = 4\n\
          ws_messages_per_minute = 5\nlease_size = 6\nmax_tracked_clients = 7\n\
-         completion_reserve_tokens = 8\n",
+         completion_reserve_tokens = 8\nauth_failures_per_minute = 9\nauth_lockout_secs = 10\n",
     )
     .limits;
     assert_eq!(
@@ -542,6 +554,8 @@ fn limits_are_read_from_the_file() {
             lease_size: 6,
             max_tracked_clients: 7,
             completion_reserve_tokens: 8,
+            auth_failures_per_minute: 9,
+            auth_lockout_secs: 10,
         }
     );
 }
@@ -558,6 +572,8 @@ fn bad_limits_are_errors_naming_the_key() {
         ("[limits]\nlease_size = 70000\n", "limits.lease_size: must be at most 65536 (got 70000)"),
         ("[limits]\nmax_tracked_clients = 0\n", "limits.max_tracked_clients: must be at least 1"),
         ("[limits]\ncompletion_reserve_tokens = 0\n", "limits.completion_reserve_tokens: must be at least 1"),
+        ("[limits]\nauth_lockout_secs = 0\n", "limits.auth_lockout_secs: must be at least 1"),
+        ("[limits]\nauth_lockout_secs = 604801\n", "limits.auth_lockout_secs: must be at most 604800"),
         ("[limits]\nburst = 5\n", "unknown field `burst`"),
         // Type errors come from the TOML parser, which shows the line.
         ("[limits]\nrpm = -1\n", "rpm = -1"),
@@ -584,6 +600,8 @@ fn the_example_file_documents_every_limits_key() {
         "lease_size",
         "max_tracked_clients",
         "completion_reserve_tokens",
+        "auth_failures_per_minute",
+        "auth_lockout_secs",
     ] {
         let written = text.lines().any(|l| l.trim_start_matches(['#', ' ']).starts_with(&format!("{key} =")));
         assert!(written, "example does not document limits.{key}");

@@ -32,6 +32,10 @@ const MAX_HEADERS: usize = 1024;
 const MAX_LEASE_SIZE: u32 = 65_536;
 /// Largest `limits.max_tracked_clients` (about 100 bytes each, per worker).
 const MAX_TRACKED_CLIENTS: usize = 100_000_000;
+/// Longest `server.lingering_close_ms`: a lingering socket holds a connection slot.
+const MAX_LINGERING_CLOSE_MS: u64 = 60_000;
+/// Longest `limits.auth_lockout_secs` (a week).
+const MAX_AUTH_LOCKOUT_SECS: u64 = 604_800;
 /// Bounds of `server.max_header_bytes`.
 const HEADER_BYTES_RANGE: (usize, usize) = (1024, 1_048_576);
 
@@ -317,6 +321,20 @@ impl Ctx<'_> {
                 1,
                 None,
             )?,
+            lingering_close_ms: self.ranged(
+                "server.lingering_close_ms",
+                raw.lingering_close_ms,
+                d.lingering_close_ms,
+                0,
+                Some(MAX_LINGERING_CLOSE_MS),
+            )?,
+            lingering_close_bytes: self.ranged(
+                "server.lingering_close_bytes",
+                raw.lingering_close_bytes,
+                d.lingering_close_bytes,
+                0,
+                None,
+            )?,
         })
     }
 
@@ -560,6 +578,14 @@ impl Ctx<'_> {
                 d.completion_reserve_tokens,
                 1,
                 None,
+            )?,
+            auth_failures_per_minute: raw.auth_failures_per_minute.unwrap_or(d.auth_failures_per_minute),
+            auth_lockout_secs: self.ranged(
+                "limits.auth_lockout_secs",
+                raw.auth_lockout_secs,
+                d.auth_lockout_secs,
+                1,
+                Some(MAX_AUTH_LOCKOUT_SECS),
             )?,
         })
     }

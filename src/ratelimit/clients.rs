@@ -49,6 +49,16 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The registry shard of a [`client_key`]: `0..REGISTRY_SHARDS`.
+pub fn shard_of(key: &IpAddr) -> usize {
+    let h = match key {
+        IpAddr::V4(v4) => u64::from(u32::from(*v4)),
+        IpAddr::V6(v6) => (u128::from(*v6) >> 64) as u64,
+    };
+    // Fibonacci hashing spreads neighbouring addresses over the shards.
+    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize & (REGISTRY_SHARDS - 1)
+}
+
 /// Process-wide budgets of one per-client limit. See the module doc.
 #[derive(Debug)]
 pub struct ClientRegistry {
@@ -80,12 +90,7 @@ impl ClientRegistry {
     }
 
     fn shard_of(&self, key: &IpAddr) -> usize {
-        let h = match key {
-            IpAddr::V4(v4) => u64::from(u32::from(*v4)),
-            IpAddr::V6(v6) => (u128::from(*v6) >> 64) as u64,
-        };
-        // Fibonacci hashing spreads neighbouring addresses over the shards.
-        (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize & (REGISTRY_SHARDS - 1)
+        shard_of(key)
     }
 
     /// The budget of `key` (a [`client_key`]), created full if unknown.

@@ -6,7 +6,8 @@
 //! Reload keeps state: a key keeps its budget (and so its spent quota) across a
 //! reload by name; when its limit changes, the new budget starts with the tokens the
 //! old one had left (clamped to the new capacity). Per-client registries are kept when
-//! their limit and cap are unchanged and start empty otherwise. Keys removed from the
+//! their limit and cap are unchanged and start empty otherwise; so is the lockout
+//! registry (`lockout.rs`) with its limit and length. Keys removed from the
 //! config are forgotten. The table is cached per config (`Arc` identity), so every
 //! worker syncing to the same reloaded config gets the same budgets.
 
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::budget::Budget;
 use super::clients::ClientRegistry;
 use super::clock::SharedClock;
+use super::lockout::LockoutRegistry;
 use crate::config::Config;
 
 /// Token leases are `lease_size` times this many tokens at most: a lease of requests
@@ -74,6 +76,8 @@ pub struct Table {
     pub http_clients: Option<Arc<ClientRegistry>>,
     /// `limits.ws_connects_per_minute_per_ip`.
     pub ws_clients: Option<Arc<ClientRegistry>>,
+    /// `limits.auth_failures_per_minute` and `auth_lockout_secs`; `None`: no lockout.
+    pub lockouts: Option<Arc<LockoutRegistry>>,
 }
 
 #[derive(Default)]
@@ -82,6 +86,7 @@ struct State {
     keys: HashMap<Arc<str>, KeyQuota>,
     http_clients: Option<Arc<ClientRegistry>>,
     ws_clients: Option<Arc<ClientRegistry>>,
+    lockouts: Option<Arc<LockoutRegistry>>,
 }
 
 /// Every global budget of the process. See the module doc.
@@ -154,7 +159,15 @@ impl Global {
         let cap = settings.max_tracked_clients;
         state.http_clients = clients(state.http_clients.take(), limits.ip_rpm, cap);
         state.ws_clients = clients(state.ws_clients.take(), limits.ws_connects_per_minute_per_ip, cap);
-        Table { settings, keys, http_clients: state.http_clients.clone(), ws_clients: state.ws_clients.clone() }
+        state.lockouts =
+            lockouts(state.lockouts.take(), limits.auth_failures_per_minute, limits.auth_lockout_secs, cap);
+        Table {
+            settings,
+            keys,
+            http_clients: state.http_clients.clone(),
+            ws_clients: state.ws_clients.clone(),
+            lockouts: state.lockouts.clone(),
+        }
     }
 }
 
@@ -173,6 +186,19 @@ fn clients(old: Option<Arc<ClientRegistry>>, per_minute: Option<u32>, cap: usize
     match old {
         Some(r) if r.per_minute() == per_minute && r.capacity() == ClientRegistry::capacity_for(cap) => Some(r),
         _ => Some(Arc::new(ClientRegistry::new(per_minute, cap))),
+    }
+}
+
+fn lockouts(old: Option<Arc<LockoutRegistry>>, limit: u32, secs: u64, cap: usize) -> Option<Arc<LockoutRegistry>> {
+    if limit == 0 {
+        return None;
+    }
+    let new = LockoutRegistry::new(limit, secs, cap);
+    match old {
+        Some(r) if r.limit() == new.limit() && r.lockout_ns() == new.lockout_ns() && r.capacity() == new.capacity() => {
+            Some(r)
+        }
+        _ => Some(Arc::new(new)),
     }
 }
 
@@ -209,6 +235,26 @@ key = "kb"
         assert_eq!(t.keys[1].requests.as_ref().unwrap().per_minute(), 100);
         assert!(t.keys[1].tokens.is_none(), "no tpm anywhere: unlimited");
         assert!(t.http_clients.is_none() && t.ws_clients.is_none());
+        let lockouts = t.lockouts.as_ref().unwrap();
+        assert_eq!((lockouts.limit(), lockouts.lockout_ns()), (10, 300_000_000_000), "on by default");
+    }
+
+    #[test]
+    fn a_reload_keeps_running_lockouts_unless_their_settings_change() {
+        let clock = ManualClock::new(Duration::from_secs(100), 0);
+        let g = Global::new(2, clock.clone());
+        let now = clock.now_ns();
+        let ip = "10.0.0.1".parse().unwrap();
+        let t1 = g.table_for(&config(KEYS));
+        for _ in 0..10 {
+            t1.lockouts.as_ref().unwrap().record_failure(ip, now);
+        }
+        let t2 = g.table_for(&config(&KEYS.replace("rpm = 60", "rpm = 61")));
+        assert!(t2.lockouts.as_ref().unwrap().locked_until(ip, now).is_some(), "kept");
+        let t3 = g.table_for(&config(&KEYS.replace("rpm = 100", "rpm = 100\nauth_lockout_secs = 60")));
+        assert!(t3.lockouts.as_ref().unwrap().locked_until(ip, now).is_none(), "a new registry");
+        let t4 = g.table_for(&config(&KEYS.replace("rpm = 100", "rpm = 100\nauth_failures_per_minute = 0")));
+        assert!(t4.lockouts.is_none(), "0 turns the lockout off");
     }
 
     #[test]

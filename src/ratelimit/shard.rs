@@ -28,6 +28,7 @@ use std::sync::Arc;
 use super::budget::{Budget, Shortfall};
 use super::clients::{LocalClients, REGISTRY_SHARDS};
 use super::lease::Lease;
+use super::lockout::LockoutRegistry;
 use super::registry::{Global, Table};
 use crate::config::Config;
 
@@ -84,6 +85,8 @@ pub struct Shard {
     keys: Vec<KeyLeases>,
     http_clients: Option<LocalClients>,
     ws_clients: Option<LocalClients>,
+    /// The table's lockout registry, at hand for the per-request check.
+    lockouts: Option<Arc<LockoutRegistry>>,
     ticks: u64,
 }
 
@@ -99,6 +102,7 @@ impl Shard {
             keys: Vec::new(),
             http_clients: None,
             ws_clients: None,
+            lockouts: None,
             ticks: 0,
         };
         shard.rebuild();
@@ -148,10 +152,16 @@ impl Shard {
         };
         self.http_clients = local(self.http_clients.take(), &self.table.http_clients);
         self.ws_clients = local(self.ws_clients.take(), &self.table.ws_clients);
+        self.lockouts = self.table.lockouts.clone();
     }
 
     pub fn table(&self) -> &Arc<Table> {
         &self.table
+    }
+
+    /// The lockout registry of the current config; `None`: no lockout configured.
+    pub fn lockouts(&self) -> Option<&Arc<LockoutRegistry>> {
+        self.lockouts.as_ref()
     }
 
     /// The slot of a key: its index when `config` is the one this shard is on (the
@@ -244,8 +254,9 @@ impl Shard {
     }
 
     /// Housekeeping, about once a second: stale leases go back, idle clients are
-    /// dropped, and one shard of each client registry is swept (the workers take
-    /// turns, so each registry shard is swept every `16 / workers` ticks).
+    /// dropped, and one shard of each client registry and of the lockout registry is
+    /// swept (the workers take turns, so each registry shard is swept every
+    /// `16 / workers` ticks).
     pub fn sweep(&mut self, now: u64) {
         for k in &mut self.keys {
             for lease in [k.requests.as_mut(), k.tokens.as_mut()].into_iter().flatten() {
@@ -258,6 +269,9 @@ impl Shard {
         for clients in [self.http_clients.as_mut(), self.ws_clients.as_mut()].into_iter().flatten() {
             clients.sweep(now);
             clients.registry().sweep_shard(index, now);
+        }
+        if let Some(lockouts) = &self.lockouts {
+            lockouts.sweep_shard(index, now);
         }
     }
 

@@ -254,3 +254,117 @@ fn a_reload_applies_new_limits_to_the_running_limiter() {
     let q = l.check_request(&reloaded, &key(&reloaded, 0), None).unwrap();
     assert_eq!(headers(&l, &q)[1], ("x-ratelimit-remaining".into(), "58".into()));
 }
+
+fn ip(text: &str) -> Option<IpAddr> {
+    Some(text.parse().unwrap())
+}
+
+#[test]
+fn ten_refused_keys_in_a_minute_lock_the_address_out_for_five_minutes() {
+    let cfg = config(TWO_KEYS);
+    let (clock, l) = limiter(&cfg);
+    let a = ip("192.0.2.7");
+    for i in 0..9 {
+        clock.advance(Duration::from_secs(5));
+        let q = l.auth_failed(a).unwrap_or_else(|_| panic!("failure {i} refused"));
+        assert!(headers(&l, &q).is_empty(), "no ip_rpm: no headers on the 401");
+        assert!(l.check_lockout(a).is_ok(), "not locked after {} failures", i + 1);
+    }
+    // The tenth, 45 s after the first: locked out, and told so at once.
+    clock.advance(Duration::from_secs(5));
+    let refused = l.auth_failed(a).unwrap_err();
+    assert_eq!((refused.error.code, refused.error.retry_after), (ErrorCode::RateLimited, Some(300)));
+    assert_eq!(refused.error.message, "too many failed authentications from this address; locked out, retry in 300 s");
+    // Lockout start: t = 100 + 50 s; the end is 300 s later.
+    assert_eq!(
+        headers(&l, &refused.quota),
+        pairs(&[("x-ratelimit-limit", "10"), ("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1700000450")])
+    );
+    // Every request with credentials is refused before its key is looked at,
+    // counting down to the end.
+    clock.advance(Duration::from_secs(100));
+    let refused = l.check_lockout(a).unwrap_err();
+    assert_eq!(refused.error.retry_after, Some(200));
+    clock.advance(Duration::from_millis(199_500));
+    assert_eq!(l.check_lockout(a).unwrap_err().error.retry_after, Some(1));
+    // Other addresses are not affected.
+    assert!(l.check_lockout(ip("192.0.2.8")).is_ok());
+    clock.advance(Duration::from_millis(500));
+    assert!(l.check_lockout(a).is_ok(), "over after 300 s");
+    let stats = l.stats();
+    assert_eq!((WorkerStats::get(&stats.auth_failures), WorkerStats::get(&stats.auth_lockouts)), (10, 1));
+}
+
+#[test]
+fn a_lockout_holds_on_every_worker_and_failures_on_all_of_them_count() {
+    let cfg = config(TWO_KEYS);
+    let clock = ManualClock::new(Duration::from_secs(100), UNIX0);
+    let global = Arc::new(Global::new(2, clock.clone()));
+    let w0 = Limiter::new(0, global.clone(), &cfg);
+    let w1 = Limiter::new(1, global, &cfg);
+    let a = ip("2001:db8::1");
+    for _ in 0..5 {
+        assert!(w0.auth_failed(a).is_ok());
+    }
+    for _ in 0..4 {
+        assert!(w1.auth_failed(a).is_ok());
+    }
+    assert!(w1.auth_failed(a).is_err(), "the tenth failure, on the second worker");
+    // Same /64: the same client.
+    assert!(w0.check_lockout(ip("2001:db8::ffff")).is_err());
+    assert!(w1.check_lockout(a).is_err());
+    assert_eq!(WorkerStats::get(&w1.stats().auth_lockouts), 1);
+    assert_eq!(WorkerStats::get(&w0.stats().auth_lockouts), 0);
+    // Failing again while locked out begins no second lockout.
+    assert!(w0.auth_failed(a).is_err());
+    assert_eq!(WorkerStats::get(&w0.stats().auth_lockouts), 0);
+    assert_eq!(WorkerStats::get(&w0.stats().auth_failures), 6);
+}
+
+#[test]
+fn refused_keys_count_against_ip_rpm_too_and_missing_keys_only_there() {
+    let cfg = config(&format!("[limits]\nip_rpm = 3\n{TWO_KEYS}"));
+    let (_clock, l) = limiter(&cfg);
+    let a = ip("192.0.2.7");
+    for _ in 0..3 {
+        assert!(l.auth_failed(a).is_ok());
+    }
+    let refused = l.auth_failed(a).unwrap_err();
+    assert!(refused.error.message.contains("requests per minute from this address"), "{}", refused.error.message);
+    assert!(l.check_lockout(a).is_ok(), "4 failures: no lockout yet");
+    // A request without a key is no failure: it never locks anyone out.
+    let b = ip("192.0.2.9");
+    for _ in 0..50 {
+        let _ = l.check_unauthenticated(b);
+    }
+    assert!(l.check_lockout(b).is_ok());
+    assert_eq!(WorkerStats::get(&l.stats().auth_failures), 4);
+}
+
+#[test]
+fn the_lockout_follows_the_config_and_can_be_turned_off() {
+    let cfg = config(&format!("[limits]\nauth_failures_per_minute = 2\nauth_lockout_secs = 7\n{TWO_KEYS}"));
+    let (clock, l) = limiter(&cfg);
+    let a = ip("192.0.2.7");
+    assert!(l.auth_failed(a).is_ok());
+    assert_eq!(l.auth_failed(a).unwrap_err().error.retry_after, Some(7));
+    clock.advance(Duration::from_secs(7));
+    assert!(l.check_lockout(a).is_ok());
+    let off = config(&format!("[limits]\nauth_failures_per_minute = 0\n{TWO_KEYS}"));
+    let (_clock, l) = limiter(&off);
+    assert!((0..100).all(|_| l.auth_failed(a).is_ok()));
+    assert!(l.check_lockout(a).is_ok());
+}
+
+#[test]
+fn failures_spread_over_more_than_a_minute_lock_nobody_out() {
+    let cfg = config(TWO_KEYS);
+    let (clock, l) = limiter(&cfg);
+    let a = ip("192.0.2.7");
+    for _ in 0..30 {
+        assert!(l.auth_failed(a).is_ok());
+        clock.advance(Duration::from_secs(7));
+    }
+    assert!(l.check_lockout(a).is_ok());
+    assert!(l.check_lockout(None).is_ok() && l.auth_failed(None).is_ok(), "no address, nothing to lock");
+}

@@ -8,10 +8,15 @@
 //!   -> SSE: head flushed at once, then one write per event as it is produced
 //! ```
 //! Client errors (404, 400 on a bad body, ...) keep the connection; protocol errors
-//! (garbage, bad framing, 413, 431, timeouts) answer and close it. Nothing here can
-//! take down anything but this one connection. Idle keep-alive reads are cancelable so
-//! a drain closes idle sockets at once. Buffers: one `BytesMut` for input (bodies are
-//! split from it without copying) and one reused for output.
+//! (garbage, bad framing, 413, 431, timeouts) answer and close it. An error answered
+//! before the request was read whole closes in stages (`Conn::linger`, RFC 9112
+//! section 9.6): the write side is shut, then what the client still sends is read
+//! and discarded until it closes, for at most `server.lingering_close_ms` and
+//! `server.lingering_close_bytes`, so a client that writes its whole body before it
+//! reads gets the answer instead of a reset. Nothing here can take down anything but
+//! this one connection. Idle keep-alive reads are cancelable so a drain closes idle
+//! sockets at once. Buffers: one `BytesMut` for input (bodies are split from it
+//! without copying) and one reused for output.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -40,6 +45,8 @@ use crate::worker::{Snapshot, Worker, WorkerStats};
 const READ_CHUNK: usize = 16 * 1024;
 /// Pipelined responses are flushed once this much output is waiting.
 const FLUSH_AT: usize = 64 * 1024;
+/// Buffer for the reads of a lingering close (discarded as they come).
+const LINGER_READ: usize = 64 * 1024;
 
 enum ReadOutcome {
     Data,
@@ -63,6 +70,12 @@ struct Conn {
     upgrade: Option<Box<dyn std::any::Any>>,
     /// The last key accepted on this connection (no SHA-256 per request).
     auth_memo: AuthMemo,
+    /// Set when an error was answered while the client may still be sending (its
+    /// request not read whole): the close lingers (`linger`).
+    linger: bool,
+    /// Set when a read for the current request ended in EOF, an error, a timeout or
+    /// a drain, or a write failed: the client sends no more, nothing to linger for.
+    client_done: bool,
 }
 
 /// Serves one connection until it closes. Counts it in the worker's stats.
@@ -80,6 +93,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, canc
         cancel,
         upgrade: None,
         auth_memo: AuthMemo::default(),
+        linger: false,
+        client_done: false,
     };
     conn.run().await;
     match conn.upgrade.take() {
@@ -102,6 +117,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, canc
             });
             return;
         }
+        None if conn.linger => conn.linger().await,
         None => {
             let _ = conn.stream.shutdown().await;
         }
@@ -138,7 +154,12 @@ impl Conn {
             let keep = self.exchange(req, cfg).await;
             WorkerStats::sub(&self.worker.stats().in_flight, 1);
             if !keep {
-                let _ = self.flush().await;
+                // Input left unread at a close (pipelined requests after one that
+                // closes) lingers too, as RFC 9112 section 9.6 asks.
+                self.linger |= !self.rbuf.is_empty() && !self.client_done;
+                if self.flush().await.is_err() {
+                    self.linger = false;
+                }
                 return;
             }
             if (self.rbuf.is_empty() || self.wbuf.len() >= FLUSH_AT) && self.flush().await.is_err() {
@@ -174,7 +195,10 @@ impl Conn {
                 ReadOutcome::Eof | ReadOutcome::Canceled | ReadOutcome::Failed => return Ok(None),
                 ReadOutcome::Timeout if started.is_none() => return Ok(None),
                 ReadOutcome::Timeout => {
-                    return Err(ApiError::new(ErrorCode::InvalidRequest, "timed out reading the request head").closing())
+                    self.client_done = true;
+                    return Err(
+                        ApiError::new(ErrorCode::InvalidRequest, "timed out reading the request head").closing()
+                    );
                 }
             }
         }
@@ -190,6 +214,9 @@ impl Conn {
             None => self.worker.next_request_id(),
         };
         if let Err(e) = self.read_body(&mut req, cfg).await {
+            // Unless the client stopped sending (closed, stalled), it may still be
+            // sending the body: close in stages so that it reads this answer.
+            self.linger = !self.client_done;
             let mut resp = api::error_response(&e, crate::router::is_openai_path(req.path()));
             resp.push_header("x-request-id", request_id.clone());
             self.access_log(cfg, &req, resp.status, started, &request_id);
@@ -239,8 +266,7 @@ impl Conn {
                 }
                 let n = n as usize;
                 if req.expect_continue && self.rbuf.len() < n {
-                    self.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                    self.flush().await.map_err(|_| body_cut())?;
+                    self.continue_100().await?;
                 }
                 while self.rbuf.len() < n {
                     self.rbuf.reserve(n - self.rbuf.len());
@@ -251,8 +277,7 @@ impl Conn {
             }
             BodyKind::Chunked => {
                 if req.expect_continue {
-                    self.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                    self.flush().await.map_err(|_| body_cut())?;
+                    self.continue_100().await?;
                 }
                 let mut decoder = ChunkedDecoder::new(cfg.max_body_bytes);
                 while decoder.decode(&mut self.rbuf)? == Progress::NeedMore {
@@ -264,9 +289,20 @@ impl Conn {
         }
     }
 
+    /// Asks for the body with an interim `100 Continue`.
+    async fn continue_100(&mut self) -> Result<(), ApiError> {
+        self.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        self.flush().await.map_err(|_| {
+            self.client_done = true;
+            body_cut()
+        })
+    }
+
     async fn read_for_body(&mut self, deadline: Instant) -> Result<(), ApiError> {
         let left = deadline.saturating_duration_since(Instant::now());
-        match self.read_more(left, false).await {
+        let outcome = self.read_more(left, false).await;
+        self.client_done = !matches!(outcome, ReadOutcome::Data);
+        match outcome {
             ReadOutcome::Data => Ok(()),
             ReadOutcome::Timeout => {
                 Err(ApiError::new(ErrorCode::InvalidRequest, "timed out reading the request body").closing())
@@ -357,12 +393,53 @@ impl Conn {
         self.flush().await.is_ok()
     }
 
-    /// Answers a protocol error and closes.
+    /// Answers a protocol error in the request head and closes (lingering, unless the
+    /// client stalled: the rest of its request is unread).
     async fn fail(&mut self, e: ApiError) {
         let mut resp = api::error_response(&e, false);
         resp.push_header("x-request-id", self.worker.next_request_id());
         encode_full(&mut self.wbuf, resp, false, false, false);
-        let _ = self.flush().await;
+        self.linger = !self.client_done;
+        if self.flush().await.is_err() {
+            self.linger = false;
+        }
+    }
+
+    /// The staged close of RFC 9112 section 9.6 ("lingering close", as nginx calls
+    /// it), after an error answered before the request was read whole. Closing at
+    /// once with unread input makes the kernel answer the client's next bytes with
+    /// a reset, which can destroy the response still unread in the client's buffers,
+    /// and a client that writes its whole body before it reads (Python's
+    /// `http.client`, most SDKs) dies on a broken pipe instead of reading the 413. So:
+    /// shut the write side (the client sees the response end), then read and discard
+    /// until the client closes, `server.lingering_close_ms` pass or
+    /// `server.lingering_close_bytes` were discarded, whichever comes first. The reads
+    /// are cancelable: a drain ends the linger at once. The caller has flushed the
+    /// response; the socket is dropped (closed) after this.
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let (limit, max_bytes) = {
+            let cfg = &self.snap.config.server;
+            (Duration::from_millis(cfg.lingering_close_ms), cfg.lingering_close_bytes)
+        };
+        let deadline = Instant::now() + limit;
+        let mut discarded = 0usize;
+        if max_bytes > 0 && !limit.is_zero() {
+            // Larger reads than a request's: fewer wake-ups to discard megabytes.
+            self.rbuf.clear();
+            self.rbuf.reserve(LINGER_READ);
+        }
+        while discarded < max_bytes {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.rbuf.clear();
+            match self.read_more(left, true).await {
+                ReadOutcome::Data => discarded = discarded.saturating_add(self.rbuf.len()),
+                ReadOutcome::Eof | ReadOutcome::Timeout | ReadOutcome::Canceled | ReadOutcome::Failed => break,
+            }
+        }
     }
 
     fn access_log(&self, cfg: &ServerConfig, req: &Request, status: u16, started: Option<Instant>, id: &str) {

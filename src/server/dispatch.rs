@@ -1,6 +1,7 @@
 //! The request path after decoding, top to bottom in one place (a function per step
-//! in `server`'s index): route (404/405/version) -> authenticate (open routes skip it;
-//! a failed key counts against its IP) -> limit (the caller's request quota) -> depth
+//! in `server`'s index): route (404/405/version) -> lockout (a key from an address
+//! locked out after repeated failures is refused unread) -> authenticate (open routes
+//! skip it; a refused key counts towards its IP's lockout and `limits.ip_rpm`) -> limit (the caller's request quota) -> depth
 //! guard (no parser sees a body nested past `server.max_json_depth`) -> handler (`ws`
 //! for the upgrade, `api::handle` for everything else) -> the `X-RateLimit-*` headers
 //! of the caller's quotas. Never fails: every error becomes a response here.
@@ -12,6 +13,7 @@ use crate::api::{self, add_quota_headers, error_response, Ctx};
 use crate::auth::AuthMemo;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
+use crate::ratelimit::Refused;
 use crate::router::{self, Route};
 use crate::worker::{Snapshot, Worker};
 
@@ -30,19 +32,33 @@ pub async fn dispatch(
     };
     let peer = req.peer.map(|p| p.ip());
     let who = if route.needs_auth() || route == Route::HealthDetailed {
-        match snap.keys.authenticate_header_memo(req.header_bytes("authorization"), auth_memo) {
+        let credentials = req.header_bytes("authorization");
+        // An address locked out after repeated failures gets 429 for any key, valid or
+        // not, and the key is not even looked at (`limits.auth_lockout_secs`).
+        if credentials.is_some() && route.needs_auth() {
+            if let Err(refused) = worker.limiter.check_lockout(peer) {
+                return refusal_response(worker, &refused, route);
+            }
+        }
+        match snap.keys.authenticate_header_memo(credentials, auth_memo) {
             Ok(id) => Some(id),
             // A WebSocket upgrade without `Authorization` authenticates by its first frame.
-            Err(_) if route == Route::WebSocket && req.header_bytes("authorization").is_none() => None,
+            Err(_) if route == Route::WebSocket && credentials.is_none() => None,
             Err(e) if route.needs_auth() => {
-                // A failed key counts against its IP (`limits.ip_rpm`): guessing gets 429.
-                let (e, quota) = match worker.limiter.check_unauthenticated(peer) {
-                    Ok(quota) => (e, quota),
-                    Err(refused) => (refused.error, refused.quota),
+                // A refused key counts towards its IP's lockout and `limits.ip_rpm`; a
+                // missing one only against `ip_rpm`. Guessing gets 429.
+                let counted = match credentials {
+                    Some(_) => worker.limiter.auth_failed(peer),
+                    None => worker.limiter.check_unauthenticated(peer),
                 };
-                let mut resp = error_response(&e, route.openai_errors());
-                add_quota_headers(&mut resp, worker.limiter.headers(&quota));
-                return resp;
+                return match counted {
+                    Ok(quota) => {
+                        let mut resp = error_response(&e, route.openai_errors());
+                        add_quota_headers(&mut resp, worker.limiter.headers(&quota));
+                        resp
+                    }
+                    Err(refused) => refusal_response(worker, &refused, route),
+                };
             }
             Err(_) => None,
         }
@@ -55,11 +71,7 @@ pub async fn dispatch(
         Some(id) if route.needs_auth() && route != Route::WebSocket => {
             match worker.limiter.check_request(&snap.config, id, peer) {
                 Ok(quota) => Some(quota),
-                Err(refused) => {
-                    let mut resp = error_response(&refused.error, route.openai_errors());
-                    add_quota_headers(&mut resp, worker.limiter.headers(&refused.quota));
-                    return resp;
-                }
+                Err(refused) => return refusal_response(worker, &refused, route),
             }
         }
         _ => None,
@@ -73,6 +85,13 @@ pub async fn dispatch(
     if let Some(quota) = &quota {
         add_quota_headers(&mut resp, worker.limiter.headers(quota));
     }
+    resp
+}
+
+/// A limiter's `429`, with the refusing limit's `X-RateLimit-*` headers.
+fn refusal_response(worker: &Worker, refused: &Refused, route: Route<'_>) -> Response {
+    let mut resp = error_response(&refused.error, route.openai_errors());
+    add_quota_headers(&mut resp, worker.limiter.headers(&refused.quota));
     resp
 }
 

@@ -1,9 +1,11 @@
 //! The HTTP/1.1 connection loop at its edges: pipelining, split writes, chunked request
-//! bodies, size limits (413, 431), garbage and half requests, keep-alive and
-//! `Connection: close`, HTTP/1.0, `Expect: 100-continue`, read and idle timeouts, and
-//! the per-worker connection limit. A bad connection must never hurt another one.
+//! bodies, size limits (413, 431) and the staged close after them, garbage and half
+//! requests, keep-alive and `Connection: close`, HTTP/1.0, `Expect: 100-continue`, read
+//! and idle timeouts, and the per-worker connection limit. A bad connection must never
+//! hurt another one.
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -631,4 +633,89 @@ fn ambiguous_framing_is_refused_and_closes() {
     let resp = c.read_response();
     assert_error(&resp, 400, "INVALID_REQUEST", "invalid chunk size");
     c.read_to_eof();
+}
+
+/// Writes `head` and `body_len` bytes of body in one `write_all`, reading nothing until
+/// it returns (as Python's `http.client` does), then reads the answer.
+fn write_all_then_read(gw: &Gateway, head: &str, body_len: usize) -> Result<Response, std::io::Error> {
+    let mut c = gw.conn();
+    let mut bytes = head.as_bytes().to_vec();
+    bytes.resize(bytes.len() + body_len, b'a');
+    c.stream.write_all(&bytes)?;
+    let resp = c.read_response();
+    c.read_to_eof();
+    Ok(resp)
+}
+
+#[test]
+fn a_client_that_writes_a_big_body_before_reading_gets_the_413_every_time() {
+    let gw = Cfg::new().server("max_body_bytes = 65536").start();
+    for len in [1_153_434, 8 * 1_048_576] {
+        let head = format!(
+            "POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-user\r\nContent-Length: {len}\r\n\r\n"
+        );
+        for attempt in 0..5 {
+            let resp = write_all_then_read(&gw, &head, len)
+                .unwrap_or_else(|e| panic!("{len} bytes, attempt {attempt}: the write failed: {e}"));
+            assert_error(&resp, 413, "PAYLOAD_TOO_LARGE", "request body exceeds 65536 bytes");
+            assert_eq!(resp.header("connection"), Some("close"));
+        }
+    }
+    // A head over the limit with a body behind it: the 431 is read too.
+    let head = format!(
+        "POST /api/chat HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nContent-Length: 2097152\r\n\r\n",
+        "b".repeat(20_000)
+    );
+    for attempt in 0..3 {
+        let resp = write_all_then_read(&gw, &head, 2_097_152)
+            .unwrap_or_else(|e| panic!("431, attempt {attempt}: the write failed: {e}"));
+        assert_error(&resp, 431, "HEADERS_TOO_LARGE", "request head exceeds the size limit");
+    }
+    wait_for_active_connections(&gw, 1);
+}
+
+/// Sends a 413-bound head, reads the 413, then keeps writing `piece` bytes every
+/// `pause` until the gateway closes; returns the time from the 413 to the close and
+/// the bytes written after the 413.
+fn write_until_closed(gw: &Gateway, piece: usize, pause: Duration) -> (Duration, usize) {
+    let mut c = gw.conn();
+    c.send(
+        b"POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-user\r\nContent-Length: 1073741824\r\n\r\n",
+    );
+    let resp = c.read_response();
+    assert_eq!(resp.status(), 413);
+    let mut writer: TcpStream = c.stream.try_clone().unwrap();
+    let started = Instant::now();
+    let buf = vec![b'a'; piece];
+    let mut written = 0;
+    while started.elapsed() < Duration::from_secs(20) {
+        match writer.write(&buf) {
+            Ok(n) => written += n,
+            Err(_) => return (started.elapsed(), written),
+        }
+        std::thread::sleep(pause);
+    }
+    panic!("the gateway never closed a lingering connection ({written} bytes written)");
+}
+
+#[test]
+fn a_lingering_close_ends_after_lingering_close_ms() {
+    let gw = Cfg::new().server("max_body_bytes = 1024").server("lingering_close_ms = 400").start();
+    // A trickle that never reaches the byte bound: the time bound closes it.
+    let (took, written) = write_until_closed(&gw, 1024, Duration::from_millis(10));
+    assert!(took >= Duration::from_millis(350) && took < Duration::from_secs(3), "closed after {took:?}");
+    assert!(written < 1_000_000, "{written}");
+}
+
+#[test]
+fn a_lingering_close_ends_after_lingering_close_bytes() {
+    let gw = Cfg::new()
+        .server("max_body_bytes = 1024")
+        .server("lingering_close_ms = 60000")
+        .server("lingering_close_bytes = 1048576")
+        .start();
+    // As fast as it can: the byte bound closes it long before the minute is over.
+    let (took, written) = write_until_closed(&gw, 65_536, Duration::ZERO);
+    assert!(took < Duration::from_secs(10), "closed after {took:?}");
+    assert!(written >= 1_048_576, "closed after {written} bytes");
 }

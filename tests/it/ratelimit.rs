@@ -8,7 +8,9 @@
 //! - Token limits settle with the mock provider's usage (one token per word, plus 3
 //!   per prompt message), and a stream that runs past the budget is cut with an SSE
 //!   `error` event `RATE_LIMITED`.
-//! - Failed keys are limited per IP; limits change on SIGHUP without a restart.
+//! - Failed keys are limited per IP, and ten in a minute lock the IP out (every
+//!   request with a key gets 429, a valid key included, on every worker, until the
+//!   lockout ends); limits change on SIGHUP without a restart.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -243,4 +245,97 @@ rpm = 2
     // A new connection (maybe the other worker) sees it too.
     let r = get(&mut gw.conn(), "/api/models", "sk-k");
     assert_eq!(r.header("x-ratelimit-limit"), Some("6000"));
+}
+
+/// Sends a WebSocket upgrade with `key` as its bearer token; returns the response head.
+fn ws_upgrade_status(gw: &Gateway, key: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {key}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// Asserts a lockout `429`: the envelope, `Retry-After` within `retry`, and the
+/// failure limit in the headers.
+fn assert_locked_out(r: &Response, retry: std::ops::RangeInclusive<u64>) {
+    assert_eq!(r.status(), 429, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("too many failed authentications from this address; locked out, retry in "), "{msg}");
+    let after = num(r, "retry-after");
+    assert!(retry.contains(&after), "retry-after {after}, expected {retry:?}");
+    assert_eq!((r.header("x-ratelimit-limit"), r.header("x-ratelimit-remaining")), (Some("10"), Some("0")));
+    let reset = num(r, "x-ratelimit-reset");
+    assert!(reset.abs_diff(now_unix() + after) <= 2, "reset {reset} is the lockout's end");
+}
+
+#[test]
+fn ten_failed_keys_in_a_minute_lock_the_address_out_even_for_a_valid_key() {
+    let gw = config(RPM_60).start();
+    let mut c = gw.conn();
+    // A valid key first: this connection remembers it (no hashing on the next ones).
+    assert_eq!(get(&mut c, "/api/models", "sk-sixty").status(), 200);
+    let statuses: Vec<u16> = (0..9).map(|_| get(&mut c, "/api/models", "sk-wrong").status()).collect();
+    assert_eq!(statuses, [401; 9]);
+    assert_eq!(get(&mut c, "/api/models", "sk-sixty").status(), 200, "nine failures: not yet");
+    // The tenth failure locks the address out, and says so.
+    assert_locked_out(&get(&mut c, "/api/models", "sk-wrong"), 299..=300);
+    // Now every request with a key gets 429 before the key is looked at: the valid
+    // key on this connection, on fresh connections (either worker), on every route
+    // that needs a key, and on a WebSocket upgrade.
+    assert_locked_out(&get(&mut c, "/api/models", "sk-sixty"), 298..=300);
+    for _ in 0..4 {
+        assert_locked_out(&get(&mut gw.conn(), "/api/status", "sk-sixty"), 298..=300);
+    }
+    let r = gw.conn().exchange(&req("POST", "/api/chat").key("sk-sixty").json(&json!({"message": "hi"})));
+    assert_locked_out(&r, 298..=300);
+    let r = gw.conn().exchange(
+        &req("POST", "/v1/chat/completions")
+            .key("sk-sixty")
+            .json(&json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]})),
+    );
+    assert_eq!(r.status(), 429);
+    assert!(r.json()["error"]["message"].as_str().unwrap().starts_with("too many failed authentications"));
+    let head = ws_upgrade_status(&gw, "sk-sixty");
+    assert!(head.starts_with("HTTP/1.1 429 "), "{head}");
+    // Open routes stay open; a request without a key is a plain 401.
+    assert_eq!(get(&mut c, "/health", "").status(), 200);
+    assert_eq!(gw.get("/api/models", None).status(), 401);
+}
+
+#[test]
+fn a_lockout_ends_after_auth_lockout_secs() {
+    let gw = config(RPM_60).extra("[limits]\nauth_failures_per_minute = 3\nauth_lockout_secs = 2").start();
+    let mut c = gw.conn();
+    let statuses: Vec<u16> = (0..3).map(|_| get(&mut c, "/api/models", "sk-wrong").status()).collect();
+    assert_eq!(statuses, [401, 401, 429]);
+    let r = get(&mut c, "/api/models", "sk-sixty");
+    assert_eq!((r.status(), r.header("retry-after")), (429, Some("2")));
+    assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(get(&mut c, "/api/models", "sk-sixty").status(), 200);
+    // And counting starts over: two more failures are plain 401s.
+    assert_eq!(get(&mut c, "/api/models", "sk-wrong").status(), 401);
+    assert_eq!(get(&mut c, "/api/models", "sk-wrong").status(), 401);
+}
+
+#[test]
+fn missing_keys_never_lock_an_address_out() {
+    let gw = config(RPM_60).start();
+    let mut c = gw.conn();
+    assert!((0..30).all(|_| c.exchange(&req("GET", "/api/models")).status() == 401));
+    assert_eq!(get(&mut c, "/api/models", "sk-sixty").status(), 200);
 }
