@@ -216,6 +216,11 @@ impl Socket {
         let Some(token) = frame.token.as_deref() else {
             return self.auth_failure(ApiError::new(ErrorCode::Unauthorized, "auth needs a `token`"), "unauthorized");
         };
+        // An address locked out after repeated failures is refused before its key is
+        // looked at (`limits.auth_failures_per_minute`, `auth_lockout_secs`).
+        if let Err(refused) = self.worker.limiter.check_lockout(self.peer) {
+            return Flow::Close(CloseCode::Policy, "locked out", Some(refused.error));
+        }
         match self.worker.snapshot().keys.authenticate_token(token.as_bytes()) {
             Ok(who) => {
                 self.link.set_auth_deadline(None);
@@ -223,9 +228,15 @@ impl Socket {
                 self.who = Some(who);
                 Flow::Continue
             }
-            // A failed key counts against its IP (`limits.ip_rpm`), as on HTTP routes:
-            // past the limit the answer is RATE_LIMITED, not UNAUTHORIZED.
-            Err(e) => self.auth_failure(e, "authentication failed"),
+            // A refused key counts as on HTTP routes: against the IP's `ip_rpm` and
+            // towards the lockout; past either the answer is RATE_LIMITED.
+            Err(e) => {
+                let e = match self.worker.limiter.auth_failed(self.peer) {
+                    Ok(_) => e,
+                    Err(refused) => refused.error,
+                };
+                Flow::Close(CloseCode::Policy, "authentication failed", Some(e))
+            }
         }
     }
 

@@ -160,3 +160,28 @@ def test_http11_without_exactly_one_host_is_400_and_closed(gateway, head):
     status_line = answer.split(b"\r\n", 1)[0]
     assert status_line == b"HTTP/1.1 400 Bad Request", answer
     assert b'"code":"INVALID_REQUEST"' in answer
+
+
+def test_a_locked_out_address_cannot_authenticate_a_websocket_even_with_a_valid_key(start_gateway):
+    gw = start_gateway("[limits]\nauth_failures_per_minute = 3\nauth_lockout_secs = 300")
+
+    async def attempt(token):
+        ws = await websockets.connect(gw.ws)
+        await ws.send(json.dumps({"type": "auth", "token": token}))
+        f = json.loads(await ws.recv())
+        if f["type"] == "auth_ok":
+            await ws.close()
+            return "auth_ok"
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        return f["code"]
+
+    async def go():
+        assert await attempt(USER_KEY) == "auth_ok"
+        wrong = [await attempt("sk-guess") for _ in range(3)]
+        return wrong, await attempt(USER_KEY)
+
+    wrong, valid = run(go())
+    assert wrong[:2] == ["UNAUTHORIZED", "UNAUTHORIZED"], wrong
+    assert wrong[2] == "RATE_LIMITED", wrong
+    assert valid == "RATE_LIMITED"
