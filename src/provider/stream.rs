@@ -93,3 +93,105 @@ impl<E: Events> SseStream<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The stream translators see the same events however the body is split: every
+    //! sample stream (copied from the providers' documentation) is fed whole and split
+    //! at every offset into two pieces, and the canonical events must be identical.
+
+    use super::*;
+    use crate::chat::FinishReason;
+    use crate::provider::{anthropic, gemini, openai};
+
+    fn translate<E: Events>(mut state: E, pieces: &[&[u8]]) -> Vec<StreamEvent> {
+        let mut parser = sse::Parser::new();
+        let mut events = Vec::new();
+        let mut out = VecDeque::new();
+        let mut finished = false;
+        for piece in pieces {
+            parser.feed(piece, &mut events).unwrap();
+            for e in events.drain(..) {
+                if !finished {
+                    finished = state.on_event(e.name.as_deref(), &e.data, &mut out).unwrap();
+                }
+            }
+        }
+        if !finished {
+            assert!(state.on_end(&mut out), "the stream did not end");
+        }
+        out.into_iter().collect()
+    }
+
+    fn every_split<E: Events + Default>(body: &[u8]) -> Vec<StreamEvent> {
+        let whole = translate(E::default(), &[body]);
+        for cut in 0..=body.len() {
+            let split = translate(E::default(), &[&body[..cut], &body[cut..]]);
+            assert_eq!(split, whole, "split at {cut}");
+        }
+        whole
+    }
+
+    const OPENAI: &[u8] = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"loc\"}}]}}]}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"ation\\\":\\\"SF\\\"}\"}}]}}]}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n\
+data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":2}}}\n\n\
+data: [DONE]\n\n";
+
+    const ANTHROPIC: &[u8] = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"content\":[],\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Let me check\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\",\"input\":{}}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"location\\\": \\\"S\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"F\\\"}\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":30}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+    const GEMINI: &[u8] = b"data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Hello\"}]}}],\"usageMetadata\":{\"promptTokenCount\":5}}\r\n\r\n\
+data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\" there\"}]},\"finishReason\":\"MAX_TOKENS\"}],\"usageMetadata\":{\"promptTokenCount\":5,\"candidatesTokenCount\":2}}\r\n\r\n";
+
+    fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> StreamEvent {
+        StreamEvent::ToolCall {
+            index,
+            id: id.map(str::to_string),
+            name: name.map(str::to_string),
+            arguments: arguments.to_string(),
+        }
+    }
+
+    #[test]
+    fn openai_tool_call_deltas_are_the_same_at_every_split() {
+        let events = every_split::<openai::Events>(OPENAI);
+        assert_eq!(events[0], call(0, Some("call_1"), Some("get_weather"), ""));
+        assert_eq!(events[1], call(0, None, None, "{\"loc"));
+        assert_eq!(events[2], call(0, None, None, "ation\":\"SF\"}"));
+        assert_eq!(events[3], StreamEvent::Finish(FinishReason::ToolCalls));
+        let StreamEvent::Done(usage) = &events[4] else { panic!("{events:?}") };
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens), (9, 4, 2));
+    }
+
+    #[test]
+    fn anthropic_input_json_deltas_are_the_same_at_every_split() {
+        let events = every_split::<anthropic::Events>(ANTHROPIC);
+        assert_eq!(events[0], StreamEvent::Delta("Let me check".into()));
+        assert_eq!(events[1], call(0, Some("toolu_1"), Some("get_weather"), ""));
+        assert_eq!(events[2], call(0, None, None, "{\"location\": \"S"));
+        assert_eq!(events[3], call(0, None, None, "F\"}"));
+        assert_eq!(events[4], StreamEvent::Finish(FinishReason::ToolCalls));
+        let StreamEvent::Done(usage) = &events[5] else { panic!("{events:?}") };
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (12, 30));
+    }
+
+    #[test]
+    fn gemini_partial_answers_are_the_same_at_every_split_and_end_with_the_body() {
+        let events = every_split::<gemini::Events>(GEMINI);
+        assert_eq!(events[0], StreamEvent::Delta("Hello".into()));
+        assert_eq!(events[1], StreamEvent::Delta(" there".into()));
+        assert_eq!(events[2], StreamEvent::Finish(FinishReason::Length));
+        let StreamEvent::Done(usage) = &events[3] else { panic!("{events:?}") };
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (5, 2));
+    }
+}
