@@ -208,7 +208,7 @@ def main():
         w("")
         w("| " + " | ".join(c[0] for c in cols) + " |")
         w("|" + "---|" * len(cols))
-        order = ["clawgate", "clawgate-api", "clawgate-w1", "nginx", "direct"]
+        order = ["clawgate", "clawgate-api", "clawgate-anthropic", "clawgate-w1", "nginx", "direct"]
         for target in sorted(rs, key=lambda t: order.index(t) if t in order else 99):
             w("| " + " | ".join(c[1](target, rs[target]) for c in cols) + " |")
         w("")
@@ -218,6 +218,7 @@ def main():
             return "clawgate `/ws`"
         names = {"clawgate": "clawgate `/v1/chat/completions`", "clawgate-api": "clawgate `/api/chat`",
                  "clawgate-w1": "clawgate workers=1 `/v1/chat/completions`", "nginx": "nginx → mock `/v1/chat/completions`",
+                 "clawgate-anthropic": "clawgate `/v1/chat/completions` → Anthropic model (translated)",
                  "direct": "mock directly"}
         return names.get(t, t)
 

@@ -120,6 +120,19 @@ api_key = "sk-upstream-mock"
 id = "gpt-4o-mini"
 provider = "mockai"
 default = true
+
+# The translated path: OpenAI requests to a model of another format (the mock speaks
+# Anthropic's Messages API too), target clawgate-anthropic.
+[[providers]]
+name = "mockant"
+kind = "anthropic"
+base_url = "http://$mock_addr"
+api_key = "sk-upstream-mock"
+
+[[models]]
+id = "claude-mock"
+provider = "mockant"
+upstream = "claude-sonnet-4"
 EOF
 }
 write_config 2 "$work/clawgate.toml"
@@ -199,7 +212,7 @@ API_STREAM="{\"message\":\"$MSG $STREAM_FAULT\",\"sessionId\":\"lt-sse-{conn}\",
 
 url_of() { # target path
   case $1 in
-    clawgate|clawgate-api) echo "http://$cg_addr$2" ;;
+    clawgate|clawgate-api|clawgate-anthropic) echo "http://$cg_addr$2" ;;
     clawgate-w1) echo "http://$cg1_addr$2" ;;
     nginx) echo "http://127.0.0.1:$nginx_port$2" ;;
     direct) echo "http://$mock_addr$2" ;;
@@ -207,7 +220,7 @@ url_of() { # target path
 }
 watch_of() { # target
   case $1 in
-    clawgate|clawgate-api) echo "--watch server=$cg_pid --watch mock=$mock_pid" ;;
+    clawgate|clawgate-api|clawgate-anthropic) echo "--watch server=$cg_pid --watch mock=$mock_pid" ;;
     clawgate-w1) echo "--watch server=$cg1_pid --watch mock=$mock_pid" ;;
     nginx) echo "--watch server=$nginx_pid --watch mock=$mock_pid" ;;
     direct) echo "--watch mock=$mock_pid" ;;
@@ -320,9 +333,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
   echo "== round $round/$ROUNDS"
   # Non-stream chat at 64 connections: /v1 through clawgate (2 and 1 workers), /api/chat
   # through clawgate, /v1 through nginx, the mock directly.
-  for t in $(rotate "$round" clawgate nginx direct clawgate-api clawgate-w1); do
+  for t in $(rotate "$round" clawgate nginx direct clawgate-api clawgate-w1 clawgate-anthropic); do
     case $t in
       clawgate-api) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /api/chat)" --body "$API_BODY" -H "$AUTH" -c 64 ;;
+      clawgate-anthropic) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /v1/chat/completions)" \
+        --body "${V1_BODY/gpt-4o-mini/claude-mock}" -H "$AUTH" -c 64 ;;
       *) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /v1/chat/completions)" --body "$V1_BODY" -H "$AUTH" -c 64 ;;
     esac
   done
@@ -344,9 +359,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
   fi
   # 64 concurrent streams of 20 chunks, CHUNK_MS apart.
-  for t in $(rotate "$round" clawgate nginx direct clawgate-api); do
+  for t in $(rotate "$round" clawgate nginx direct clawgate-api clawgate-anthropic); do
     case $t in
       clawgate-api) run_one stream-64 "$t" "$round" --scenario sse --url "$(url_of "$t" /api/chat)" --body "$API_STREAM" -H "$AUTH" -c 64 --expect-events 21 ;;
+      clawgate-anthropic) run_one stream-64 "$t" "$round" --scenario sse --url "$(url_of "$t" /v1/chat/completions)" \
+        --body "${V1_STREAM/gpt-4o-mini/claude-mock}" -H "$AUTH" -c 64 --expect-events 23 ;;
       *) run_one stream-64 "$t" "$round" --scenario sse --url "$(url_of "$t" /v1/chat/completions)" --body "$V1_STREAM" -H "$AUTH" -c 64 --expect-events 23 ;;
     esac
   done
