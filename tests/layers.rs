@@ -143,6 +143,39 @@ fn modules_import_only_from_lower_layers() {
     assert!(violations.is_empty(), "layer violations:\n{}", violations.join("\n"));
 }
 
+/// The pairs the architecture issue names outright, checked besides the order: a
+/// lower module never reaches a front door, the worker or the turn engine, and the
+/// stores never reach the HTTP codec.
+const FORBIDDEN: &[(&[&str], &[&str])] = &[
+    (&["http", "upstream", "provider"], &["api", "ws", "worker", "server", "turn", "session", "ratelimit"]),
+    (&["session", "ratelimit", "store"], &["api", "ws", "http", "worker", "turn"]),
+];
+
+#[test]
+fn the_named_lower_modules_never_import_the_named_higher_ones() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut violations = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+        if rel.starts_with("bin/") || rel.ends_with("tests.rs") {
+            continue;
+        }
+        let top = rel.split('/').next().unwrap().trim_end_matches(".rs").to_string();
+        let imported = imports(&std::fs::read_to_string(&file).unwrap());
+        for (lower, higher) in FORBIDDEN {
+            if !lower.contains(&top.as_str()) {
+                continue;
+            }
+            for target in imported.iter().filter(|t| higher.contains(&t.as_str())) {
+                violations.push(format!("src/{rel}: `{top}` imports `{target}`"));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "forbidden imports:\n{}", violations.join("\n"));
+}
+
 #[test]
 fn the_import_scan_sees_paths_groups_and_skips_comments_and_tests() {
     let src = "use crate::{http::Request, auth};\n// crate::api in a comment\nlet x = crate::json::max_depth();\n\
