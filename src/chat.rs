@@ -50,6 +50,22 @@ impl Message {
         Message { role: MessageRole::Assistant, content: text.into(), extra }
     }
 
+    /// This message with the model's `reasoning` (kept when it is not empty).
+    pub fn with_reasoning(mut self, reasoning: &Reasoning) -> Self {
+        if reasoning.is_empty() {
+            return self;
+        }
+        let mut extra = self.extra.as_deref().cloned().unwrap_or_default();
+        extra.reasoning = Some(reasoning.clone());
+        self.extra = Some(Arc::new(extra));
+        self
+    }
+
+    /// The model's reasoning on an assistant message, if kept.
+    pub fn reasoning(&self) -> Option<&Reasoning> {
+        self.extra.as_deref().and_then(|e| e.reasoning.as_ref())
+    }
+
     /// Bytes a message holds (text, parts, tool calls), for history bounds.
     pub fn size(&self) -> usize {
         let extra = self.extra.as_deref().map_or(0, |e| {
@@ -59,10 +75,13 @@ impl Message {
                 .map(|p| match p {
                     ContentPart::Text(t) => t.len(),
                     ContentPart::Image { url, .. } => url.len(),
+                    ContentPart::Document { url, filename } => url.len() + filename.as_ref().map_or(0, String::len),
                 })
                 .sum();
             let calls: usize = e.tool_calls.iter().map(|c| c.id.len() + c.name.len() + c.arguments.len()).sum();
-            parts + calls + e.tool_call_id.as_ref().map_or(0, String::len)
+            let reasoning =
+                e.reasoning.as_ref().map_or(0, |r| r.text.len() + r.signature.as_ref().map_or(0, String::len));
+            parts + calls + reasoning + e.tool_call_id.as_ref().map_or(0, String::len)
         });
         self.content.len() + extra
     }
@@ -85,6 +104,23 @@ pub struct MessageExtra {
     pub tool_call_id: Option<String>,
     /// An optional participant name (OpenAI `name`).
     pub name: Option<String>,
+    /// An assistant message's reasoning, as the provider showed it.
+    pub reasoning: Option<Reasoning>,
+}
+
+/// A model's reasoning: Anthropic's `thinking` block (its text and `signature`, which
+/// Anthropic needs back unchanged when the conversation continues with tool results),
+/// Gemini's thought parts, or the `reasoning_content` of OpenAI-compatible servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reasoning {
+    pub text: String,
+    pub signature: Option<String>,
+}
+
+impl Reasoning {
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.signature.is_none()
+    }
 }
 
 /// One part of a message's content.
@@ -96,6 +132,14 @@ pub enum ContentPart {
     Image {
         url: String,
         detail: Option<String>,
+    },
+    /// A document (a PDF or plain text): a `data:<media type>;base64,<data>` URL or an
+    /// `https://` URL, with its file name when given. OpenAI's `file` part
+    /// (`file.file_data`, `file.filename`), Anthropic's `document` block, Gemini's
+    /// `inlineData`/`fileData`.
+    Document {
+        url: String,
+        filename: Option<String>,
     },
 }
 
@@ -150,9 +194,11 @@ pub struct Params {
     pub response_format: Option<sonic_rs::Value>,
     /// The end user (OpenAI `user`, Anthropic `metadata.user_id`).
     pub user: Option<String>,
-    /// OpenAI `reasoning_effort` (`low`, `medium`, `high`).
+    /// OpenAI `reasoning_effort` (`minimal`, `low`, `medium`, `high`); providers that
+    /// take a thinking budget instead get `Params::thinking_budget_tokens`'s.
     pub reasoning_effort: Option<String>,
-    /// Anthropic extended thinking: `thinking.budget_tokens`.
+    /// Anthropic extended thinking: `thinking.budget_tokens`; providers that take an
+    /// effort instead get `Params::effort`'s.
     pub thinking_budget: Option<u32>,
     pub tools: Vec<Tool>,
     pub tool_choice: Option<ToolChoice>,
@@ -165,6 +211,29 @@ pub struct Params {
 }
 
 impl Params {
+    /// The thinking budget in tokens this request asks for: `thinking.budget_tokens`,
+    /// or `reasoning_effort` mapped as LiteLLM and Google's OpenAI layer map it
+    /// (`minimal`/`low` 1024, `medium` 2048, `high` 4096); `None` when it asks for no
+    /// reasoning.
+    pub fn thinking_budget_tokens(&self) -> Option<u32> {
+        self.thinking_budget.or_else(|| match self.reasoning_effort.as_deref()? {
+            "minimal" | "low" => Some(1024),
+            "medium" => Some(2048),
+            "high" => Some(4096),
+            _ => None,
+        })
+    }
+
+    /// The reasoning effort this request asks for: `reasoning_effort`, or a thinking
+    /// budget mapped back (under 2048 `low`, under 4096 `medium`, else `high`).
+    pub fn effort(&self) -> Option<&str> {
+        self.reasoning_effort.as_deref().or(match self.thinking_budget? {
+            0..2048 => Some("low"),
+            2048..4096 => Some("medium"),
+            _ => Some("high"),
+        })
+    }
+
     /// The names (OpenAI's spelling) of the settings this request sets, in a stable
     /// order: what adapters check against what their provider can carry. Fields
     /// carried as `openai_extra` are not listed (see `unsupported`).

@@ -1,12 +1,20 @@
-//! Model providers behind one trait. A provider turns a `ChatRequest` (history plus
-//! the new message, already in the gateway's neutral shape) into a `ChatStream` of text
-//! deltas ending with the provider's usage. Non-streaming clients simply drain the
-//! stream. Dispatch is by enum (`ProviderImpl`, `ChatStream`), not `dyn`, so the
-//! per-chunk call is static and allocation-free. Wire types stay private to each
-//! adapter file (`openai`, `anthropic`, `openai_compat`, `mock`); `policy` holds the
-//! retry/key/breaker policy shared by the HTTP adapters, `resilience` its pieces.
+//! Model providers behind two traits. `Provider` is what the turn engine calls: start a
+//! chat (`ChatRequest`, the conversation and settings in the canonical shape of
+//! `chat`) and read its answer as a `ChatStream` of canonical events (text, reasoning
+//! and tool-call deltas, the finish reason, the usage); non-streaming clients drain
+//! the stream. Two implementations: the built-in `mock`, and `policy::HttpProvider`,
+//! which owns the retry/key/breaker policy of every provider reached over HTTP and
+//! speaks through an `Adapter`. An `Adapter` is one provider API's wire format:
+//! request encoding, answer decoding, stream events, error bodies, paths and key
+//! header, with its wire types private to its file (`openai`, `openai_compat`,
+//! `azure`, `anthropic`, `gemini`). Adding a provider API is one adapter file and one
+//! arm in `adapter`.
+//!
+//! Stream dispatch is one `Box<dyn stream::Events>` call per SSE event (the event's
+//! JSON parse costs far more), so a new adapter adds no `ChatStream` variant.
 
 pub mod anthropic;
+pub mod azure;
 mod error;
 pub mod gemini;
 pub mod mock;
@@ -19,7 +27,11 @@ pub mod stream;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::chat::{FinishReason, Message, Params, ToolCall, Usage};
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+use crate::chat::{FinishReason, Message, Params, Reasoning, ToolCall, Usage};
 use crate::config::{ProviderConfig, ProviderKind};
 
 use crate::upstream::{tls, Client};
@@ -46,6 +58,14 @@ pub struct ChatRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
     Delta(String),
+    /// A piece of the model's reasoning (Anthropic `thinking_delta`, Gemini thought
+    /// parts, `reasoning_content` of OpenAI-compatible servers): `text` to append, and
+    /// the block's `signature` when the provider sends it (Anthropic's, needed to send
+    /// the thinking back in a later turn).
+    Reasoning {
+        text: String,
+        signature: Option<String>,
+    },
     /// A piece of tool call `index` (0, 1, ... in the order the calls began): the
     /// first piece of a call has its `id` and `name`; `arguments` are JSON text
     /// fragments to append.
@@ -63,6 +83,8 @@ pub enum StreamEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Answer {
     pub text: String,
+    /// The model's reasoning, when the provider shows it.
+    pub reasoning: Reasoning,
     pub tool_calls: Vec<ToolCall>,
     pub finish: FinishReason,
     pub usage: Usage,
@@ -72,48 +94,8 @@ impl Answer {
     /// The assistant message this answer is, as a session stores it (its tool calls
     /// included, so a tool-call turn survives in the history).
     pub fn to_message(&self) -> Message {
-        Message::assistant(self.text.as_str(), self.tool_calls.clone())
+        Message::assistant(self.text.as_str(), self.tool_calls.clone()).with_reasoning(&self.reasoning)
     }
-}
-
-/// The settings of `params` a provider of `kind` cannot carry, by their OpenAI names.
-/// The turn engine refuses them (400 naming field and provider) or, with
-/// `drop_unsupported_params`, drops them and says so in `X-Clawgate-Dropped-Params`.
-/// Unknown OpenAI fields (`Params::openai_extra`) travel only to OpenAI-format kinds.
-pub fn unsupported(kind: ProviderKind, params: &Params) -> Vec<String> {
-    let same_format = matches!(kind, ProviderKind::OpenAi | ProviderKind::OpenAiCompat | ProviderKind::AzureOpenAi);
-    let mut out: Vec<String> = known_unsupported(kind, params).into_iter().map(str::to_string).collect();
-    if !same_format && kind != ProviderKind::Mock {
-        out.extend(params.openai_extra.iter().map(|(name, _)| name.clone()));
-    }
-    out
-}
-
-fn known_unsupported(kind: ProviderKind, params: &Params) -> Vec<&'static str> {
-    let cannot: &[&str] = match kind {
-        ProviderKind::Anthropic => &[
-            "seed",
-            "n",
-            "presence_penalty",
-            "frequency_penalty",
-            "logprobs",
-            "top_logprobs",
-            "response_format",
-            "reasoning_effort",
-        ],
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompat | ProviderKind::AzureOpenAi => &["top_k", "thinking"],
-        ProviderKind::Gemini => &[
-            "logprobs",
-            "top_logprobs",
-            "response_format",
-            "user",
-            "reasoning_effort",
-            "thinking",
-            "parallel_tool_calls",
-        ],
-        ProviderKind::Mock => &[],
-    };
-    params.set_fields().into_iter().filter(|f| cannot.contains(f)).collect()
 }
 
 /// The provider interface: start a chat and stream its answer.
@@ -125,20 +107,125 @@ pub trait Provider {
     async fn chat(&self, req: ChatRequest) -> Result<ChatStream, ProviderError>;
 }
 
+/// A request format a front door receives that some providers take as is: the
+/// pass-through (model spliced, body untouched) needs no translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeApi {
+    /// OpenAI `POST /chat/completions`.
+    ChatCompletions,
+    /// Anthropic `POST /v1/messages`.
+    Messages,
+    /// Anthropic `POST /v1/messages/count_tokens`.
+    CountTokens,
+    /// OpenAI `POST /responses`.
+    Responses,
+    /// OpenAI `POST /embeddings`.
+    Embeddings,
+}
+
+/// The header that carries a provider key: its name, and whether the value is
+/// `Bearer <key>` (OpenAI) or the key alone (`x-api-key`, `api-key`, `x-goog-api-key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHeader {
+    pub name: &'static str,
+    pub bearer: bool,
+}
+
+/// One provider API's wire format (see the module doc). Implementations are plain
+/// values built from the provider's config; every method is pure (no I/O): the
+/// `policy::HttpProvider` around them sends, retries and reads.
+pub trait Adapter {
+    /// The header that carries the key.
+    fn key_header(&self) -> KeyHeader;
+
+    /// A header every call carries besides the key (Anthropic's `anthropic-version`).
+    fn version_header(&self) -> Option<(&'static str, &str)> {
+        None
+    }
+
+    /// The settings of the canonical request this API cannot carry, by their OpenAI
+    /// names (`Params::set_fields`): the turn engine refuses them (400 naming field and
+    /// provider) or, with `drop_unsupported_params`, drops them and lists them.
+    fn cannot_carry(&self) -> &'static [&'static str];
+
+    /// Whether unknown OpenAI request fields (`Params::openai_extra`) can be sent as
+    /// they came (OpenAI's own format); elsewhere they cannot be carried.
+    fn carries_openai_extras(&self) -> bool {
+        false
+    }
+
+    /// The path of a chat call for `model` below the base URL; `stream` when the
+    /// answer is to be streamed (Gemini names another method).
+    fn chat_path(&self, model: &str, stream: bool) -> Cow<'static, str>;
+
+    /// The path where this API takes a request of format `api` as is (the
+    /// pass-through), for `model` (Azure's path names the deployment); `None` when it
+    /// does not speak that format.
+    fn native_path(&self, _api: NativeApi, _model: &str) -> Option<Cow<'static, str>> {
+        None
+    }
+
+    /// The request body of a chat call.
+    fn encode(&self, req: &ChatRequest) -> Result<Bytes, ProviderError>;
+
+    /// A whole (non-streamed) answer to `req`.
+    fn decode(&self, req: &ChatRequest, body: &[u8]) -> Result<Answer, ProviderError>;
+
+    /// The reader of a streamed answer to `req`, one SSE event at a time.
+    fn events(&self, req: &ChatRequest) -> Box<dyn stream::Events>;
+
+    /// The message, type and code of an error body in this API's shape, if it is one.
+    fn error_info(&self, body: &[u8]) -> Option<ErrorInfo>;
+}
+
+/// The adapter of an HTTP provider's kind (one arm per provider API); `None` for the
+/// built-in mock, which is not reached over HTTP.
+pub fn adapter(cfg: &ProviderConfig) -> Option<Box<dyn Adapter>> {
+    Some(match cfg.kind {
+        ProviderKind::OpenAi => Box::new(openai::OpenAi),
+        ProviderKind::OpenAiCompat => Box::new(openai_compat::OpenAiCompat),
+        ProviderKind::AzureOpenAi => Box::new(azure::AzureOpenAi::new(cfg)),
+        ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(cfg)),
+        ProviderKind::Gemini => Box::new(gemini::Gemini),
+        ProviderKind::Mock => return None,
+    })
+}
+
+/// The settings of `params` that `cannot` names (an adapter's `cannot_carry`), plus
+/// what no provider is sent by a translated turn: the unknown OpenAI fields when the
+/// API is not OpenAI's (`extras` false), and `n` > 1 (a canonical answer is one choice;
+/// `n` is served by the pass-through only).
+pub fn unsupported(cannot: &[&str], extras: bool, params: &Params) -> Vec<String> {
+    let mut out: Vec<String> =
+        params.set_fields().into_iter().filter(|f| *f == "n" || cannot.contains(f)).map(str::to_string).collect();
+    if !extras {
+        out.extend(params.openai_extra.iter().map(|(name, _)| name.clone()));
+    }
+    out
+}
+
 /// A provider's answer in progress.
+// The SSE variant is large, but a turn holds one stream for its life and never moves
+// it on the per-event path; boxing would add an allocation to every turn.
+#[allow(clippy::large_enum_variant)]
 pub enum ChatStream {
     Mock(mock::MockStream),
     /// A whole (non-streamed) answer, handed out as the events a stream would give.
     Complete(std::collections::VecDeque<StreamEvent>),
-    OpenAi(openai::Stream, policy::InFlight),
-    Anthropic(anthropic::Stream, policy::InFlight),
-    Gemini(gemini::Stream, policy::InFlight),
+    /// A provider's event stream, read by its adapter, holding its key's in-flight count.
+    Sse(stream::SseStream, policy::InFlight),
 }
 
 impl ChatStream {
     /// The events of a whole answer: its text, its tool calls, its finish, its usage.
     pub fn complete(answer: Answer) -> Self {
-        let mut events = std::collections::VecDeque::with_capacity(3 + answer.tool_calls.len());
+        let mut events = std::collections::VecDeque::with_capacity(4 + answer.tool_calls.len());
+        if !answer.reasoning.is_empty() {
+            events.push_back(StreamEvent::Reasoning {
+                text: answer.reasoning.text,
+                signature: answer.reasoning.signature,
+            });
+        }
         if !answer.text.is_empty() {
             events.push_back(StreamEvent::Delta(answer.text));
         }
@@ -160,9 +247,7 @@ impl ChatStream {
         match self {
             ChatStream::Mock(s) => s.next().await,
             ChatStream::Complete(events) => Ok(events.pop_front()),
-            ChatStream::OpenAi(s, _) => s.next().await,
-            ChatStream::Anthropic(s, _) => s.next().await,
-            ChatStream::Gemini(s, _) => s.next().await,
+            ChatStream::Sse(s, _) => s.next().await,
         }
     }
 }
@@ -182,24 +267,28 @@ impl ProviderImpl {
         client: &Rc<Client>,
         health: Arc<resilience::ProviderHealth>,
     ) -> Self {
-        match cfg.kind {
-            ProviderKind::Mock => ProviderImpl::Mock(mock::MockProvider::new(&cfg.mock)),
-            ProviderKind::OpenAi
-            | ProviderKind::Anthropic
-            | ProviderKind::OpenAiCompat
-            | ProviderKind::Gemini
-            | ProviderKind::AzureOpenAi => match policy::HttpProvider::new(cfg, tls, client.clone(), health) {
-                Ok(p) => ProviderImpl::Http(Box::new(p)),
-                Err(e) => ProviderImpl::Broken(e),
-            },
+        let Some(adapter) = adapter(cfg) else { return ProviderImpl::Mock(mock::MockProvider::new(&cfg.mock)) };
+        match policy::HttpProvider::new(cfg, adapter, tls, client.clone(), health) {
+            Ok(p) => ProviderImpl::Http(Box::new(p)),
+            Err(e) => ProviderImpl::Broken(e),
         }
     }
 
-    /// The HTTP provider behind this one if it speaks OpenAI's format.
-    pub fn openai_http(&self) -> Option<&policy::HttpProvider> {
+    /// The HTTP provider behind this one if it takes requests of format `api` as they
+    /// are (the pass-through).
+    pub fn native(&self, api: NativeApi) -> Option<&policy::HttpProvider> {
         match self {
-            ProviderImpl::Http(p) if p.speaks_openai() => Some(p),
+            ProviderImpl::Http(p) if p.speaks(api) => Some(p),
             _ => None,
+        }
+    }
+
+    /// The settings of `params` this provider cannot carry (see `unsupported`); the
+    /// mock takes everything but `n` > 1.
+    pub fn unsupported(&self, params: &Params) -> Vec<String> {
+        match self {
+            ProviderImpl::Http(p) => p.unsupported(params),
+            ProviderImpl::Mock(_) | ProviderImpl::Broken(_) => unsupported(&[], true, params),
         }
     }
 

@@ -138,13 +138,14 @@ impl SseTurn {
     /// The next framed event; `None` after the last.
     pub async fn step(&mut self) -> Option<Bytes> {
         let mut event = self.turn.next().await?;
-        // The gateway protocol carries no tools (none are offered on this route).
-        while let TurnEvent::ToolCall { .. } = event {
+        // The gateway protocol carries no tools (none are offered on this route) and no
+        // reasoning (it is kept in the session).
+        while let TurnEvent::ToolCall { .. } | TurnEvent::Reasoning { .. } = event {
             event = self.turn.next().await?;
         }
         match event {
             TurnEvent::Delta(d) => Some(self.frame(&SseEvent::Chunk { content: &d })),
-            TurnEvent::ToolCall { .. } => None,
+            TurnEvent::ToolCall { .. } | TurnEvent::Reasoning { .. } => None,
             TurnEvent::Done { usage, .. } => {
                 let (sid, model) = (self.turn.session_id.clone(), self.turn.model_id.clone());
                 Some(self.frame(&SseEvent::Done { session_id: &sid, model: &model, usage: usage.into() }))

@@ -166,6 +166,20 @@ struct Part<'a> {
     text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     image_url: Option<ImageUrl<'a>>,
+    #[serde(borrow, default)]
+    file: Option<InFile<'a>>,
+}
+
+/// A `file` part (https://platform.openai.com/docs/guides/pdf-files): the document as
+/// a base64 `data:` URL in `file_data`, or an uploaded file's `file_id`.
+#[derive(Deserialize)]
+struct InFile<'a> {
+    #[serde(borrow, default)]
+    file_data: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    filename: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    file_id: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -199,9 +213,14 @@ impl Content<'_> {
                                 detail: img.detail.as_deref().map(str::to_string),
                             });
                         }
+                        ("file", _, _) => {
+                            rich = true;
+                            out.push(document(p.file.as_ref(), &format!("{at}.content[{i}]"))?);
+                        }
                         (kind, _, _) => {
                             return Err(ApiError::invalid(format!(
-                                "{at}.content[{i}]: content part type `{kind}` is not supported (text, image_url)"
+                                "{at}.content[{i}]: content part type `{kind}` is not supported (text, image_url, \
+                                 file)"
                             )))
                         }
                     }
@@ -209,6 +228,28 @@ impl Content<'_> {
                 Ok((text, if rich { out } else { Vec::new() }))
             }
         }
+    }
+}
+
+/// A `file` part as a canonical document: `file_data` must be a base64 `data:` URL
+/// (a bare base64 string is taken as a PDF, as OpenAI takes it). A `file_id` names a
+/// file uploaded to OpenAI, which reaches only OpenAI itself: on the pass-through.
+fn document(file: Option<&InFile<'_>>, at: &str) -> Result<ContentPart, ApiError> {
+    let Some(f) = file else { return Err(ApiError::invalid(format!("{at}: a `file` part needs a `file` object"))) };
+    match (&f.file_data, &f.file_id) {
+        (Some(data), _) => Ok(ContentPart::Document {
+            url: if data.starts_with("data:") {
+                data.to_string()
+            } else {
+                format!("data:application/pdf;base64,{data}")
+            },
+            filename: f.filename.as_deref().map(str::to_string),
+        }),
+        (None, Some(_)) => Err(ApiError::invalid(format!(
+            "{at}: `file.file_id` names a file uploaded to OpenAI and reaches only an OpenAI provider as sent; \
+             this model's request is translated, so send the document as `file.file_data`"
+        ))),
+        (None, None) => Err(ApiError::invalid(format!("{at}: a `file` part needs `file.file_data` or `file.file_id`"))),
     }
 }
 
@@ -283,6 +324,7 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
                     tool_calls,
                     tool_call_id: m.tool_call_id.as_deref().map(str::to_string),
                     name: m.name.as_deref().map(str::to_string),
+                    reasoning: None,
                 })
             });
         messages.push(Message { role, content: Arc::from(content), extra });
@@ -477,6 +519,9 @@ struct OutMessage<'a> {
     role: &'static str,
     /// `null` when the model only called tools (OpenAI's shape).
     content: Option<&'a str>,
+    /// The model's reasoning when the provider shows it (DeepSeek's field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
     refusal: Option<()>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OutToolCall<'a>>,
@@ -531,6 +576,8 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OutToolCall<'a>>,
 }
@@ -583,7 +630,13 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
         model: &started.model_id,
         choices: [Choice {
             index: 0,
-            message: OutMessage { role: "assistant", content, refusal: None, tool_calls },
+            message: OutMessage {
+                role: "assistant",
+                content,
+                reasoning_content: Some(answer.reasoning.text.as_str()).filter(|t| !t.is_empty()),
+                refusal: None,
+                tool_calls,
+            },
             logprobs: None,
             finish_reason: answer.finish.openai(),
         }],
@@ -645,14 +698,29 @@ impl OpenAiStream {
         sse::chunked_data(&sonic_rs::to_vec(&chunk).unwrap_or_default())
     }
 
+    /// The turn's next event that shows in a chunk (a reasoning signature alone does not).
+    async fn next_shown(&mut self) -> Option<TurnEvent> {
+        loop {
+            match self.turn.next().await {
+                Some(TurnEvent::Reasoning { text, .. }) if text.is_empty() => continue,
+                other => return other,
+            }
+        }
+    }
+
     async fn step(&mut self) -> Option<Bytes> {
         match self.state {
             StreamState::Start => {
                 self.state = StreamState::Streaming;
                 Some(self.chunk(Delta { role: Some("assistant"), content: Some(""), ..Delta::default() }, None))
             }
-            StreamState::Streaming => match self.turn.next().await {
+            StreamState::Streaming => match self.next_shown().await {
                 Some(TurnEvent::Delta(d)) => Some(self.chunk(Delta { content: Some(&d), ..Delta::default() }, None)),
+                // Reasoning as `reasoning_content` (DeepSeek's field, which LiteLLM and
+                // OpenAI-compatible clients read); a signature alone shows nothing.
+                Some(TurnEvent::Reasoning { text, .. }) => {
+                    Some(self.chunk(Delta { reasoning_content: Some(&text), ..Delta::default() }, None))
+                }
                 // OpenAI's shape: the first piece of a call has its index, id, type and
                 // name; the rest carry the index and argument fragments.
                 Some(TurnEvent::ToolCall { index, id, name, arguments }) => {

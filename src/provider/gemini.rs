@@ -6,6 +6,12 @@
 //! `generationConfig`; answers map back from `candidates[0].content.parts` (text,
 //! `functionCall`), `finishReason` and `usageMetadata`.
 //!
+//! Reasoning: `reasoning_effort` or a thinking budget becomes
+//! `thinkingConfig.thinkingBudget` with `includeThoughts`, and thought parts come back
+//! as reasoning. `response_format` becomes `responseMimeType: application/json` (and
+//! `responseJsonSchema` for a schema). Documents and images are `inlineData` (base64)
+//! or `fileData` (a URI).
+//!
 //! Gemini names no tool calls: a call gets the id `call_<n>` (its position in the
 //! answer), and a tool result is sent back as a `functionResponse` under the name of
 //! the call it answers (looked up by that id in the history). Gemini's stream has no
@@ -17,10 +23,42 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{ContentPart, FinishReason, Message, MessageRole, ToolCall, ToolChoice, Usage};
-use crate::provider::stream::{self, SseStream};
-use crate::provider::{Answer, ChatRequest, FailureKind, ProviderError, StreamEvent};
-use crate::upstream::BodyReader;
+use crate::chat::{ContentPart, FinishReason, Message, MessageRole, Params, ToolCall, ToolChoice, Usage};
+use crate::provider::stream;
+use crate::provider::{Adapter, Answer, ChatRequest, ErrorInfo, FailureKind, KeyHeader, ProviderError, StreamEvent};
+
+/// Google's Gemini API (`kind = "gemini"`).
+pub struct Gemini;
+
+impl Adapter for Gemini {
+    fn key_header(&self) -> KeyHeader {
+        KeyHeader { name: "x-goog-api-key", bearer: false }
+    }
+
+    fn cannot_carry(&self) -> &'static [&'static str] {
+        &["logprobs", "top_logprobs", "user", "parallel_tool_calls"]
+    }
+
+    fn chat_path(&self, model: &str, stream: bool) -> Cow<'static, str> {
+        Cow::Owned(path(model, stream))
+    }
+
+    fn encode(&self, req: &ChatRequest) -> Result<Bytes, ProviderError> {
+        encode(req)
+    }
+
+    fn decode(&self, _req: &ChatRequest, body: &[u8]) -> Result<Answer, ProviderError> {
+        decode(body)
+    }
+
+    fn events(&self, _req: &ChatRequest) -> Box<dyn stream::Events> {
+        Box::new(Events::default())
+    }
+
+    fn error_info(&self, body: &[u8]) -> Option<ErrorInfo> {
+        error_info(body)
+    }
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,7 +90,7 @@ struct WireContent<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 enum WirePart<'a> {
     #[serde(rename = "text")]
     Text(&'a str),
@@ -123,6 +161,34 @@ struct WireGeneration<'a> {
     presence_penalty: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     frequency_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_mime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_json_schema: Option<&'a sonic_rs::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_config: Option<WireThinking>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireThinking {
+    thinking_budget: u32,
+    include_thoughts: bool,
+}
+
+/// `response_format` as Gemini's `responseMimeType` and `responseJsonSchema`.
+fn response_format(p: &Params) -> Result<(Option<&'static str>, Option<&sonic_rs::Value>), ProviderError> {
+    use sonic_rs::JsonValueTrait;
+    let Some(format) = p.response_format.as_ref() else { return Ok((None, None)) };
+    match format.get("type").and_then(|t| t.as_str()) {
+        Some("text") => Ok((None, None)),
+        Some("json_object") => Ok((Some("application/json"), None)),
+        Some("json_schema") => Ok((Some("application/json"), format.get("json_schema").and_then(|s| s.get("schema")))),
+        other => Err(bad_request(format!(
+            "response_format type {} cannot be sent to Gemini (text, json_object, json_schema)",
+            other.unwrap_or("(none)")
+        ))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -156,7 +222,7 @@ struct InContent<'a> {
 struct InPart<'a> {
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
-    /// A thought summary (`includeThoughts`): the provider's own, not relayed.
+    /// A thought summary (`includeThoughts`): reasoning, not answer text.
     #[serde(default)]
     thought: Option<bool>,
     #[serde(borrow, default)]
@@ -252,7 +318,7 @@ fn parts<'m>(m: &'m Message, history: &'m [Message]) -> Result<Vec<WirePart<'m>>
             for p in list {
                 out.push(match p {
                     ContentPart::Text(t) => WirePart::Text(t),
-                    ContentPart::Image { url, .. } => {
+                    ContentPart::Image { url, .. } | ContentPart::Document { url, .. } => {
                         match url.strip_prefix("data:").and_then(|r| r.split_once(";base64,")) {
                             Some((mime_type, data)) => WirePart::InlineData { mime_type, data },
                             None => WirePart::FileData { file_uri: url },
@@ -319,6 +385,7 @@ pub fn encode(req: &ChatRequest) -> Result<Bytes, ProviderError> {
                 .collect(),
         }]
     };
+    let (response_mime_type, response_json_schema) = response_format(p)?;
     let wire = WireRequest {
         contents,
         system_instruction: (!system.is_empty()).then_some(WireSystem { parts: [WireText { text: system }] }),
@@ -334,6 +401,11 @@ pub fn encode(req: &ChatRequest) -> Result<Bytes, ProviderError> {
             candidate_count: p.n,
             presence_penalty: p.presence_penalty,
             frequency_penalty: p.frequency_penalty,
+            response_mime_type,
+            response_json_schema,
+            thinking_config: p
+                .thinking_budget_tokens()
+                .map(|thinking_budget| WireThinking { thinking_budget, include_thoughts: true }),
         },
     };
     sonic_rs::to_vec(&wire)
@@ -367,8 +439,12 @@ pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
                 name: call.name.into_owned(),
                 arguments: call.args.map_or_else(|| "{}".to_string(), |a| a.to_string()),
             });
-        } else if let Some(text) = part.text.filter(|_| part.thought != Some(true)) {
-            answer.text.push_str(&text);
+        } else if let Some(text) = part.text {
+            if part.thought == Some(true) {
+                answer.reasoning.text.push_str(&text);
+            } else {
+                answer.text.push_str(&text);
+            }
         }
     }
     let called = !answer.tool_calls.is_empty();
@@ -378,21 +454,13 @@ pub fn decode(body: &[u8]) -> Result<Answer, ProviderError> {
 
 /// `error.message` and `error.status` of a Google error body
 /// (`{"error":{"code","message","status"}}`), if it is one.
-pub fn error_info(body: &[u8]) -> Option<crate::provider::ErrorInfo> {
+pub fn error_info(body: &[u8]) -> Option<ErrorInfo> {
     let e: ErrorBody<'_> = crate::json::from_slice(body).ok()?;
-    Some(crate::provider::ErrorInfo {
+    Some(ErrorInfo {
         message: e.error.message.map(Cow::into_owned).unwrap_or_default(),
         kind: e.error.status.map(Cow::into_owned),
         code: None,
     })
-}
-
-/// A streamed answer in progress.
-pub type Stream = SseStream<Events>;
-
-/// Starts reading a streamed answer.
-pub fn stream(body: BodyReader) -> Stream {
-    SseStream::new(body, Events::default())
 }
 
 /// Gemini's stream: each `data:` is a partial `GenerateContentResponse`; usage is
@@ -405,7 +473,9 @@ pub struct Events {
 }
 
 impl stream::Events for Events {
-    const END: &'static str = "a finishReason";
+    fn end_event(&self) -> &'static str {
+        "a finishReason"
+    }
 
     fn on_event(
         &mut self,
@@ -432,8 +502,12 @@ impl stream::Events for Events {
                         arguments: call.args.map_or_else(|| "{}".to_string(), |a| a.to_string()),
                     });
                     self.calls += 1;
-                } else if let Some(text) = part.text.filter(|t| !t.is_empty() && part.thought != Some(true)) {
-                    out.push_back(StreamEvent::Delta(text.into_owned()));
+                } else if let Some(text) = part.text.filter(|t| !t.is_empty()) {
+                    out.push_back(if part.thought == Some(true) {
+                        StreamEvent::Reasoning { text: text.into_owned(), signature: None }
+                    } else {
+                        StreamEvent::Delta(text.into_owned())
+                    });
                 }
             }
             if let Some(f) = candidate.finish_reason {

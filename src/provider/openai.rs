@@ -2,7 +2,10 @@
 //! Streams ask for `stream_options.include_usage` so usage comes from the provider.
 //! Each SSE `data:` payload is parsed with sonic-rs into borrowed structs (`Cow`
 //! content: no copy unless the provider escaped something); `[DONE]` ends the stream.
-//! The wire types are private to this file; `openai_compat` reuses them.
+//! The wire types are private to this file; `openai_compat` and `azure` reuse its
+//! functions. Reasoning: `reasoning_effort` goes out (a thinking budget mapped to
+//! it), and the `reasoning_content` that OpenAI-compatible servers (DeepSeek, vLLM)
+//! send comes back as reasoning.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -10,10 +13,62 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{ContentPart, FinishReason, Message, MessageRole, ToolCall, ToolChoice, Usage};
-use crate::provider::stream::{self, SseStream};
-use crate::provider::{Answer, ChatRequest, ErrorInfo, ProviderError, StreamEvent};
-use crate::upstream::BodyReader;
+use crate::chat::{ContentPart, FinishReason, Message, MessageRole, Reasoning, ToolCall, ToolChoice, Usage};
+use crate::provider::stream;
+use crate::provider::{
+    Adapter, Answer, ChatRequest, ErrorInfo, FailureKind, KeyHeader, NativeApi, ProviderError, StreamEvent,
+};
+
+/// OpenAI's own API (`kind = "openai"`, https://platform.openai.com/docs/api-reference):
+/// chat at `{base_url}/chat/completions` with `Authorization: Bearer`; Responses and
+/// embeddings are taken as they are.
+pub struct OpenAi;
+
+/// The key header of OpenAI and the servers that copy its API.
+pub const BEARER: KeyHeader = KeyHeader { name: "authorization", bearer: true };
+
+impl Adapter for OpenAi {
+    fn key_header(&self) -> KeyHeader {
+        BEARER
+    }
+
+    fn cannot_carry(&self) -> &'static [&'static str] {
+        &["top_k"]
+    }
+
+    fn carries_openai_extras(&self) -> bool {
+        true
+    }
+
+    fn chat_path(&self, _model: &str, _stream: bool) -> Cow<'static, str> {
+        Cow::Borrowed("/chat/completions")
+    }
+
+    fn native_path(&self, api: NativeApi, _model: &str) -> Option<Cow<'static, str>> {
+        match api {
+            NativeApi::ChatCompletions => Some(Cow::Borrowed("/chat/completions")),
+            NativeApi::Responses => Some(Cow::Borrowed("/responses")),
+            NativeApi::Embeddings => Some(Cow::Borrowed("/embeddings")),
+            NativeApi::Messages | NativeApi::CountTokens => None,
+        }
+    }
+
+    fn encode(&self, req: &ChatRequest) -> Result<Bytes, ProviderError> {
+        encode(req, true)
+    }
+
+    fn decode(&self, _req: &ChatRequest, body: &[u8]) -> Result<Answer, ProviderError> {
+        decode_completion(body)
+    }
+
+    fn events(&self, _req: &ChatRequest) -> Box<dyn stream::Events> {
+        Box::new(Events::default())
+    }
+
+    fn error_info(&self, body: &[u8]) -> Option<ErrorInfo> {
+        error_info(body)
+    }
+}
 
 #[derive(Serialize)]
 struct WireRequest<'a> {
@@ -84,6 +139,14 @@ enum WireContent<'a> {
 enum WirePart<'a> {
     Text { text: &'a str },
     ImageUrl { image_url: WireImage<'a> },
+    File { file: WireFile<'a> },
+}
+
+#[derive(Serialize)]
+struct WireFile<'a> {
+    file_data: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filename: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -205,6 +268,9 @@ struct Choice<'a> {
 struct Content<'a> {
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
+    /// DeepSeek's and vLLM's reasoning text (not OpenAI's own: it shows none).
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     tool_calls: Option<Vec<InToolCall<'a>>>,
 }
@@ -254,7 +320,7 @@ fn role(r: MessageRole) -> &'static str {
     }
 }
 
-fn wire_message(m: &Message) -> WireMessage<'_> {
+fn wire_message(m: &Message) -> Result<WireMessage<'_>, ProviderError> {
     let extra = m.extra.as_deref();
     let parts = extra.map_or(&[][..], |e| &e.parts[..]);
     let tool_calls: Vec<WireToolCall<'_>> = m
@@ -267,29 +333,38 @@ fn wire_message(m: &Message) -> WireMessage<'_> {
         })
         .collect();
     let content = if !parts.is_empty() {
-        WireContent::Parts(
-            parts
-                .iter()
-                .map(|p| match p {
-                    ContentPart::Text(t) => WirePart::Text { text: t },
-                    ContentPart::Image { url, detail } => {
-                        WirePart::ImageUrl { image_url: WireImage { url, detail: detail.as_deref() } }
-                    }
-                })
-                .collect(),
-        )
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            out.push(match p {
+                ContentPart::Text(t) => WirePart::Text { text: t },
+                ContentPart::Image { url, detail } => {
+                    WirePart::ImageUrl { image_url: WireImage { url, detail: detail.as_deref() } }
+                }
+                ContentPart::Document { url, filename } if url.starts_with("data:") => {
+                    WirePart::File { file: WireFile { file_data: url, filename: filename.as_deref() } }
+                }
+                ContentPart::Document { .. } => {
+                    return Err(ProviderError::new(
+                        FailureKind::BadRequest { status: 400, context_length: false },
+                        "a document by URL cannot be sent to an OpenAI-format chat API (it takes `file_data`, \
+                         base64 in a data: URL)",
+                    ))
+                }
+            });
+        }
+        WireContent::Parts(out)
     } else if m.content.is_empty() && !tool_calls.is_empty() {
         WireContent::Null(None)
     } else {
         WireContent::Text(&m.content)
     };
-    WireMessage {
+    Ok(WireMessage {
         role: role(m.role),
         content,
         name: extra.and_then(|e| e.name.as_deref()),
         tool_calls,
         tool_call_id: extra.and_then(|e| e.tool_call_id.as_deref()),
-    }
+    })
 }
 
 /// The request body for `req` (https://platform.openai.com/docs/api-reference/chat/create).
@@ -301,7 +376,7 @@ pub fn encode(req: &ChatRequest, completion_tokens_spelling: bool) -> Result<Byt
         if completion_tokens_spelling { (None, req.max_tokens) } else { (req.max_tokens, None) };
     let wire = WireRequest {
         model: &req.upstream_model,
-        messages: req.messages.iter().map(wire_message).collect(),
+        messages: req.messages.iter().map(wire_message).collect::<Result<_, _>>()?,
         stream: req.stream,
         stream_options: req.stream.then_some(StreamOptions { include_usage: true }),
         max_tokens,
@@ -317,7 +392,7 @@ pub fn encode(req: &ChatRequest, completion_tokens_spelling: bool) -> Result<Byt
         top_logprobs: p.top_logprobs,
         response_format: p.response_format.as_ref(),
         user: p.user.as_deref(),
-        reasoning_effort: p.reasoning_effort.as_deref(),
+        reasoning_effort: p.effort(),
         tools: p
             .tools
             .iter()
@@ -359,13 +434,14 @@ pub fn encode(req: &ChatRequest, completion_tokens_spelling: bool) -> Result<Byt
 /// `scan_usage`, `finish_reason` `stop`) is read with lazy lookups and a scan; anything
 /// else is parsed whole.
 pub fn decode_completion(body: &[u8]) -> Result<Answer, ProviderError> {
-    if let Some(usage) = scan_usage(body) {
+    let plain = memchr::memmem::find(body, b"\"reasoning_content\"").is_none();
+    if let Some(usage) = scan_usage(body).filter(|_| plain) {
         let content = crate::json::get(body, &sonic_rs::pointer!["choices", 0, "message", "content"]);
         let finish = crate::json::get(body, &sonic_rs::pointer!["choices", 0, "finish_reason"]);
         if let (Ok(v), Ok(f)) = (content, finish) {
             if f.as_raw_str() == "\"stop\"" {
                 if let Ok(text) = sonic_rs::from_str::<String>(v.as_raw_str()) {
-                    return Ok(Answer { text, tool_calls: Vec::new(), finish: FinishReason::Stop, usage });
+                    return Ok(Answer { text, finish: FinishReason::Stop, usage, ..Answer::default() });
                 }
             }
         }
@@ -379,6 +455,10 @@ pub fn decode_completion(body: &[u8]) -> Result<Answer, ProviderError> {
     let finish = choice.finish_reason.as_deref().map(FinishReason::from_openai).unwrap_or_default();
     let message = choice.message;
     let text = message.as_ref().and_then(|m| m.content.as_deref()).unwrap_or_default().to_string();
+    let reasoning = Reasoning {
+        text: message.as_ref().and_then(|m| m.reasoning_content.as_deref()).unwrap_or_default().to_string(),
+        signature: None,
+    };
     let tool_calls = message
         .and_then(|m| m.tool_calls)
         .unwrap_or_default()
@@ -392,7 +472,7 @@ pub fn decode_completion(body: &[u8]) -> Result<Answer, ProviderError> {
             }
         })
         .collect();
-    Ok(Answer { text, tool_calls, finish, usage })
+    Ok(Answer { text, reasoning, tool_calls, finish, usage })
 }
 
 /// `read_usage` by scanning instead of parsing, for the common shape: the document
@@ -463,14 +543,6 @@ pub fn error_info(body: &[u8]) -> Option<ErrorInfo> {
     })
 }
 
-/// A streamed completion in progress.
-pub type Stream = SseStream<Events>;
-
-/// Starts reading a streamed completion.
-pub fn stream(body: BodyReader) -> Stream {
-    SseStream::new(body, Events::default())
-}
-
 /// OpenAI's stream: `data:` chunks with `choices[].delta.content`, a usage chunk
 /// (asked for with `include_usage`), then `data: [DONE]`.
 #[derive(Default)]
@@ -480,7 +552,9 @@ pub struct Events {
 }
 
 impl stream::Events for Events {
-    const END: &'static str = "[DONE]";
+    fn end_event(&self) -> &'static str {
+        "[DONE]"
+    }
 
     fn on_event(
         &mut self,
@@ -507,6 +581,9 @@ impl stream::Events for Events {
                 self.finish = Some(FinishReason::from_openai(f));
             }
             let Some(delta) = choice.delta else { continue };
+            if let Some(text) = delta.reasoning_content.filter(|t| !t.is_empty()) {
+                out.push_back(StreamEvent::Reasoning { text: text.into_owned(), signature: None });
+            }
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 out.push_back(StreamEvent::Delta(text.into_owned()));
             }

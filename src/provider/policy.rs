@@ -1,5 +1,5 @@
-//! Providers reached over HTTP (`openai`, `anthropic`, `openai_compat`): the policy
-//! around one call. Picks the API key with the fewest requests in flight on this
+//! Providers reached over HTTP, whatever their API (the `Adapter` speaks it): the
+//! policy around one call. Picks the API key with the fewest requests in flight on this
 //! worker, asks the breaker, sends through the worker's upstream client, and on a
 //! retryable failure (connect error, reset before the response, 429, 5xx, 529) backs
 //! off and tries again, up to `max_retries` and within the request deadline. Once the
@@ -12,11 +12,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{ProviderConfig, ProviderKind};
+use std::borrow::Cow;
+
+use crate::chat::Params;
+use crate::config::ProviderConfig;
 use crate::provider::resilience::{backoff, Breaker, ProviderHealth};
+use crate::provider::stream::SseStream;
 use crate::provider::{
-    anthropic, gemini, is_context_length, openai, openai_compat, ChatRequest, ChatStream, ErrorInfo, FailureKind,
-    ProviderError,
+    is_context_length, Adapter, ChatRequest, ChatStream, ErrorInfo, FailureKind, NativeApi, ProviderError,
 };
 use crate::upstream::{tls, BodyReader, Client, Endpoint, Outgoing, Timeouts, UpstreamError};
 
@@ -37,26 +40,6 @@ pub struct Forwarded {
 pub enum Streamed {
     Events(Box<BodyReader>, InFlight),
     Answer(Forwarded),
-}
-
-/// Which wire format a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
-    OpenAi,
-    Anthropic,
-    Gemini,
-}
-
-/// Where a provider's chat calls go below its base URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Route {
-    /// The same path for every model.
-    Fixed(&'static str),
-    /// Azure OpenAI: `/openai/deployments/{deployment}/chat/completions?api-version=..`,
-    /// the deployment being the model's `upstream` name.
-    Azure { api_version: String },
-    /// Gemini: `/v1beta/models/{model}:generateContent` (or the streaming method).
-    Gemini,
 }
 
 struct KeySlot {
@@ -88,16 +71,13 @@ impl Drop for InFlight {
 /// One HTTP provider on one worker.
 pub struct HttpProvider {
     name: String,
-    wire: Wire,
-    /// OpenAI itself takes `max_completion_tokens`; compatible servers `max_tokens`.
-    completion_tokens_spelling: bool,
+    /// The provider's API: paths, bodies, events, error shapes.
+    adapter: Box<dyn Adapter>,
     endpoint: Endpoint,
-    route: Route,
-    /// The header carrying the key (see `new`).
+    /// The header carrying the key (the adapter's).
     auth_header: &'static str,
     keys: Vec<KeySlot>,
     headers: Vec<(String, String)>,
-    anthropic_version: String,
     timeouts: Timeouts,
     max_retries: u32,
     client: Rc<Client>,
@@ -107,54 +87,36 @@ pub struct HttpProvider {
 }
 
 impl HttpProvider {
+    /// The provider of `cfg` speaking through `adapter`. Errors: a base URL that
+    /// does not parse, named with the provider.
     pub fn new(
         cfg: &ProviderConfig,
+        adapter: Box<dyn Adapter>,
         tls: Option<tls::Connector>,
         client: Rc<Client>,
         health: Arc<ProviderHealth>,
     ) -> Result<Self, String> {
         let endpoint = Endpoint::parse(&cfg.base_url, tls).map_err(|e| format!("providers.{}: {e}", cfg.name))?;
-        let (wire, route) = match cfg.kind {
-            ProviderKind::Anthropic => (Wire::Anthropic, Route::Fixed("/v1/messages")),
-            ProviderKind::OpenAi => (Wire::OpenAi, Route::Fixed("/chat/completions")),
-            ProviderKind::OpenAiCompat => (Wire::OpenAi, Route::Fixed(openai_compat::CHAT_PATH)),
-            ProviderKind::AzureOpenAi => (Wire::OpenAi, Route::Azure { api_version: cfg.api_version.clone() }),
-            ProviderKind::Gemini => (Wire::Gemini, Route::Gemini),
-            ProviderKind::Mock => return Err(format!("providers.{}: mock is not an HTTP provider", cfg.name)),
-        };
-        // The key's header: `Authorization: Bearer` (OpenAI and compatibles),
-        // `x-api-key` (Anthropic), `api-key` (Azure), `x-goog-api-key` (Gemini).
-        let (auth_header, bearer) = match cfg.kind {
-            ProviderKind::Anthropic => ("x-api-key", false),
-            ProviderKind::AzureOpenAi => ("api-key", false),
-            ProviderKind::Gemini => ("x-goog-api-key", false),
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompat | ProviderKind::Mock => ("authorization", true),
-        };
-        let sends_auth = cfg.kind != ProviderKind::OpenAiCompat || openai_compat::sends_auth(cfg);
-        let keys = if sends_auth {
-            cfg.api_keys
-                .iter()
-                .map(|k| KeySlot {
-                    value: if bearer { format!("Bearer {}", k.expose()) } else { k.expose().to_string() },
-                    in_flight: Rc::new(Cell::new(0)),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let key = adapter.key_header();
+        // A provider with no key configured (a local OpenAI-compatible server) sends none.
+        let keys = cfg
+            .api_keys
+            .iter()
+            .map(|k| KeySlot {
+                value: if key.bearer { format!("Bearer {}", k.expose()) } else { k.expose().to_string() },
+                in_flight: Rc::new(Cell::new(0)),
+            })
+            .collect();
         let mut secrets: Vec<String> =
             cfg.api_keys.iter().map(|k| k.expose().to_string()).filter(|k| k.len() >= 4).collect();
         secrets.extend(cfg.headers.iter().map(|(_, v)| v.clone()).filter(|v| v.len() >= 8));
         Ok(HttpProvider {
             name: cfg.name.clone(),
-            wire,
-            completion_tokens_spelling: cfg.kind == ProviderKind::OpenAi,
+            adapter,
             endpoint,
-            route,
-            auth_header,
+            auth_header: key.name,
             keys,
             headers: cfg.headers.clone(),
-            anthropic_version: cfg.anthropic_version.clone(),
             timeouts: Timeouts {
                 connect: Duration::from_millis(cfg.connect_timeout_ms),
                 first_byte: Duration::from_millis(cfg.first_byte_timeout_ms),
@@ -185,53 +147,55 @@ impl HttpProvider {
 
     /// Starts a chat, retrying what may be retried. See the module doc.
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
-        let body = match self.wire {
-            Wire::OpenAi => openai::encode(req, self.completion_tokens_spelling)?,
-            Wire::Anthropic => anthropic::encode(req)?,
-            Wire::Gemini => gemini::encode(req)?,
-        };
+        let body = self.adapter.encode(req)?;
         self.with_retries(async |slot, guard, timeouts| self.attempt(req, body.clone(), slot, guard, timeouts).await)
             .await
     }
 
-    /// Whether an OpenAI chat-completions request can be forwarded to this provider
-    /// as is (OpenAI's format on one fixed path; Azure's path names the deployment).
-    pub fn speaks_openai(&self) -> bool {
-        self.wire == Wire::OpenAi && matches!(self.route, Route::Fixed(_))
+    /// Whether this provider takes requests of format `api` as they are.
+    pub fn speaks(&self, api: NativeApi) -> bool {
+        self.adapter.native_path(api, "").is_some()
     }
 
-    /// The path of a chat call for `model` below the base URL.
-    fn path(&self, model: &str, stream: bool) -> std::borrow::Cow<'static, str> {
-        match &self.route {
-            Route::Fixed(p) => std::borrow::Cow::Borrowed(p),
-            Route::Azure { api_version } => {
-                format!("/openai/deployments/{model}/chat/completions?api-version={api_version}").into()
-            }
-            Route::Gemini => gemini::path(model, stream).into(),
+    /// The settings of `params` this provider cannot carry (`provider::unsupported`).
+    pub fn unsupported(&self, params: &Params) -> Vec<String> {
+        super::unsupported(self.adapter.cannot_carry(), self.adapter.carries_openai_extras(), params)
+    }
+
+    /// The key and fixed headers of a call, then `accept` when given.
+    fn call_headers<'a>(&'a self, slot: Option<&'a KeySlot>, accept: Option<&'static str>) -> Vec<(&'a str, &'a str)> {
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + self.headers.len());
+        if let Some(k) = slot {
+            headers.push((self.auth_header, &k.value));
         }
-    }
-
-    /// The fixed path of a pass-through call (`speaks_openai` providers only).
-    fn fixed_path(&self) -> &'static str {
-        match self.route {
-            Route::Fixed(p) => p,
-            Route::Azure { .. } | Route::Gemini => "/chat/completions",
+        if let Some(h) = self.adapter.version_header() {
+            headers.push(h);
         }
+        if let Some(a) = accept {
+            headers.push(("accept", a));
+        }
+        headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        headers
     }
 
-    /// Forwards an OpenAI chat-completions body as is (non-streaming) and returns the
-    /// provider's answer untouched: the pass-through of `/v1/chat/completions`. Same
-    /// key choice, breaker and retries as `chat`. A 4xx that is the client's doing
-    /// (400, 404, 409, 413, 422) comes back as `Ok` so the caller can hand it on;
-    /// everything else that is not 2xx is an error.
-    pub async fn forward(&self, body: bytes::Bytes) -> Result<Forwarded, ProviderError> {
+    /// The pass-through path of `api` for `model`; an error when this provider does
+    /// not speak it (callers check `speaks` first).
+    fn native_path(&self, api: NativeApi, model: &str) -> Result<Cow<'static, str>, ProviderError> {
+        self.adapter
+            .native_path(api, model)
+            .ok_or_else(|| ProviderError::upstream(format!("provider {} does not take {api:?} requests", self.name)))
+    }
+
+    /// Forwards a body of format `api` as is (non-streaming) for `model` and returns
+    /// the provider's answer untouched: the pass-through of a front door whose format
+    /// the provider speaks (`speaks`). Same key choice, breaker and retries as `chat`.
+    /// A 4xx that is the client's doing (400, 404, 409, 413, 422) comes back as `Ok` so
+    /// the caller can hand it on; everything else that is not 2xx is an error.
+    pub async fn forward(&self, api: NativeApi, model: &str, body: bytes::Bytes) -> Result<Forwarded, ProviderError> {
+        let path = self.native_path(api, model)?;
         self.with_retries(async |slot, _guard, timeouts| {
-            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2 + self.headers.len());
-            if let Some(k) = slot {
-                headers.push((self.auth_header, &k.value));
-            }
-            headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-            let out = Outgoing { path: self.fixed_path(), headers: &headers, body: body.clone() };
+            let headers = self.call_headers(slot, None);
+            let out = Outgoing { path: &path, headers: &headers, body: body.clone() };
             let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
             let client_fault = matches!(resp.status, 400 | 404 | 409 | 413 | 422);
             if (200..300).contains(&resp.status) || client_fault {
@@ -247,15 +211,16 @@ impl HttpProvider {
     /// `forward` for a streamed request: the provider's SSE body is handed back as it
     /// arrives (a 2xx SSE head ends the retries); a client fault comes back as an
     /// answer, untouched.
-    pub async fn forward_stream(&self, body: bytes::Bytes) -> Result<Streamed, ProviderError> {
+    pub async fn forward_stream(
+        &self,
+        api: NativeApi,
+        model: &str,
+        body: bytes::Bytes,
+    ) -> Result<Streamed, ProviderError> {
+        let path = self.native_path(api, model)?;
         self.with_retries(async |slot, guard, timeouts| {
-            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + self.headers.len());
-            if let Some(k) = slot {
-                headers.push((self.auth_header, &k.value));
-            }
-            headers.push(("accept", "text/event-stream"));
-            headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-            let out = Outgoing { path: self.fixed_path(), headers: &headers, body: body.clone() };
+            let headers = self.call_headers(slot, Some("text/event-stream"));
+            let out = Outgoing { path: &path, headers: &headers, body: body.clone() };
             let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
             if (200..300).contains(&resp.status) {
                 if resp.content_type.starts_with("text/event-stream") {
@@ -342,12 +307,7 @@ impl HttpProvider {
     /// from its error body in this provider's shape (the first 200 bytes of text when
     /// it is not one), and whether it is a context-length refusal.
     fn status_error(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> UpstreamError {
-        let info = match self.wire {
-            Wire::OpenAi => openai::error_info(body),
-            Wire::Anthropic => anthropic::error_info(body),
-            Wire::Gemini => gemini::error_info(body),
-        }
-        .unwrap_or_else(|| ErrorInfo {
+        let info = self.adapter.error_info(body).unwrap_or_else(|| ErrorInfo {
             message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
             ..ErrorInfo::default()
         });
@@ -400,18 +360,8 @@ impl HttpProvider {
         guard: InFlight,
         timeouts: Timeouts,
     ) -> Result<ChatStream, UpstreamError> {
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(4 + self.headers.len());
-        if let Some(k) = slot {
-            headers.push((self.auth_header, &k.value));
-        }
-        if self.wire == Wire::Anthropic {
-            headers.push(("anthropic-version", &self.anthropic_version));
-        }
-        if req.stream {
-            headers.push(("accept", "text/event-stream"));
-        }
-        headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let path = self.path(&req.upstream_model, req.stream);
+        let headers = self.call_headers(slot, req.stream.then_some("text/event-stream"));
+        let path = self.adapter.chat_path(&req.upstream_model, req.stream);
         let out = Outgoing { path: &path, headers: &headers, body };
         let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
         if !(200..300).contains(&resp.status) {
@@ -420,19 +370,10 @@ impl HttpProvider {
         }
         let sse = resp.content_type.starts_with("text/event-stream");
         if req.stream && sse {
-            return Ok(match self.wire {
-                Wire::OpenAi => ChatStream::OpenAi(openai::stream(resp.body), guard),
-                Wire::Anthropic => ChatStream::Anthropic(anthropic::stream(resp.body), guard),
-                Wire::Gemini => ChatStream::Gemini(gemini::stream(resp.body), guard),
-            });
+            return Ok(ChatStream::Sse(SseStream::new(resp.body, self.adapter.events(req)), guard));
         }
         let body = resp.body.collect(MAX_COMPLETION).await?;
-        let decoded = match self.wire {
-            Wire::OpenAi => openai::decode_completion(&body),
-            Wire::Anthropic => anthropic::decode_message(&body),
-            Wire::Gemini => gemini::decode(&body),
-        };
-        let answer = decoded.map_err(|e| UpstreamError::Protocol(e.message))?;
+        let answer = self.adapter.decode(req, &body).map_err(|e| UpstreamError::Protocol(e.message))?;
         Ok(ChatStream::complete(answer))
     }
 }

@@ -10,10 +10,10 @@ use crate::provider::{ProviderError, StreamEvent};
 use crate::upstream::sse;
 use crate::upstream::BodyReader;
 
-/// An adapter's reading of its provider's stream events.
+/// An adapter's reading of its provider's stream events (`Adapter::events`).
 pub trait Events {
     /// How the adapter names its end-of-stream event, for the "ended early" error.
-    const END: &'static str;
+    fn end_event(&self) -> &'static str;
 
     /// Handles one event (`name` is its `event:` field, if any), pushing deltas and
     /// the final `Done` onto `out`. Returns `true` once the stream is over.
@@ -33,19 +33,19 @@ pub trait Events {
 }
 
 /// A provider's SSE answer in progress.
-pub struct SseStream<E> {
+pub struct SseStream {
     /// `None` once the adapter saw the end: the rest of the body (the closing chunk)
     /// is drained by a small task so the connection goes back to the pool.
     body: Option<BodyReader>,
     parser: sse::Parser,
     events: Vec<sse::Event>,
     pending: VecDeque<StreamEvent>,
-    state: E,
+    state: Box<dyn Events>,
     finished: bool,
 }
 
-impl<E: Events> SseStream<E> {
-    pub fn new(body: BodyReader, state: E) -> Self {
+impl SseStream {
+    pub fn new(body: BodyReader, state: Box<dyn Events>) -> Self {
         SseStream {
             body: Some(body),
             parser: sse::Parser::new(),
@@ -74,7 +74,10 @@ impl<E: Events> SseStream<E> {
                     self.body = None;
                     continue;
                 }
-                return Err(ProviderError::upstream(format!("provider stream ended before {}", E::END)));
+                return Err(ProviderError::upstream(format!(
+                    "provider stream ended before {}",
+                    self.state.end_event()
+                )));
             };
             self.parser
                 .feed(&piece, &mut self.events)
@@ -152,6 +155,40 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 
     const GEMINI: &[u8] = b"data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Hello\"}]}}],\"usageMetadata\":{\"promptTokenCount\":5}}\r\n\r\n\
 data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\" there\"}]},\"finishReason\":\"MAX_TOKENS\"}],\"usageMetadata\":{\"promptTokenCount\":5,\"candidatesTokenCount\":2}}\r\n\r\n";
+
+    const ANTHROPIC_THINKING: &[u8] = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"content\":[],\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me add: 2+2\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"EqQBCgIYAhIM\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"4\"}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+    const OPENAI_REASONING: &[u8] = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"Hm\\u00e9\"}}]}\n\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"4\"},\"finish_reason\":\"stop\"}]}\n\n\
+data: [DONE]\n\n";
+
+    fn reasoning(text: &str, signature: Option<&str>) -> StreamEvent {
+        StreamEvent::Reasoning { text: text.into(), signature: signature.map(str::to_string) }
+    }
+
+    #[test]
+    fn anthropic_thinking_and_signature_deltas_are_the_same_at_every_split() {
+        let events = every_split::<anthropic::Events>(ANTHROPIC_THINKING);
+        assert_eq!(events[0], reasoning("Let me add: 2+2", None));
+        assert_eq!(events[1], reasoning("", Some("EqQBCgIYAhIM")));
+        assert_eq!(events[2], StreamEvent::Delta("4".into()));
+        assert_eq!(events[3], StreamEvent::Finish(FinishReason::Stop));
+    }
+
+    #[test]
+    fn openai_compatible_reasoning_content_is_the_same_at_every_split() {
+        let events = every_split::<openai::Events>(OPENAI_REASONING);
+        assert_eq!(events[0], reasoning("Hm\u{e9}", None));
+        assert_eq!(events[1], StreamEvent::Delta("4".into()));
+    }
 
     fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> StreamEvent {
         StreamEvent::ToolCall {

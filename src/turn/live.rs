@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::chat::{FinishReason, Message, ToolCall, Usage};
+use crate::chat::{FinishReason, Message, Reasoning, ToolCall, Usage};
 use crate::error::{ApiError, ErrorCode};
 use crate::provider::StreamEvent;
 
@@ -18,6 +18,8 @@ pub struct LiveTurn {
     text: String,
     /// The tool calls so far (their pieces joined), stored with the reply.
     calls: Vec<ToolCall>,
+    /// The reasoning so far, stored with the reply.
+    reasoning: Reasoning,
     finish: FinishReason,
     /// The session the turn belongs to (empty for an explicit-context turn).
     pub session_id: String,
@@ -29,6 +31,12 @@ pub struct LiveTurn {
 #[derive(Debug)]
 pub enum TurnEvent {
     Delta(String),
+    /// A piece of the model's reasoning (see `StreamEvent::Reasoning`): text to append
+    /// and, for Anthropic, the block's signature.
+    Reasoning {
+        text: String,
+        signature: Option<String>,
+    },
     /// A piece of tool call `index` (see `StreamEvent::ToolCall`).
     ToolCall {
         index: u32,
@@ -51,6 +59,7 @@ impl LiveTurn {
             started: Some(started),
             text: String::new(),
             calls: Vec::new(),
+            reasoning: Reasoning::default(),
             finish: FinishReason::Stop,
             session_id,
             model_id,
@@ -71,6 +80,18 @@ impl LiveTurn {
                     self.text.push_str(&d);
                     Some(TurnEvent::Delta(d))
                 }
+                Ok(Some(StreamEvent::Reasoning { text, signature })) => {
+                    // Thinking is billed as output: it counts against the quota too.
+                    if let Err(e) = started.engine.limiter.turn_delta(&started.quota, &text) {
+                        self.started = None;
+                        return Some(TurnEvent::Failed(e));
+                    }
+                    self.reasoning.text.push_str(&text);
+                    if signature.is_some() {
+                        self.reasoning.signature.clone_from(&signature);
+                    }
+                    Some(TurnEvent::Reasoning { text, signature })
+                }
                 Ok(Some(StreamEvent::ToolCall { index, id, name, arguments })) => {
                     if let Err(e) = started.engine.limiter.turn_delta(&started.quota, &arguments) {
                         self.started = None;
@@ -88,7 +109,9 @@ impl LiveTurn {
                     let started = self.started.take()?;
                     started.account(usage);
                     let reply: Arc<str> = Arc::from(std::mem::take(&mut self.text));
-                    started.finish(Message::assistant(reply.clone(), std::mem::take(&mut self.calls)));
+                    let message = Message::assistant(reply.clone(), std::mem::take(&mut self.calls))
+                        .with_reasoning(&std::mem::take(&mut self.reasoning));
+                    started.finish(message);
                     Some(TurnEvent::Done { usage, reply, finish: self.finish })
                 }
                 Ok(None) => {

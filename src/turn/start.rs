@@ -12,7 +12,7 @@ use crate::chat::{Message, Params, ToolCall, Usage};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::log;
-use crate::provider::{unsupported, Answer, ChatRequest, ChatStream, FailureKind, ProviderError, StreamEvent};
+use crate::provider::{Answer, ChatRequest, ChatStream, FailureKind, ProviderError, StreamEvent};
 use crate::session::{self, BeginTurn, TurnGrant};
 use crate::stats::WorkerStats;
 
@@ -177,7 +177,7 @@ pub async fn start_turn(
         // provider says so (PROTOCOL.md: nothing is ever dropped silently).
         let (params, dropped) = match cfg.provider(&m.provider) {
             Some(p) => {
-                let cannot = unsupported(p.kind, &turn.params);
+                let cannot = provider.unsupported(&turn.params);
                 if cannot.is_empty() {
                     (turn.params.clone(), Vec::new())
                 } else if m.drop_unsupported_params || p.drop_unsupported_params {
@@ -264,6 +264,12 @@ pub async fn run_to_end(mut started: StartedTurn) -> Result<(StartedTurn, Answer
     loop {
         match started.stream.next().await.map_err(|e| e.to_api())? {
             Some(StreamEvent::Delta(d)) => answer.text.push_str(&d),
+            Some(StreamEvent::Reasoning { text, signature }) => {
+                answer.reasoning.text.push_str(&text);
+                if signature.is_some() {
+                    answer.reasoning.signature = signature;
+                }
+            }
             Some(StreamEvent::ToolCall { index, id, name, arguments }) => {
                 add_tool_call_piece(&mut answer.tool_calls, index, id, name, &arguments)
             }

@@ -367,8 +367,9 @@ impl TurnTask {
                         break;
                     }
                 }
-                // The gateway protocol carries no tools (none are offered on `/ws`).
-                Some(TurnEvent::ToolCall { .. }) => {}
+                // The gateway protocol carries no tools (none are offered on `/ws`) and
+                // no reasoning (it is kept in the session).
+                Some(TurnEvent::ToolCall { .. } | TurnEvent::Reasoning { .. }) => {}
                 Some(TurnEvent::Done { usage, reply, .. }) => {
                     if self.subs.get().message {
                         link.push(ServerFrame::Message { content: &reply, session_id: &sid }.encode());

@@ -358,3 +358,138 @@ fn unknown_fields_reach_an_openai_provider_untouched_and_are_never_dropped_silen
         r.text()
     );
 }
+
+#[test]
+fn anthropic_thinking_comes_back_as_reasoning_and_goes_back_signed_in_the_next_turn() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let with_session = |body: &Value| {
+        gw.send(&req("POST", "/v1/chat/completions").key("sk-admin").header("x-session-id", "think-1").json(body))
+    };
+    // `reasoning_effort` becomes a thinking budget; max_tokens leaves room above it.
+    let r = with_session(
+        &json!({"model": "claude", "reasoning_effort": "low", "max_tokens": 100, "tools": [weather_tool()],
+        "messages": [{"role": "user", "content": "Weather in SF? [fault:reply=thinking+tool_call]"}]}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let sent = up.last_request_to(ANTHROPIC_PATH)["json"].clone();
+    assert_eq!(sent["thinking"], json!({"type": "enabled", "budget_tokens": 1024}), "{sent}");
+    assert_eq!(sent["max_tokens"], 1124, "{sent}");
+    let message = &r.json()["choices"][0]["message"];
+    assert_eq!(message["reasoning_content"], "Thinking about: Weather in SF?");
+    let call = message["tool_calls"][0].clone();
+    // The tool result turn: the thinking block goes back with its signature, first.
+    let r = with_session(&json!({"model": "claude", "reasoning_effort": "low", "tools": [weather_tool()],
+        "messages": [{"role": "tool", "tool_call_id": call["id"], "content": "18C"}]}));
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let sent = up.last_request_to(ANTHROPIC_PATH)["json"].clone();
+    let assistant = &sent["messages"][1]["content"];
+    assert_eq!(assistant[0]["type"], "thinking", "{sent}");
+    assert_eq!(assistant[0]["thinking"], "Thinking about: Weather in SF?");
+    assert!(assistant[0]["signature"].as_str().is_some_and(|s| !s.is_empty()), "{sent}");
+    assert_eq!(assistant[1]["type"], "tool_use", "{sent}");
+}
+
+#[test]
+fn streamed_thinking_arrives_as_reasoning_content_deltas_before_the_text() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    for model in ["claude", "gemini"] {
+        let events = v1_stream(
+            &gw,
+            "sk-admin",
+            &json!({"model": model, "stream": true, "reasoning_effort": "medium",
+                "messages": [{"role": "user", "content": "one two three [fault:reply=thinking+text]"}]}),
+        );
+        let chunks: Vec<Value> =
+            events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+        let pick = |field: &str| -> String {
+            chunks.iter().filter_map(|c| c["choices"][0]["delta"][field].as_str().map(str::to_string)).collect()
+        };
+        assert_eq!(pick("reasoning_content"), "Thinking about: one two three", "{model}");
+        assert!(pick("content").contains("one two three"), "{model}: {events:?}");
+        let first_text =
+            chunks.iter().position(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty()));
+        let last_reasoning = chunks.iter().rposition(|c| c["choices"][0]["delta"]["reasoning_content"].is_string());
+        assert!(last_reasoning < first_text, "{model}: {events:?}");
+    }
+    let gemini = up.last_request_to("/v1beta/models/gemini-2.5-flash:streamGenerateContent")["json"].clone();
+    assert_eq!(gemini["generationConfig"]["thinkingConfig"], json!({"thinkingBudget": 2048, "includeThoughts": true}));
+}
+
+#[test]
+fn a_json_response_format_reaches_anthropic_as_a_forced_tool_and_comes_back_as_the_text() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let schema = json!({"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]});
+    let format = json!({"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": true}});
+    let body = json!({"model": "claude", "response_format": format,
+        "messages": [{"role": "user", "content": "Where? [fault:reply=tool_call]"}]});
+    let r = v1(&gw, &body);
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let sent = up.last_request_to(ANTHROPIC_PATH)["json"].clone();
+    assert_eq!(sent["tools"][0]["name"], "city", "{sent}");
+    assert_eq!(sent["tools"][0]["input_schema"], schema);
+    assert_eq!(sent["tool_choice"], json!({"type": "tool", "name": "city"}));
+    let choice = &r.json()["choices"][0];
+    assert_eq!(choice["finish_reason"], "stop", "{choice}");
+    assert!(choice["message"].get("tool_calls").is_none(), "{choice}");
+    let parsed: Value = serde_json::from_str(choice["message"]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(parsed["location"], "San Francisco, CA");
+    // Streamed: the tool's input JSON deltas are the content.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let events = v1_stream(&gw, "sk-admin", &streamed);
+    let chunks: Vec<Value> =
+        events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+    let text: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string)).collect();
+    let parsed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(parsed["location"], "San Francisco, CA");
+    assert!(chunks.iter().all(|c| c["choices"][0]["delta"].get("tool_calls").is_none()), "{events:?}");
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    // Gemini takes the schema as its own response schema.
+    let mut gemini = body.clone();
+    gemini["model"] = json!("gemini");
+    assert_eq!(v1(&gw, &gemini).status(), 200);
+    let sent = up.last_request_to("/v1beta/models/gemini-2.5-flash:generateContent")["json"].clone();
+    assert_eq!(sent["generationConfig"]["responseMimeType"], "application/json");
+    assert_eq!(sent["generationConfig"]["responseJsonSchema"], schema);
+}
+
+#[test]
+fn documents_reach_each_provider_in_its_own_shape() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "", "max_retries = 0");
+    let pdf = "data:application/pdf;base64,JVBERi0xLjQK";
+    let content = json!([{"type": "text", "text": "Summarise"},
+        {"type": "file", "file": {"file_data": pdf, "filename": "report.pdf"}}]);
+    let body = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": content}]});
+    assert_eq!(v1(&gw, &body("claude")).status(), 200);
+    let sent = up.last_request_to(ANTHROPIC_PATH)["json"].clone();
+    assert_eq!(
+        sent["messages"][0]["content"][1],
+        json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"},
+            "title": "report.pdf"})
+    );
+    assert_eq!(v1(&gw, &body("gemini")).status(), 200);
+    let sent = up.last_request_to("/v1beta/models/gemini-2.5-flash:generateContent")["json"].clone();
+    assert_eq!(
+        sent["contents"][0]["parts"][1],
+        json!({"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0xLjQK"}})
+    );
+    // A translated OpenAI-format turn (a session) sends the file part back as it was.
+    let r = gw
+        .send(&req("POST", "/v1/chat/completions").key("sk-admin").header("x-session-id", "doc-1").json(&body("gpt")));
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let sent = up.last_request_to("/v1/chat/completions")["json"].clone();
+    assert_eq!(
+        sent["messages"][0]["content"][1],
+        json!({"type": "file", "file": {"file_data": pdf, "filename": "report.pdf"}})
+    );
+    // An uploaded file's id cannot be translated: a clear 400, nothing sent.
+    let by_id = json!({"model": "claude", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-abc"}}]}]});
+    let r = v1(&gw, &by_id);
+    assert_eq!(r.status(), 400, "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("file_id"), "{}", r.text());
+}

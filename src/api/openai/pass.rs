@@ -37,7 +37,7 @@ use crate::http::Response;
 use crate::log;
 use crate::provider::openai::{scan_usage, WireUsage};
 use crate::provider::policy::{Forwarded, InFlight, Streamed};
-use crate::provider::{is_context_length, ProviderError, ProviderImpl};
+use crate::provider::{is_context_length, NativeApi, ProviderError, ProviderImpl};
 use crate::ratelimit::TurnQuota;
 use crate::upstream::{sse as upstream_sse, BodyReader};
 use crate::worker::{Worker, WorkerStats};
@@ -94,7 +94,7 @@ pub async fn pass_through(ctx: &Ctx<'_>, who: &Identity) -> Result<Option<Respon
         ids.map(|id| {
             let m = cfg.model(id)?;
             let p = providers.get(&m.provider)?;
-            p.openai_http()?;
+            p.native(NativeApi::ChatCompletions)?;
             Some((m, p))
         })
         .collect()
@@ -132,11 +132,11 @@ pub async fn pass_through(ctx: &Ctx<'_>, who: &Identity) -> Result<Option<Respon
         let Some(((m, provider), upstream_body)) = chain.iter().chain(&on_context_length).zip(&bodies).nth(i) else {
             break;
         };
-        let Some(http) = provider.openai_http() else { break };
+        let Some(http) = provider.native(NativeApi::ChatCompletions) else { break };
         let outcome = if stream {
-            http.forward_stream(upstream_body.clone()).await
+            http.forward_stream(NativeApi::ChatCompletions, &m.upstream, upstream_body.clone()).await
         } else {
-            http.forward(upstream_body.clone()).await.map(Streamed::Answer)
+            http.forward(NativeApi::ChatCompletions, &m.upstream, upstream_body.clone()).await.map(Streamed::Answer)
         };
         match outcome {
             Ok(Streamed::Answer(answer)) => {
