@@ -25,6 +25,7 @@ mod support;
 mod chat;
 mod http_edges;
 mod lifecycle;
+mod matrix;
 mod mock_upstream;
 mod providers;
 mod ratelimit;

@@ -485,8 +485,17 @@ fn openai_requests_pass_through_untouched_but_for_the_model() {
 /// The raw `data:` payloads of a `/v1` stream, checking that every HTTP chunk is
 /// exactly one SSE event.
 pub(crate) fn v1_stream(gw: &Gateway, key: &str, body: &Value) -> Vec<String> {
+    v1_stream_with(gw, key, body, &[])
+}
+
+/// `v1_stream` with extra request headers.
+pub(crate) fn v1_stream_with(gw: &Gateway, key: &str, body: &Value, headers: &[(&str, &str)]) -> Vec<String> {
     let mut conn = gw.conn();
-    conn.send(&req("POST", "/v1/chat/completions").key(key).json(body).bytes());
+    let mut r = req("POST", "/v1/chat/completions").key(key);
+    for (name, value) in headers {
+        r = r.header(name, value);
+    }
+    conn.send(&r.json(body).bytes());
     let head = conn.read_head();
     assert_eq!(head.status, 200, "{head:?}");
     assert!(head.is_chunked(), "{head:?}");
