@@ -274,7 +274,7 @@ fn streamed_tool_calls_arrive_as_openai_deltas_on_every_path() {
             .collect();
         let args: Value = serde_json::from_str(&args).unwrap_or(Value::Null);
         cells.check(path, args["location"] == "San Francisco, CA", format!("arguments {args}"));
-        let finish = chunks.iter().filter_map(|c| c["choices"][0]["finish_reason"].as_str()).last();
+        let finish = chunks.iter().rev().find_map(|c| c["choices"][0]["finish_reason"].as_str());
         cells.check(path, finish == Some("tool_calls"), format!("finish {finish:?}"));
     }
     cells.assert_green("streamed tool calls");
@@ -362,7 +362,7 @@ fn finish_reasons_are_mapped_on_every_path_streamed_or_not() {
             let v = path.send(&gw, &body).json();
             cells.check((path, fault), v["choices"][0]["finish_reason"] == want, &v);
             let chunks = path.stream(&gw, &body);
-            let finish = chunks.iter().filter_map(|c| c["choices"][0]["finish_reason"].as_str()).last();
+            let finish = chunks.iter().rev().find_map(|c| c["choices"][0]["finish_reason"].as_str());
             cells.check((path, fault, "stream"), finish == Some(want), format!("{finish:?}"));
         }
     }

@@ -117,3 +117,43 @@ def test_a_provider_rate_limit_is_a_rate_limit_error(client):
     with pytest.raises(openai.RateLimitError) as e:
         client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi [fault:status=429]"}])
     assert e.value.response.headers.get("retry-after")
+
+
+def test_structured_output_with_parse_through_anthropic(client):
+    """`.parse()` with a pydantic model: the JSON schema reaches Anthropic as a forced
+    tool and its input comes back as the message content the SDK parses."""
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        location: str
+        unit: str
+
+    parse = getattr(client.chat.completions, "parse", None) or client.beta.chat.completions.parse
+    r = parse(
+        model="claude",
+        response_format=City,
+        messages=[{"role": "user", "content": "Where is it warm? [fault:reply=tool_call]"}],
+    )
+    message = r.choices[0].message
+    assert r.choices[0].finish_reason == "stop"
+    assert message.tool_calls in (None, [])
+    assert message.parsed == City(location="San Francisco, CA", unit="celsius")
+
+
+def test_reasoning_comes_back_as_reasoning_content_through_anthropic(client):
+    r = client.chat.completions.create(
+        model="claude",
+        reasoning_effort="low",
+        messages=[{"role": "user", "content": "one two [fault:reply=thinking+text]"}],
+    )
+    message = r.choices[0].message
+    assert message.reasoning_content == "Thinking about: one two"
+    assert message.content.startswith("Echo: one two")
+    stream = client.chat.completions.create(
+        model="claude",
+        reasoning_effort="low",
+        stream=True,
+        messages=[{"role": "user", "content": "one two [fault:reply=thinking+text]"}],
+    )
+    reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in stream if c.choices)
+    assert reasoning == "Thinking about: one two"
