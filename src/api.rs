@@ -8,7 +8,7 @@
 mod catalog;
 pub mod chat;
 mod health;
-mod openai;
+pub mod openai;
 mod sessions;
 
 use std::rc::Rc;

@@ -40,6 +40,7 @@ use crate::error::ApiError;
 use crate::http::response::EventStream;
 use crate::http::sse;
 use crate::http::Response;
+use crate::provider::Answer;
 use crate::turn::{run_to_end, start_turn, LiveTurn, TurnContext, TurnEvent, TurnRequest};
 
 #[derive(Deserialize)]
@@ -612,6 +613,18 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
         return Ok(resp);
     }
     let (started, answer) = run_to_end(started).await?;
+    let bytes = render_completion(&id, created, &started.model_id, &answer)?;
+    let mut resp = Response::json(200, Bytes::from(bytes));
+    if let Some(sid) = session_id {
+        resp.push_header("x-session-id", sid);
+    }
+    add_dropped_header(&mut resp, &started.dropped);
+    started.finish(answer.to_message());
+    Ok(resp)
+}
+
+/// A whole answer as OpenAI's `chat.completion` object.
+fn render_completion(id: &str, created: u64, model: &str, answer: &Answer) -> Result<Vec<u8>, ApiError> {
     let tool_calls = answer
         .tool_calls
         .iter()
@@ -624,10 +637,10 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
         .collect::<Vec<_>>();
     let content = (!answer.text.is_empty() || tool_calls.is_empty()).then_some(answer.text.as_str());
     let body = Completion {
-        id: &id,
+        id,
         object: "chat.completion",
         created,
-        model: &started.model_id,
+        model,
         choices: [Choice {
             index: 0,
             message: OutMessage {
@@ -643,14 +656,46 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
         usage: answer.usage.into(),
         system_fingerprint: None,
     };
-    let bytes = sonic_rs::to_vec(&body).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?;
-    let mut resp = Response::json(200, Bytes::from(bytes));
-    if let Some(sid) = session_id {
-        resp.push_header("x-session-id", sid);
+    sonic_rs::to_vec(&body).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))
+}
+
+/// The per-request work of `/v1/chat/completions` without sockets, for
+/// `benches/translation.rs`: the pass-through (peek, splice the model, read the
+/// answer's usage) beside the translated path (parse into the canonical turn, encode
+/// for the provider, decode its answer, render OpenAI's completion). Not an API.
+#[doc(hidden)]
+pub mod bench {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use crate::provider::{Adapter, ChatRequest};
+
+    /// The pass-through's work for one non-streamed request: the bytes relayed.
+    pub fn pass_through(body: &Bytes, upstream_model: &str, answer: &[u8]) -> usize {
+        let Some(sent) = super::pass::bench_forward_body(body, upstream_model) else { return 0 };
+        sent.len() + super::pass::bench_read_usage(answer).total() as usize
     }
-    add_dropped_header(&mut resp, &started.dropped);
-    started.finish(answer.to_message());
-    Ok(resp)
+
+    /// The translated path's work for one non-streamed request through `adapter`: the
+    /// bytes of the upstream body and of the rendered completion.
+    pub fn translated(body: &[u8], upstream_model: &str, adapter: &dyn Adapter, answer: &[u8]) -> usize {
+        let Ok(mut parsed) = super::parse(body) else { return 0 };
+        let Ok(turn) = super::into_turn(&mut parsed, None) else { return 0 };
+        let crate::turn::TurnContext::Explicit(mut messages) = turn.context else { return 0 };
+        messages.push(turn.message);
+        let req = ChatRequest {
+            upstream_model: upstream_model.to_string(),
+            messages,
+            max_tokens: turn.params.max_tokens,
+            params: Arc::clone(&turn.params),
+            stream: false,
+        };
+        let Ok(sent) = adapter.encode(&req) else { return 0 };
+        let Ok(decoded) = adapter.decode(&req, answer) else { return 0 };
+        let rendered = super::render_completion("chatcmpl-bench", 0, "bench", &decoded).unwrap_or_default();
+        sent.len() + rendered.len()
+    }
 }
 
 /// `X-Clawgate-Dropped-Params: a, b` when settings the provider cannot carry were

@@ -40,7 +40,12 @@ pub struct Anthropic {
 
 impl Anthropic {
     pub fn new(cfg: &ProviderConfig) -> Self {
-        Anthropic { version: cfg.anthropic_version.clone() }
+        Anthropic::with_version(&cfg.anthropic_version)
+    }
+
+    /// The adapter sending `anthropic-version: <version>` (e.g. `2023-06-01`).
+    pub fn with_version(version: &str) -> Self {
+        Anthropic { version: version.to_string() }
     }
 }
 

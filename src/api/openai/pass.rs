@@ -216,6 +216,21 @@ fn parse_usage(json: &[u8]) -> Usage {
         .unwrap_or_default()
 }
 
+/// What the pass-through does to a non-streamed request body (peek, splice), for the
+/// benchmark (`api::openai::bench`).
+pub(super) fn bench_forward_body(body: &Bytes, upstream: &str) -> Option<Bytes> {
+    let peek = sonic_rs::from_slice::<Peek<'_>>(body).ok()?;
+    if peek.model.as_deref() == Some(upstream) {
+        return Some(body.clone());
+    }
+    splice_model(body, upstream)
+}
+
+/// The usage read of a forwarded answer, for the benchmark.
+pub(super) fn bench_read_usage(json: &[u8]) -> Usage {
+    read_usage(json)
+}
+
 /// `body` with the value of its top-level `model` replaced by `upstream` (a JSON
 /// string), without re-encoding anything else. `None` if `model` is not a string.
 fn splice_model(body: &Bytes, upstream: &str) -> Option<Bytes> {
