@@ -282,6 +282,7 @@ mod tests {
             include_thoughts: false,
             dialect: Dialect::Anthropic,
             reply,
+            echo: None,
         }
     }
 

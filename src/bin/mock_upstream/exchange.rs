@@ -1,4 +1,5 @@
-//! The chat exchange, top to bottom:
+//! The chat exchange (Chat Completions, Responses, Messages, generateContent), top to
+//! bottom:
 //!
 //! ```text
 //! count + record -> provider auth -> parse body -> faults (header + [fault:]
@@ -25,7 +26,7 @@ use crate::reply::{Asked, Reply};
 use crate::route::{auth, error_body, send_json};
 use crate::scenario::ErrorKind;
 use crate::sse::Emitter;
-use crate::{anthropic, encoding, gemini, openai};
+use crate::{anthropic, encoding, gemini, openai, responses};
 
 /// Pause before a deliberate reset, so the bytes already written reach the client
 /// before the RST (which would otherwise discard data still in flight).
@@ -88,6 +89,7 @@ pub async fn chat<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, req: &R
     let turn = Turn {
         id: match dialect {
             Dialect::OpenAi | Dialect::Azure => random_id("chatcmpl-", 29),
+            Dialect::Responses => random_id("resp_", 48),
             Dialect::Anthropic => random_id("msg_", 24),
             Dialect::Gemini => random_id("", 22),
         },
@@ -98,6 +100,7 @@ pub async fn chat<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, req: &R
         include_thoughts: chat.include_thoughts,
         dialect,
         reply: &reply,
+        echo: chat.echo.as_ref(),
     };
     let request_id = random_id("req_", 24);
     let headers = request_id_header(dialect, &request_id);
@@ -107,6 +110,7 @@ pub async fn chat<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, req: &R
     }
     let body = match dialect {
         Dialect::OpenAi | Dialect::Azure => openai::full(&turn),
+        Dialect::Responses => responses::full(&turn),
         Dialect::Anthropic => anthropic::full(&turn),
         Dialect::Gemini => gemini::full(&turn),
     };
@@ -117,7 +121,7 @@ pub async fn chat<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, req: &R
 /// none for Gemini), with `id` as its value.
 pub fn request_id_header(dialect: Dialect, id: &str) -> Vec<(&'static str, &str)> {
     match dialect {
-        Dialect::OpenAi | Dialect::Azure => vec![("x-request-id", id)],
+        Dialect::OpenAi | Dialect::Responses | Dialect::Azure => vec![("x-request-id", id)],
         Dialect::Anthropic => vec![("request-id", id)],
         Dialect::Gemini => Vec::new(),
     }
@@ -210,6 +214,7 @@ type EncAt = fn(&Turn<'_>, usize, &mut Emitter);
 fn encoder(dialect: Dialect) -> (Enc, EncAt, Enc, fn(&mut Emitter)) {
     match dialect {
         Dialect::OpenAi | Dialect::Azure => (openai::prelude, openai::delta, openai::finale, openai::stream_error),
+        Dialect::Responses => (responses::prelude, responses::delta, responses::finale, responses::stream_error),
         Dialect::Anthropic => (anthropic::prelude, anthropic::delta, anthropic::finale, anthropic::stream_error),
         Dialect::Gemini => (gemini::prelude, gemini::delta, gemini::finale, gemini::stream_error),
     }

@@ -328,6 +328,7 @@ mod tests {
             include_thoughts,
             dialect: Dialect::Gemini,
             reply,
+            echo: None,
         }
     }
 

@@ -30,6 +30,7 @@ mod json;
 mod openai;
 mod record;
 mod reply;
+mod responses;
 mod route;
 mod scenario;
 mod sse;

@@ -6,6 +6,7 @@
 //! | route | format |
 //! |---|---|
 //! | `POST /v1/chat/completions` (and `/chat/completions`) | OpenAI |
+//! | `POST /v1/responses` (and `/responses`), JSON or SSE | OpenAI Responses (`responses.rs`) |
 //! | `POST /openai/deployments/{deployment}/chat/completions?api-version=V` | Azure OpenAI |
 //! | `POST /v1/messages` (and `/messages`) | Anthropic |
 //! | `POST /v1beta/models/{model}:generateContent` (and `/v1/models/...`) | Gemini |
@@ -35,6 +36,7 @@ pub async fn exchange<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, req
     if req.method == Method::Post {
         let route = match path {
             "/v1/chat/completions" | "/chat/completions" => Some(ChatRoute::new(Dialect::OpenAi)),
+            "/v1/responses" | "/responses" => Some(ChatRoute::new(Dialect::Responses)),
             "/v1/messages" | "/messages" => Some(ChatRoute::new(Dialect::Anthropic)),
             _ => None,
         };
@@ -58,7 +60,7 @@ pub async fn exchange<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, req
                 return send_json(conn, status, &[], body, None, keep);
             }
             let body = match dialect {
-                Dialect::OpenAi | Dialect::Azure => openai::models(),
+                Dialect::OpenAi | Dialect::Responses | Dialect::Azure => openai::models(),
                 Dialect::Anthropic => anthropic::models(),
                 Dialect::Gemini => gemini::models(),
             };
@@ -109,7 +111,7 @@ fn dialect_of(req: &Request) -> Dialect {
 /// refusal on purpose.
 pub fn auth(req: &Request, dialect: Dialect) -> Result<(), (u16, Vec<u8>)> {
     match dialect {
-        Dialect::OpenAi => {
+        Dialect::OpenAi | Dialect::Responses => {
             let token = req
                 .header("authorization")
                 .and_then(|v| v.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| v[7..].trim()))
@@ -157,7 +159,7 @@ pub fn error_body(
     retry_after: Option<u64>,
 ) -> Vec<u8> {
     match dialect {
-        Dialect::OpenAi => openai::error(status, kind, message, param),
+        Dialect::OpenAi | Dialect::Responses => openai::error(status, kind, message, param),
         Dialect::Azure => azure::error(status, kind, message, param),
         Dialect::Anthropic => anthropic::error(status, kind, message),
         Dialect::Gemini => gemini::error(status, kind, message, retry_after),
