@@ -136,12 +136,20 @@ struct GeminiBody<'a> {
     generation_config: Option<GenerationConfig>,
 }
 
+/// Gemini's `Content`: a role and parts.
 #[derive(Deserialize)]
-struct Content<'a> {
+pub struct Content<'a> {
     #[serde(borrow, default)]
     role: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     parts: Option<Vec<Part<'a>>>,
+}
+
+impl Content<'_> {
+    /// The `text` of its parts joined by a space.
+    pub fn text(&self) -> String {
+        parts_text(self.parts.as_deref())
+    }
 }
 
 #[derive(Deserialize)]
@@ -221,6 +229,11 @@ pub fn parse(body: &[u8], dialect: Dialect) -> Result<Chat, Invalid> {
         Dialect::Anthropic => parse_messages(body, dialect, true),
         Dialect::OpenAi | Dialect::Azure => parse_messages(body, dialect, false),
     }
+}
+
+/// Parses an Anthropic `count_tokens` body: a Messages request without `max_tokens`.
+pub fn parse_count_tokens(body: &[u8]) -> Result<Chat, Invalid> {
+    parse_messages(body, Dialect::Anthropic, false)
 }
 
 /// `Missing required parameter` in the provider's words.
@@ -531,6 +544,16 @@ mod tests {
         assert_eq!(param(r#"{"model":"m"}"#), Some("input"));
         assert_eq!(param(r#"{"model":"m","input":5}"#), Some("input"));
         assert!(parse(br#"{"model":"m","previous_response_id":"resp_1"}"#, Dialect::Responses).is_ok());
+    }
+
+    #[test]
+    fn count_tokens_bodies_need_no_max_tokens_and_count_like_messages() {
+        let body = br#"{"model":"claude","system":"be brief","messages":[{"role":"user","content":"hello there"}]}"#;
+        let counted = parse_count_tokens(body).unwrap();
+        assert_eq!(counted.prompt_tokens, (2 + 3) + (2 + 3));
+        let with_max = br#"{"model":"claude","max_tokens":5,"system":"be brief","messages":[{"role":"user","content":"hello there"}]}"#;
+        assert_eq!(parse(with_max, Dialect::Anthropic).unwrap().prompt_tokens, counted.prompt_tokens);
+        assert_eq!(parse_count_tokens(br#"{"model":"claude"}"#).unwrap_err().param, Some("messages"));
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //!      and in-stream error applied while streaming
 //! ```
 //! Without delays or resets a whole stream still goes out in one write. The fault
-//! steps (`faults`, `fail_first`, `send_ok`) are public for exchanges that answer
-//! one JSON body.
+//! steps (`faults`, `fail_first`, `send_ok`) are shared with the one-answer exchanges
+//! in `unary.rs`.
 
 use std::time::Duration;
 

@@ -22,6 +22,7 @@ mod anthropic;
 mod azure;
 mod chat;
 mod conn;
+mod embeddings;
 mod encoding;
 mod exchange;
 mod fault;
@@ -36,6 +37,7 @@ mod scenario;
 mod sse;
 mod stats;
 mod tls;
+mod unary;
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;

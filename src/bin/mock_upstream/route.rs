@@ -1,5 +1,5 @@
 //! Routing, provider auth and error answers. The chat exchange itself is in
-//! `exchange.rs`.
+//! `exchange.rs`, the one-answer exchanges (embeddings, token counts) in `unary.rs`.
 //!
 //! Endpoints:
 //!
@@ -7,10 +7,14 @@
 //! |---|---|
 //! | `POST /v1/chat/completions` (and `/chat/completions`) | OpenAI |
 //! | `POST /v1/responses` (and `/responses`), JSON or SSE | OpenAI Responses (`responses.rs`) |
+//! | `POST /v1/embeddings` (and `/embeddings`) | OpenAI embeddings (`embeddings.rs`) |
 //! | `POST /openai/deployments/{deployment}/chat/completions?api-version=V` | Azure OpenAI |
+//! | `POST /openai/deployments/{deployment}/embeddings?api-version=V` | Azure OpenAI embeddings |
 //! | `POST /v1/messages` (and `/messages`) | Anthropic |
+//! | `POST /v1/messages/count_tokens` (and `/messages/count_tokens`) | Anthropic token count |
 //! | `POST /v1beta/models/{model}:generateContent` (and `/v1/models/...`) | Gemini |
 //! | `POST /v1beta/models/{model}:streamGenerateContent[?alt=sse]` | Gemini (SSE, or a streamed JSON array) |
+//! | `POST /v1beta/models/{model}:embedContent`, `:batchEmbedContents` | Gemini embeddings |
 //! | `GET /v1/models` (and `/models`) | OpenAI's list, Anthropic's with `anthropic-version` |
 //! | `GET /v1beta/models` | Gemini's list |
 //! | `GET /__mock/stats`, `GET /__mock/requests[?path=P]`, `POST /__mock/reset`, `GET /__mock/health` | the mock's own |
@@ -26,7 +30,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use crate::chat::Dialect;
 use crate::conn::{respond, Conn, Next};
 use crate::exchange::{chat, ChatRoute};
+use crate::gemini::Method as GeminiMethod;
 use crate::scenario::{Encoding, ErrorKind};
+use crate::unary::{count_tokens, embed, EmbedRoute};
 use crate::{anthropic, azure, encoding, gemini, openai};
 
 /// Handles one request; the connection loop decides flushing and keep-alive.
@@ -38,18 +44,26 @@ pub async fn exchange<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, req
             "/v1/chat/completions" | "/chat/completions" => Some(ChatRoute::new(Dialect::OpenAi)),
             "/v1/responses" | "/responses" => Some(ChatRoute::new(Dialect::Responses)),
             "/v1/messages" | "/messages" => Some(ChatRoute::new(Dialect::Anthropic)),
+            "/v1/embeddings" | "/embeddings" => return embed(conn, req, EmbedRoute::OpenAi).await,
+            "/v1/messages/count_tokens" | "/messages/count_tokens" => return count_tokens(conn, req).await,
             _ => None,
         };
         let route = route
             .or_else(|| azure::deployment(path).map(|d| ChatRoute { model: Some(d), ..ChatRoute::new(Dialect::Azure) }))
             .or_else(|| match gemini::target(path) {
-                Some((model, Some(method))) => {
+                Some((model, Some(method @ (GeminiMethod::Generate | GeminiMethod::Stream)))) => {
                     Some(ChatRoute { model: Some(model), gemini: Some(method), ..ChatRoute::new(Dialect::Gemini) })
                 }
                 _ => None,
             });
         if let Some(route) = route {
             return chat(conn, req, route).await;
+        }
+        if let Some(deployment) = azure::embeddings_deployment(path) {
+            return embed(conn, req, EmbedRoute::Azure { deployment }).await;
+        }
+        if let Some((model, Some(method @ (GeminiMethod::Embed | GeminiMethod::BatchEmbed)))) = gemini::target(path) {
+            return embed(conn, req, EmbedRoute::Gemini { model, batch: method == GeminiMethod::BatchEmbed }).await;
         }
     }
     match (req.method, path) {
