@@ -7,10 +7,12 @@
 //! record of received requests. Submodules: `scripted` (scripted answers: tool calls,
 //! thinking, stop reasons, cached usage, in OpenAI's and Anthropic's formats),
 //! `formats` (the Gemini and Azure OpenAI routes), `failures` (documented error bodies
-//! by kind, in-stream errors, compressed answers).
+//! by kind, in-stream errors, compressed answers), `fronts` (Responses, embeddings in
+//! every format, Anthropic's `count_tokens`).
 
 mod failures;
 mod formats;
+mod fronts;
 mod scripted;
 
 use std::net::TcpStream;

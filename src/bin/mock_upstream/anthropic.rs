@@ -9,7 +9,8 @@
 //! `tool_use`, `max_tokens`, `refusal`, `stop_sequence`) and `message_stop`), usage
 //! with `cache_creation_input_tokens` / `cache_read_input_tokens` when the prompt
 //! cache was read (`input_tokens` then counts only the uncached part), the models
-//! list and the `{"type":"error","error":{...}}` envelope with its documented error
+//! list, the `count_tokens` answer `{"input_tokens":N}` (the prompt tokens a Messages
+//! request with the same body reports) and the `{"type":"error","error":{...}}` envelope with its documented error
 //! types, also sent as an in-stream `error` event. Bodies are appended by hand in the
 //! documented field order (see `json.rs`).
 
@@ -242,6 +243,15 @@ pub fn error(status: u16, kind: Option<ErrorKind>, message: Option<&str>) -> Vec
     out
 }
 
+/// The `count_tokens` answer (`MessageTokensCount`): `{"input_tokens":N}`.
+pub fn token_count(input_tokens: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    push_raw(&mut out, "{\"input_tokens\":");
+    push_num(&mut out, input_tokens);
+    out.push(b'}');
+    out
+}
+
 /// `GET /v1/models` with `anthropic-version`: a fixed list in Anthropic's shape.
 pub fn models() -> Vec<u8> {
     let mut out = Vec::with_capacity(400);
@@ -282,6 +292,7 @@ mod tests {
             include_thoughts: false,
             dialect: Dialect::Anthropic,
             reply,
+            echo: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Azure OpenAI's differences from OpenAI (learn.microsoft.com, "Azure OpenAI in
-//! Azure AI Foundry Models REST API reference" and "Content filtering"): the route
-//! `POST /openai/deployments/{deployment}/chat/completions?api-version=...`, the
+//! Azure AI Foundry Models REST API reference" and "Content filtering"): the routes
+//! `POST /openai/deployments/{deployment}/chat/completions?api-version=...` and
+//! `.../embeddings?api-version=...` (OpenAI's embeddings bodies, `embeddings.rs`), the
 //! `api-key` header, the model named by the deployment (the body may leave `model`
 //! out), the gateway-level error envelope `{"error":{"code":"401","message":...}}`
 //! (401 without a valid key, 404 `Resource not found` without `api-version`,
@@ -22,8 +23,18 @@ const ACCESS_DENIED: &str = "Access denied due to invalid subscription key or wr
 
 /// The deployment named by an Azure chat path, if `path` is one.
 pub fn deployment(path: &str) -> Option<&str> {
+    deployment_of(path, "/chat/completions")
+}
+
+/// The deployment named by an Azure embeddings path, if `path` is one.
+pub fn embeddings_deployment(path: &str) -> Option<&str> {
+    deployment_of(path, "/embeddings")
+}
+
+/// `{deployment}` of `/openai/deployments/{deployment}{operation}`.
+fn deployment_of<'a>(path: &'a str, operation: &str) -> Option<&'a str> {
     let rest = path.strip_prefix("/openai/deployments/")?;
-    let name = rest.strip_suffix("/chat/completions")?;
+    let name = rest.strip_suffix(operation)?;
     (!name.is_empty() && !name.contains('/')).then_some(name)
 }
 
@@ -117,6 +128,8 @@ mod tests {
         assert_eq!(deployment("/openai/deployments//chat/completions"), None);
         assert_eq!(deployment("/openai/deployments/a/b/chat/completions"), None);
         assert_eq!(deployment("/v1/chat/completions"), None);
+        assert_eq!(embeddings_deployment("/openai/deployments/ada-002/embeddings"), Some("ada-002"));
+        assert_eq!(embeddings_deployment("/openai/deployments/ada-002/chat/completions"), None);
     }
 
     #[test]

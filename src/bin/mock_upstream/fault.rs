@@ -1,7 +1,8 @@
 //! Fault injection, chosen per request so one mock serves many tests at once. A fault
 //! spec is a comma-separated list of `name` or `name=value` items, given in the
 //! `x-mock-fault` request header and/or as a `[fault:...]` directive inside the last
-//! user message (both are merged, the message last). Items:
+//! user message (for embeddings: the last text to embed; both are merged, the
+//! message last). Items:
 //!
 //! | item | effect |
 //! |---|---|
@@ -24,7 +25,9 @@
 //! "Failures" are `status`, `error`, `retry-after`, both resets, both delays and
 //! `stream-error`; `chunks`, the SSE variations, the scripted answer and the encoding
 //! always apply, so a test can say "fail twice, then succeed" and get the same answer
-//! shape on the third try. An unknown item is a 400, so a typo in a test is loud
+//! shape on the third try. The routes that answer one JSON body and never stream
+//! (embeddings, `count_tokens`: `unary.rs`) apply the failures, `fail-times` and
+//! `encoding`, and ignore the items that shape a chat answer. An unknown item is a 400, so a typo in a test is loud
 //! rather than silently ignored.
 
 use std::ops::Range;

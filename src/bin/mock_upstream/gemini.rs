@@ -4,7 +4,8 @@
 //! `GenerateContentResponse`, `:streamGenerateContent?alt=sse` a stream of them as
 //! `data:` events (no event names, no `[DONE]`), and `:streamGenerateContent`
 //! without `alt=sse` the same objects as one JSON array, streamed. The key is sent
-//! in `x-goog-api-key`.
+//! in `x-goog-api-key`. The same key and error bodies serve `:embedContent` and
+//! `:batchEmbedContents` (`embeddings.rs`).
 //!
 //! A response is `{"candidates":[{"content":{"parts":[...],"role":"model"},
 //! "finishReason","index":0}],"usageMetadata":{...},"modelVersion","responseId"}`.
@@ -27,14 +28,18 @@ use crate::reply::Block;
 use crate::scenario::{ErrorKind, StopKind};
 use crate::sse::Emitter;
 
-/// The two generation methods.
+/// The methods the mock serves on a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Generate,
     Stream,
+    /// `embedContent` (`embeddings.rs`).
+    Embed,
+    /// `batchEmbedContents` (`embeddings.rs`).
+    BatchEmbed,
 }
 
-/// `(model, method)` of a generation path (`/v1beta/models/{model}:{method}`, also
+/// `(model, method)` of a model method path (`/v1beta/models/{model}:{method}`, also
 /// under `/v1/`), if `path` is one; an unknown method is `None` for the model.
 pub fn target(path: &str) -> Option<(&str, Option<Method>)> {
     let rest = path.strip_prefix("/v1beta/models/").or_else(|| path.strip_prefix("/v1/models/"))?;
@@ -45,6 +50,8 @@ pub fn target(path: &str) -> Option<(&str, Option<Method>)> {
     let method = match method {
         "generateContent" => Some(Method::Generate),
         "streamGenerateContent" => Some(Method::Stream),
+        "embedContent" => Some(Method::Embed),
+        "batchEmbedContents" => Some(Method::BatchEmbed),
         _ => None,
     };
     Some((model, method))
@@ -328,6 +335,7 @@ mod tests {
             include_thoughts,
             dialect: Dialect::Gemini,
             reply,
+            echo: None,
         }
     }
 
@@ -359,6 +367,11 @@ mod tests {
         );
         assert_eq!(target("/v1/models/g:streamGenerateContent"), Some(("g", Some(Method::Stream))));
         assert_eq!(target("/v1beta/models/g:countTokens"), Some(("g", None)));
+        assert_eq!(
+            target("/v1beta/models/text-embedding-004:embedContent"),
+            Some(("text-embedding-004", Some(Method::Embed)))
+        );
+        assert_eq!(target("/v1beta/models/e:batchEmbedContents"), Some(("e", Some(Method::BatchEmbed))));
         assert_eq!(target("/v1beta/models"), None);
     }
 

@@ -1,12 +1,15 @@
 //! `mock_upstream`: a fake model provider for clawgate's integration tests, load
 //! tests and the nginx comparison. It speaks four providers' documented wire formats
-//! (JSON and streams): OpenAI Chat Completions, Azure OpenAI, Anthropic Messages and
-//! Google Gemini (routes in `route.rs`). It answers deterministically (`Echo: <last
-//! user message>`), or with a scripted answer (thinking, tool calls, stop reasons,
-//! cached usage: `scenario.rs`, `reply.rs`), injects faults and documented error
-//! bodies chosen per request (`fault.rs`), compresses answers on request
-//! (`encoding.rs`), counts what it saw (`GET /__mock/stats`) and keeps the last
-//! requests it received, byte for byte (`GET /__mock/requests`, `record.rs`).
+//! (JSON and streams): OpenAI Chat Completions and Responses, Azure OpenAI, Anthropic
+//! Messages and Google Gemini, plus their embeddings (OpenAI, Azure, Gemini
+//! `embedContent` / `batchEmbedContents`, one deterministic vector function behind
+//! all: `embeddings.rs`) and Anthropic's `count_tokens` (routes in `route.rs`). It
+//! answers deterministically (`Echo: <last user message>`), or with a scripted answer
+//! (thinking, tool calls, stop reasons, cached usage: `scenario.rs`, `reply.rs`),
+//! injects faults and documented error bodies chosen per request (`fault.rs`),
+//! compresses answers on request (`encoding.rs`), counts what it saw
+//! (`GET /__mock/stats`) and keeps the last requests it received, byte for byte
+//! (`GET /__mock/requests`, `record.rs`).
 //!
 //! ```text
 //! mock_upstream --listen 127.0.0.1:0 [--workers N] [--tls-cert FILE --tls-key FILE]
@@ -22,6 +25,7 @@ mod anthropic;
 mod azure;
 mod chat;
 mod conn;
+mod embeddings;
 mod encoding;
 mod exchange;
 mod fault;
@@ -30,11 +34,13 @@ mod json;
 mod openai;
 mod record;
 mod reply;
+mod responses;
 mod route;
 mod scenario;
 mod sse;
 mod stats;
 mod tls;
+mod unary;
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -53,10 +59,22 @@ const USAGE: &str = "usage: mock_upstream [--listen ADDR] [--workers N] [--tls-c
   --workers N       worker threads, each with its own SO_REUSEPORT listener (default 1)
   --tls-cert FILE   PEM certificate chain: serve HTTPS (needs --tls-key)
   --tls-key FILE    PEM private key
+Routes (POST unless noted; auth as each provider: Bearer, api-key, x-api-key +
+anthropic-version, x-goog-api-key):
+  /v1/chat/completions          OpenAI chat, JSON or SSE
+  /v1/responses                 OpenAI Responses, JSON or SSE (stream: true)
+  /v1/embeddings                OpenAI embeddings (float or base64, dimensions)
+  /openai/deployments/D/chat/completions?api-version=V, .../embeddings   Azure OpenAI
+  /v1/messages                  Anthropic Messages, JSON or SSE
+  /v1/messages/count_tokens     Anthropic token count
+  /v1beta/models/M:generateContent, :streamGenerateContent[?alt=sse]   Gemini
+  /v1beta/models/M:embedContent, :batchEmbedContents                  Gemini embeddings
+  GET /v1/models, GET /v1beta/models                                  model lists
 Faults per request: header `x-mock-fault: status=503,retry-after=1` or `[fault:...]` in
-the last user message (scripted answers: reply=thinking+text+tool_call, stop=length,
-cached=N, error=KIND, encoding=gzip); stats at GET /__mock/stats, received requests at
-GET /__mock/requests, POST /__mock/reset forgets both.";
+the last user message or the last text to embed (scripted answers:
+reply=thinking+text+tool_call, stop=length, cached=N, error=KIND, encoding=gzip);
+stats at GET /__mock/stats, received requests at GET /__mock/requests,
+POST /__mock/reset forgets both.";
 
 /// Parsed command line.
 struct Args {

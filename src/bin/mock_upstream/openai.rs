@@ -332,6 +332,7 @@ mod tests {
             include_thoughts: false,
             dialect: Dialect::OpenAi,
             reply,
+            echo: None,
         }
     }
 

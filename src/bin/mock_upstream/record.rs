@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 
 use clawgate::http::Request;
 
-use crate::json::{push_num, push_raw, push_str};
+use crate::json::{push_base64, push_num, push_raw, push_str};
 
 /// Requests kept.
 pub const CAPACITY: usize = 64;
@@ -102,7 +102,7 @@ fn render(out: &mut Vec<u8>, seq: u64, req: &Request) {
         Err(_) => {
             push_str(out, &String::from_utf8_lossy(&req.body));
             push_raw(out, ",\"bodyBase64\":\"");
-            base64(out, &req.body);
+            push_base64(out, &req.body);
             out.push(b'"');
         }
     }
@@ -145,22 +145,6 @@ pub fn headers_object(out: &mut Vec<u8>, req: &Request) {
         push_str(out, value);
     }
     out.push(b'}');
-}
-
-/// Standard base64 (RFC 4648 section 4) with padding.
-fn base64(out: &mut Vec<u8>, data: &[u8]) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for group in data.chunks(3) {
-        let b = [group[0], group.get(1).copied().unwrap_or(0), group.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= group.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize]);
-            } else {
-                out.push(b'=');
-            }
-        }
-    }
 }
 
 #[cfg(test)]

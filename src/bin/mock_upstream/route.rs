@@ -1,15 +1,20 @@
 //! Routing, provider auth and error answers. The chat exchange itself is in
-//! `exchange.rs`.
+//! `exchange.rs`, the one-answer exchanges (embeddings, token counts) in `unary.rs`.
 //!
 //! Endpoints:
 //!
 //! | route | format |
 //! |---|---|
 //! | `POST /v1/chat/completions` (and `/chat/completions`) | OpenAI |
+//! | `POST /v1/responses` (and `/responses`), JSON or SSE | OpenAI Responses (`responses.rs`) |
+//! | `POST /v1/embeddings` (and `/embeddings`) | OpenAI embeddings (`embeddings.rs`) |
 //! | `POST /openai/deployments/{deployment}/chat/completions?api-version=V` | Azure OpenAI |
+//! | `POST /openai/deployments/{deployment}/embeddings?api-version=V` | Azure OpenAI embeddings |
 //! | `POST /v1/messages` (and `/messages`) | Anthropic |
+//! | `POST /v1/messages/count_tokens` (and `/messages/count_tokens`) | Anthropic token count |
 //! | `POST /v1beta/models/{model}:generateContent` (and `/v1/models/...`) | Gemini |
 //! | `POST /v1beta/models/{model}:streamGenerateContent[?alt=sse]` | Gemini (SSE, or a streamed JSON array) |
+//! | `POST /v1beta/models/{model}:embedContent`, `:batchEmbedContents` | Gemini embeddings |
 //! | `GET /v1/models` (and `/models`) | OpenAI's list, Anthropic's with `anthropic-version` |
 //! | `GET /v1beta/models` | Gemini's list |
 //! | `GET /__mock/stats`, `GET /__mock/requests[?path=P]`, `POST /__mock/reset`, `GET /__mock/health` | the mock's own |
@@ -25,7 +30,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use crate::chat::Dialect;
 use crate::conn::{respond, Conn, Next};
 use crate::exchange::{chat, ChatRoute};
+use crate::gemini::Method as GeminiMethod;
 use crate::scenario::{Encoding, ErrorKind};
+use crate::unary::{count_tokens, embed, EmbedRoute};
 use crate::{anthropic, azure, encoding, gemini, openai};
 
 /// Handles one request; the connection loop decides flushing and keep-alive.
@@ -35,19 +42,28 @@ pub async fn exchange<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, req
     if req.method == Method::Post {
         let route = match path {
             "/v1/chat/completions" | "/chat/completions" => Some(ChatRoute::new(Dialect::OpenAi)),
+            "/v1/responses" | "/responses" => Some(ChatRoute::new(Dialect::Responses)),
             "/v1/messages" | "/messages" => Some(ChatRoute::new(Dialect::Anthropic)),
+            "/v1/embeddings" | "/embeddings" => return embed(conn, req, EmbedRoute::OpenAi).await,
+            "/v1/messages/count_tokens" | "/messages/count_tokens" => return count_tokens(conn, req).await,
             _ => None,
         };
         let route = route
             .or_else(|| azure::deployment(path).map(|d| ChatRoute { model: Some(d), ..ChatRoute::new(Dialect::Azure) }))
             .or_else(|| match gemini::target(path) {
-                Some((model, Some(method))) => {
+                Some((model, Some(method @ (GeminiMethod::Generate | GeminiMethod::Stream)))) => {
                     Some(ChatRoute { model: Some(model), gemini: Some(method), ..ChatRoute::new(Dialect::Gemini) })
                 }
                 _ => None,
             });
         if let Some(route) = route {
             return chat(conn, req, route).await;
+        }
+        if let Some(deployment) = azure::embeddings_deployment(path) {
+            return embed(conn, req, EmbedRoute::Azure { deployment }).await;
+        }
+        if let Some((model, Some(method @ (GeminiMethod::Embed | GeminiMethod::BatchEmbed)))) = gemini::target(path) {
+            return embed(conn, req, EmbedRoute::Gemini { model, batch: method == GeminiMethod::BatchEmbed }).await;
         }
     }
     match (req.method, path) {
@@ -58,7 +74,7 @@ pub async fn exchange<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, req
                 return send_json(conn, status, &[], body, None, keep);
             }
             let body = match dialect {
-                Dialect::OpenAi | Dialect::Azure => openai::models(),
+                Dialect::OpenAi | Dialect::Responses | Dialect::Azure => openai::models(),
                 Dialect::Anthropic => anthropic::models(),
                 Dialect::Gemini => gemini::models(),
             };
@@ -109,7 +125,7 @@ fn dialect_of(req: &Request) -> Dialect {
 /// refusal on purpose.
 pub fn auth(req: &Request, dialect: Dialect) -> Result<(), (u16, Vec<u8>)> {
     match dialect {
-        Dialect::OpenAi => {
+        Dialect::OpenAi | Dialect::Responses => {
             let token = req
                 .header("authorization")
                 .and_then(|v| v.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| v[7..].trim()))
@@ -157,7 +173,7 @@ pub fn error_body(
     retry_after: Option<u64>,
 ) -> Vec<u8> {
     match dialect {
-        Dialect::OpenAi => openai::error(status, kind, message, param),
+        Dialect::OpenAi | Dialect::Responses => openai::error(status, kind, message, param),
         Dialect::Azure => azure::error(status, kind, message, param),
         Dialect::Anthropic => anthropic::error(status, kind, message),
         Dialect::Gemini => gemini::error(status, kind, message, retry_after),

@@ -64,6 +64,12 @@ impl Emitter {
         self
     }
 
+    /// Events emitted so far (comment padding not counted): the next event's 0-based
+    /// position, which OpenAI's Responses stream sends as `sequence_number`.
+    pub fn emitted(&self) -> usize {
+        self.emitted
+    }
+
     /// The cleared buffer for the next event's data (normally one JSON object).
     pub fn data(&mut self) -> &mut Vec<u8> {
         self.scratch.clear();

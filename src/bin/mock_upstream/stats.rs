@@ -6,7 +6,7 @@
 //! mock is a test tool whose tests ask process-wide questions ("did the upstream see
 //! the cancel?", "how many tries did the gateway make with fail-key k?"), and requests
 //! for one test may land on any worker. Counters are atomics; the per-path map, the
-//! last chat request and the fail-key counters sit behind one `std::sync::Mutex`, held
+//! last model request and the fail-key counters sit behind one `std::sync::Mutex`, held
 //! for a map update and a ring push per request (tens of nanoseconds, no await inside). A poisoned
 //! lock is taken over: the data is counters, never left half-written.
 
@@ -42,7 +42,8 @@ impl Stats {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts a request and records it; a chat request is also kept as the last one.
+    /// Counts a request and records it; a model request (`chat`: chat, Responses,
+    /// embeddings, token count) is also kept as the last one.
     pub fn record(&self, req: &Request, chat: bool) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let last = chat.then(|| req.clone());
@@ -107,7 +108,7 @@ impl Stats {
     /// `{"requests","byPath","cancelled","streams","resets","lastRequest"}` as JSON.
     /// `lastRequest` is `{"method","path","headers":{lower-case name: value},"body"}`,
     /// the body embedded as JSON when it parses, else as a string; null before any
-    /// chat request.
+    /// model request (chat, Responses, embeddings, token count).
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1024);
         push_raw(&mut out, "{\"requests\":");
