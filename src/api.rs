@@ -8,6 +8,7 @@
 mod catalog;
 pub mod chat;
 mod health;
+pub mod native;
 pub mod openai;
 mod sessions;
 
