@@ -3,7 +3,7 @@
 //! `VERSION_NOT_AVAILABLE`. A known path with the wrong method is a 405 carrying
 //! `Allow`; an unknown path is a 404. Costs tens of nanoseconds per request.
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, ErrorShape};
 use crate::http::Method;
 
 /// Every endpoint of the gateway.
@@ -21,6 +21,12 @@ pub enum Route<'a> {
     SessionOp(&'a str),
     OpenAiChat,
     OpenAiModels,
+    /// OpenAI Responses: `POST /v1/responses`.
+    OpenAiResponses,
+    /// Anthropic Messages: `POST /v1/messages`.
+    AnthropicMessages,
+    /// Anthropic `POST /v1/messages/count_tokens`.
+    AnthropicCountTokens,
     WebSocket,
     Webhook(&'a str),
     WebhookVerify(&'a str),
@@ -35,9 +41,19 @@ impl Route<'_> {
         )
     }
 
-    /// Whether errors on this route use OpenAI's error shape.
-    pub fn openai_errors(&self) -> bool {
-        matches!(self, Route::OpenAiChat | Route::OpenAiModels)
+    /// The error body this route answers with.
+    pub fn error_shape(&self) -> ErrorShape {
+        match self {
+            Route::AnthropicMessages | Route::AnthropicCountTokens => ErrorShape::Anthropic,
+            Route::OpenAiChat | Route::OpenAiModels | Route::OpenAiResponses => ErrorShape::OpenAi,
+            _ => ErrorShape::Gateway,
+        }
+    }
+
+    /// Whether the route belongs to the `/v1/*` surface, where the Anthropic SDK's
+    /// `x-api-key` header authenticates as well as `Authorization: Bearer`.
+    pub fn takes_api_key_header(&self) -> bool {
+        self.error_shape() != ErrorShape::Gateway
     }
 
     /// A stable label for metrics and logs.
@@ -55,6 +71,9 @@ impl Route<'_> {
             Route::SessionOp(_) => "session_op",
             Route::OpenAiChat => "openai_chat",
             Route::OpenAiModels => "openai_models",
+            Route::OpenAiResponses => "openai_responses",
+            Route::AnthropicMessages => "anthropic_messages",
+            Route::AnthropicCountTokens => "anthropic_count_tokens",
             Route::WebSocket => "ws",
             Route::Webhook(_) => "webhook",
             Route::WebhookVerify(_) => "webhook_verify",
@@ -62,10 +81,16 @@ impl Route<'_> {
     }
 }
 
-/// Whether a path belongs to the OpenAI-compatible surface (for error shapes even
-/// when routing fails).
-pub fn is_openai_path(path: &str) -> bool {
-    path.starts_with("/v1/")
+/// The error shape of a path, even when routing fails: Anthropic's under
+/// `/v1/messages`, OpenAI's elsewhere under `/v1/`, the gateway's envelope otherwise.
+pub fn error_shape(path: &str) -> ErrorShape {
+    if path.starts_with("/v1/messages") {
+        ErrorShape::Anthropic
+    } else if path.starts_with("/v1/") {
+        ErrorShape::OpenAi
+    } else {
+        ErrorShape::Gateway
+    }
 }
 
 /// Resolves a request to a route.
@@ -83,6 +108,9 @@ pub fn route(method: Method, path: &str) -> Result<Route<'_>, ApiError> {
         "/ws" => get(Route::WebSocket),
         "/v1/chat/completions" => post(Route::OpenAiChat),
         "/v1/models" => get(Route::OpenAiModels),
+        "/v1/responses" => post(Route::OpenAiResponses),
+        "/v1/messages" => post(Route::AnthropicMessages),
+        "/v1/messages/count_tokens" => post(Route::AnthropicCountTokens),
         _ => match path.strip_prefix("/webhooks/") {
             Some(name) if valid_segment(name) => match method {
                 Method::Post => Ok(Route::Webhook(name)),
