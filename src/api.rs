@@ -11,6 +11,7 @@ pub mod chat;
 mod health;
 pub mod native;
 pub mod openai;
+pub mod responses;
 mod sessions;
 
 use std::rc::Rc;
@@ -50,9 +51,7 @@ pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> R
         (Route::SessionOp(id), Some(who)) => sessions::operate(ctx, &who, id).await,
         (Route::OpenAiChat, Some(who)) => openai::chat_completions(ctx, who).await,
         (Route::OpenAiModels, Some(_)) => openai::models(ctx),
-        (Route::OpenAiResponses, Some(_)) => {
-            Err(ApiError::new(crate::error::ErrorCode::NotImplemented, "POST /v1/responses is not implemented yet"))
-        }
+        (Route::OpenAiResponses, Some(who)) => responses::responses(ctx, who).await,
         (Route::AnthropicMessages, Some(who)) => anthropic::messages(ctx, who).await,
         (Route::AnthropicCountTokens, Some(who)) => anthropic::count_tokens(ctx, who).await,
         (Route::Metrics | Route::Webhook(_) | Route::WebhookVerify(_) | Route::WebSocket, _) => Err(ApiError::new(

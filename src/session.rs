@@ -65,6 +65,9 @@ pub struct SessionInfo {
 pub struct SessionView {
     pub info: SessionInfo,
     pub messages: Vec<StoredMessage>,
+    /// Messages ever recorded (`TurnGrant::appended`): the last of `messages` is
+    /// number `appended - 1`.
+    pub appended: u64,
 }
 
 /// What a chat turn asks of the session's owner.
@@ -78,6 +81,10 @@ pub struct BeginTurn {
     pub requested_model: Option<String>,
     /// The model to use when neither the request nor the session names one.
     pub default_model: String,
+    /// The history a session created by this turn starts with (a conversation forked
+    /// from another one: the Responses API's `previous_response_id` naming an earlier
+    /// response). Ignored when the session exists.
+    pub seed: Vec<Message>,
 }
 
 /// Operations on one session (`POST /api/sessions/:id`).
@@ -100,6 +107,9 @@ pub struct TurnGrant {
     pub session_id: String,
     pub model: String,
     pub history: Vec<Message>,
+    /// How many messages the session has ever recorded (trimmed ones included): the
+    /// position just after `history`, which stays valid as the history is trimmed.
+    pub appended: u64,
     pub created: bool,
     token: u64,
     /// The worker holding the session while the turn runs (a busy session never moves).
@@ -145,7 +155,8 @@ pub enum Cmd {
     Finish {
         id: String,
         token: u64,
-        user: Message,
+        /// The turn's new messages before the reply (a user message, tool results).
+        user: Vec<Message>,
         assistant: Message,
         model: String,
     },
@@ -200,6 +211,8 @@ pub enum Cmd {
 pub struct Session {
     info: SessionInfo,
     messages: VecDeque<StoredMessage>,
+    /// Messages ever recorded, trimmed ones included (`TurnGrant::appended`).
+    appended: u64,
     bytes: usize,
     busy: Option<u64>,
     waiters: VecDeque<(BeginTurn, Reply<TurnGrant>)>,

@@ -496,6 +496,8 @@ fn into_turn(p: &mut Parsed, request_id: &str) -> Result<TurnRequest, ApiError> 
         session_id: None,
         model: p.model.take(),
         context: TurnContext::Explicit(context),
+        preamble: Vec::new(),
+        seed: Vec::new(),
         stream: p.stream,
         request_id: request_id.to_string(),
     })

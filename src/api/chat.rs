@@ -78,6 +78,8 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
         session_id: parsed.session_id.map(Cow::into_owned),
         model: parsed.model.map(Cow::into_owned),
         context: TurnContext::Session,
+        preamble: Vec::new(),
+        seed: Vec::new(),
         stream: wants_sse,
         request_id: ctx.request_id.to_string(),
         params: Arc::default(),

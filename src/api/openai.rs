@@ -439,6 +439,8 @@ fn into_turn(p: &mut Parsed, session_id: Option<String>) -> Result<TurnRequest, 
         session_id,
         model: p.model.take(),
         context,
+        preamble: Vec::new(),
+        seed: Vec::new(),
         stream: p.stream,
         request_id: String::new(),
     })

@@ -97,7 +97,13 @@ impl SessionHub {
     }
 
     /// Records a completed turn and releases the session (on the worker holding it).
-    pub fn finish(&self, mut grant: TurnGrant, user: Message, assistant: Message) {
+    pub fn finish(&self, grant: TurnGrant, user: Message, assistant: Message) {
+        self.finish_turn(grant, vec![user], assistant);
+    }
+
+    /// `finish` for a turn that brought several messages before the reply (tool
+    /// results and a user message, in order).
+    pub fn finish_turn(&self, mut grant: TurnGrant, user: Vec<Message>, assistant: Message) {
         grant.finished = true;
         let cmd = Cmd::Finish {
             id: std::mem::take(&mut grant.session_id),

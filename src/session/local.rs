@@ -272,6 +272,7 @@ impl LocalSessions {
             session_id: id.to_string(),
             model,
             history,
+            appended: s.appended,
             created,
             token,
             holder: self.me,
@@ -283,7 +284,7 @@ impl LocalSessions {
         let _ = reply.send(Ok(grant));
     }
 
-    pub(super) fn finish(&mut self, id: &str, token: u64, user: Message, assistant: Message, model: String) {
+    pub(super) fn finish(&mut self, id: &str, token: u64, user: Vec<Message>, assistant: Message, model: String) {
         let now = clock::now_unix_ms();
         let limits = &self.limits;
         if let Some(s) = self.sessions.get_mut(id) {
@@ -291,9 +292,10 @@ impl LocalSessions {
                 // Each message is stored within half of `max_bytes`, so the newest pair
                 // (which the trim keeps) fits the bound too (hardening: session memory is
                 // bounded by `max_bytes` whatever one message's size).
-                for m in [user, assistant] {
+                for m in user.into_iter().chain([assistant]) {
                     let m = bounded(m, limits.max_bytes / 2);
                     s.bytes += m.size();
+                    s.appended += 1;
                     s.messages.push_back(StoredMessage { role: m.role, content: m.content, extra: m.extra, at: now });
                 }
                 while s.messages.len() > limits.max_messages || (s.bytes > limits.max_bytes && s.messages.len() > 2) {
@@ -318,7 +320,9 @@ impl LocalSessions {
         s.busy = None;
         if let Some((req, reply)) = s.waiters.pop_front() {
             self.grant(id, req, reply, false);
-        } else if s.created_by == Some(token) && s.messages.is_empty() {
+        } else if s.created_by == Some(token) {
+            // The turn that created it ended without recording anything (`finish`
+            // clears `created_by`): no session is left behind by a failed turn.
             self.sessions.remove(id);
             self.gone(id);
         }
@@ -327,7 +331,11 @@ impl LocalSessions {
     pub(super) fn get(&self, id: &str, who: &Identity, limit: Option<usize>) -> Result<SessionView, ApiError> {
         let s = self.sessions.get(id).filter(|s| visible(&s.info, who)).ok_or_else(|| invalid_session(id))?;
         let skip = limit.map_or(0, |l| s.messages.len().saturating_sub(l));
-        Ok(SessionView { info: s.info.clone(), messages: s.messages.iter().skip(skip).cloned().collect() })
+        Ok(SessionView {
+            info: s.info.clone(),
+            messages: s.messages.iter().skip(skip).cloned().collect(),
+            appended: s.appended,
+        })
     }
 
     pub(super) fn list(
@@ -389,18 +397,25 @@ impl LocalSessions {
 pub(super) fn new_session(id: &str, req: &BeginTurn) -> Session {
     let now = clock::now_unix_ms();
     let model = req.requested_model.clone().unwrap_or_else(|| req.default_model.clone());
+    let messages: VecDeque<StoredMessage> = req
+        .seed
+        .iter()
+        .map(|m| StoredMessage { role: m.role, content: m.content.clone(), extra: m.extra.clone(), at: now })
+        .collect();
+    let bytes = req.seed.iter().map(Message::size).sum();
     Session {
         info: SessionInfo {
             id: id.to_string(),
             channel: req.channel.clone(),
             model,
             owner: req.who.name.clone(),
-            message_count: 0,
+            message_count: messages.len(),
             created_at_ms: now,
             updated_at_ms: now,
         },
-        messages: VecDeque::new(),
-        bytes: 0,
+        appended: messages.len() as u64,
+        messages,
+        bytes,
         busy: None,
         waiters: VecDeque::new(),
         created_by: None,

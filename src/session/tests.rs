@@ -78,6 +78,7 @@ impl Cluster {
             channel: "api".into(),
             requested_model: None,
             default_model: "mock".into(),
+            seed: Vec::new(),
         };
         self.hubs[on].send(on, Cmd::Begin { req, from: on, hops: 0, reply: tx });
         rx

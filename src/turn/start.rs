@@ -31,6 +31,11 @@ pub struct TurnRequest {
     pub model: Option<String>,
     /// Where the conversation before `message` comes from.
     pub context: TurnContext,
+    /// Messages that come after the history and before `message` and are stored with
+    /// it (tool results and earlier items of a Responses API input). Usually empty.
+    pub preamble: Vec<Message>,
+    /// The history of a session this turn creates (see `BeginTurn::seed`).
+    pub seed: Vec<Message>,
     /// Whether the client streams (the provider is then asked to stream too).
     pub stream: bool,
     /// The id of the request (or WebSocket message) that asks for the turn: every
@@ -64,6 +69,8 @@ pub struct StartedTurn {
     /// The turn's new message (user text and parts, or a tool result), stored with
     /// the reply when the turn completes.
     pub user_message: Message,
+    /// Messages stored before `user_message` (`TurnRequest::preamble`).
+    pub preamble: Vec<Message>,
     /// The turn's token reservation (`ratelimit::turn`): settled in `account`,
     /// charged for what was streamed if the turn is dropped.
     pub quota: crate::ratelimit::TurnQuota,
@@ -87,7 +94,9 @@ impl StartedTurn {
     /// session and releases it.
     pub fn finish(mut self, reply: Message) {
         if let Some(grant) = self.grant.take() {
-            self.engine.sessions.finish(grant, self.user_message.clone(), reply);
+            let mut user = std::mem::take(&mut self.preamble);
+            user.push(self.user_message.clone());
+            self.engine.sessions.finish_turn(grant, user, reply);
         }
     }
 
@@ -127,6 +136,7 @@ pub async fn start_turn(
         resolve_model(cfg, who, m)?;
     }
     let default_model = channel_default.unwrap_or_else(|| cfg.default_model().id.clone());
+    let mut seed = turn.seed;
     let (grant, model_id, prefix, history) = match turn.context {
         TurnContext::Explicit(messages) => (None, turn.model.unwrap_or(default_model), messages, Vec::new()),
         context => {
@@ -138,6 +148,7 @@ pub async fn start_turn(
                     channel: turn.channel,
                     requested_model: turn.model,
                     default_model,
+                    seed: std::mem::take(&mut seed),
                 })
                 .await?;
             let prefix = match context {
@@ -151,9 +162,10 @@ pub async fn start_turn(
     };
     let model_id = grant.as_ref().map_or(model_id, |g| g.model.clone());
     let model = resolve_model(cfg, who, &model_id)?;
-    let mut messages = Vec::with_capacity(prefix.len() + history.len() + 1);
+    let mut messages = Vec::with_capacity(prefix.len() + history.len() + turn.preamble.len() + 1);
     messages.extend(prefix);
     messages.extend(history);
+    messages.extend(turn.preamble.iter().cloned());
     messages.push(turn.message.clone());
     // The key's token quota: the estimate is reserved before any upstream call (429).
     let quota = engine.limiter.reserve_turn(cfg, who, &messages, effective_max_tokens(&turn.params, model))?;
@@ -218,6 +230,7 @@ pub async fn start_turn(
                     grant,
                     stream,
                     user_message: turn.message,
+                    preamble: turn.preamble,
                     quota,
                     request_id: turn.request_id,
                     dropped,

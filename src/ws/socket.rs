@@ -300,6 +300,8 @@ impl Socket {
             session_id: session_id.clone(),
             model: frame.model.as_deref().map(str::to_string),
             context: TurnContext::Session,
+            preamble: Vec::new(),
+            seed: Vec::new(),
             stream: true,
             request_id: self.worker.next_request_id(),
         };
