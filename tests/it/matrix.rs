@@ -381,7 +381,8 @@ fn usage_details_come_back_on_every_path() {
         // Anthropic counts thinking inside `output_tokens` and reports no part of it:
         // no detail is made up.
         let reasoning = &u["completion_tokens_details"]["reasoning_tokens"];
-        let want = if path == Path::Anthropic { reasoning.is_null() } else { reasoning.as_u64().is_some_and(|n| n > 0) };
+        let want =
+            if path == Path::Anthropic { reasoning.is_null() } else { reasoning.as_u64().is_some_and(|n| n > 0) };
         cells.check(path, want, u);
         let total = u["prompt_tokens"].as_u64().unwrap_or(0) + u["completion_tokens"].as_u64().unwrap_or(0);
         cells.check(path, u["total_tokens"] == total && total > 0, u);
