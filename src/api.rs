@@ -48,6 +48,8 @@ pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> R
         (Route::SessionOp(id), Some(who)) => sessions::operate(ctx, &who, id).await,
         (Route::OpenAiChat, Some(who)) => openai::chat_completions(ctx, who).await,
         (Route::OpenAiModels, Some(_)) => openai::models(ctx),
+        (Route::OpenAiModel(id), Some(_)) => openai::model(ctx, id),
+        (Route::OpenAiEmbeddings, Some(who)) => openai::embeddings(ctx, who).await,
         (Route::Metrics | Route::Webhook(_) | Route::WebhookVerify(_) | Route::WebSocket, _) => Err(ApiError::new(
             crate::error::ErrorCode::NotImplemented,
             format!("{} is not implemented in this version", route.label()),

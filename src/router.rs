@@ -21,6 +21,10 @@ pub enum Route<'a> {
     SessionOp(&'a str),
     OpenAiChat,
     OpenAiModels,
+    /// `GET /v1/models/{id}`: the id as it appears in the path (it may contain `/`,
+    /// literally or percent-encoded; the handler decodes it).
+    OpenAiModel(&'a str),
+    OpenAiEmbeddings,
     WebSocket,
     Webhook(&'a str),
     WebhookVerify(&'a str),
@@ -37,7 +41,7 @@ impl Route<'_> {
 
     /// Whether errors on this route use OpenAI's error shape.
     pub fn openai_errors(&self) -> bool {
-        matches!(self, Route::OpenAiChat | Route::OpenAiModels)
+        matches!(self, Route::OpenAiChat | Route::OpenAiModels | Route::OpenAiModel(_) | Route::OpenAiEmbeddings)
     }
 
     /// A stable label for metrics and logs.
@@ -55,6 +59,8 @@ impl Route<'_> {
             Route::SessionOp(_) => "session_op",
             Route::OpenAiChat => "openai_chat",
             Route::OpenAiModels => "openai_models",
+            Route::OpenAiModel(_) => "openai_model",
+            Route::OpenAiEmbeddings => "openai_embeddings",
             Route::WebSocket => "ws",
             Route::Webhook(_) => "webhook",
             Route::WebhookVerify(_) => "webhook_verify",
@@ -83,13 +89,18 @@ pub fn route(method: Method, path: &str) -> Result<Route<'_>, ApiError> {
         "/ws" => get(Route::WebSocket),
         "/v1/chat/completions" => post(Route::OpenAiChat),
         "/v1/models" => get(Route::OpenAiModels),
+        "/v1/embeddings" => post(Route::OpenAiEmbeddings),
         _ => match path.strip_prefix("/webhooks/") {
             Some(name) if valid_segment(name) => match method {
                 Method::Post => Ok(Route::Webhook(name)),
                 Method::Get => Ok(Route::WebhookVerify(name)),
                 _ => Err(ApiError::method_not_allowed("GET, POST")),
             },
-            _ => Err(ApiError::not_found()),
+            // Model ids may contain `/` (`org/embed-small`): the rest of the path is the id.
+            _ => match path.strip_prefix("/v1/models/") {
+                Some(id) if !id.is_empty() => get(Route::OpenAiModel(id)),
+                _ => Err(ApiError::not_found()),
+            },
         },
     }
 }
@@ -166,6 +177,21 @@ mod tests {
         assert_eq!(e.status(), 405);
         assert_eq!(e.allow, Some("POST"));
         assert_eq!(route(Method::Delete, "/api/sessions/x").unwrap_err().allow, Some("GET, POST"));
+    }
+
+    #[test]
+    fn model_ids_take_the_rest_of_the_path() {
+        assert_eq!(route(Method::Get, "/v1/models/gpt-4o").unwrap(), Route::OpenAiModel("gpt-4o"));
+        assert_eq!(route(Method::Get, "/v1/models/org/embed-small").unwrap(), Route::OpenAiModel("org/embed-small"));
+        assert_eq!(
+            route(Method::Get, "/v1/models/org%2Fembed-small/").unwrap(),
+            Route::OpenAiModel("org%2Fembed-small")
+        );
+        assert_eq!(route(Method::Get, "/v1/models/").unwrap(), Route::OpenAiModels);
+        assert_eq!(route(Method::Post, "/v1/models/x").unwrap_err().allow, Some("GET"));
+        assert_eq!(route(Method::Post, "/v1/embeddings").unwrap(), Route::OpenAiEmbeddings);
+        assert_eq!(route(Method::Get, "/v1/embeddings").unwrap_err().allow, Some("POST"));
+        assert!(Route::OpenAiModel("x").openai_errors() && Route::OpenAiEmbeddings.openai_errors());
     }
 
     #[test]

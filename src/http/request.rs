@@ -309,12 +309,22 @@ fn trim(v: &[u8]) -> &[u8] {
 
 /// Decodes `%XX` and `+` in a query component; `None` when the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
+    decode(s, true)
+}
+
+/// Decodes `%XX` in a path segment (`+` stays a `+` there, RFC 3986); `None` when the
+/// result is not UTF-8.
+pub fn percent_decode_path(s: &str) -> Option<String> {
+    decode(s, false)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 let hex = |b: u8| (b as char).to_digit(16);
                 match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
@@ -401,6 +411,15 @@ mod tests {
         assert!(req("GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n").is_err());
         assert!(req("GET / HTTP/1.0\r\n\r\n").is_ok());
         assert!(req("GET / HTTP/1.1\r\nhOsT: a\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn paths_decode_percent_escapes_but_keep_plus() {
+        assert_eq!(percent_decode_path("org%2Fembed-small").as_deref(), Some("org/embed-small"));
+        assert_eq!(percent_decode_path("a+b%2b").as_deref(), Some("a+b+"));
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode_path("100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decode_path("%ff"), None);
     }
 
     #[test]

@@ -196,7 +196,8 @@ fn is_context_length_answer(answer: &Forwarded) -> bool {
             .is_some_and(|i| is_context_length(i.code.as_deref(), &i.message))
 }
 
-fn account(worker: &Rc<Worker>, quota: &TurnQuota, usage: Usage) {
+/// Counts `usage` in the worker's token totals and settles the key's reservation.
+pub(super) fn account(worker: &Rc<Worker>, quota: &TurnQuota, usage: Usage) {
     let stats = worker.stats();
     WorkerStats::add(&stats.prompt_tokens, usage.prompt_tokens);
     WorkerStats::add(&stats.completion_tokens, usage.completion_tokens);
@@ -204,7 +205,7 @@ fn account(worker: &Rc<Worker>, quota: &TurnQuota, usage: Usage) {
 }
 
 /// The top-level `usage` of an OpenAI answer or chunk (zeros if absent or null).
-fn read_usage(json: &[u8]) -> Usage {
+pub(super) fn read_usage(json: &[u8]) -> Usage {
     scan_usage(json).unwrap_or_else(|| parse_usage(json))
 }
 
@@ -233,7 +234,7 @@ pub(super) fn bench_read_usage(json: &[u8]) -> Usage {
 
 /// `body` with the value of its top-level `model` replaced by `upstream` (a JSON
 /// string), without re-encoding anything else. `None` if `model` is not a string.
-fn splice_model(body: &Bytes, upstream: &str) -> Option<Bytes> {
+pub(super) fn splice_model(body: &Bytes, upstream: &str) -> Option<Bytes> {
     let value = sonic_rs::get(&body[..], &["model"]).ok()?;
     let raw = value.as_raw_str();
     let start = (raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
