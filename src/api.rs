@@ -5,9 +5,11 @@
 //! the envelope, the status and the extra headers (`Allow`, `Retry-After`) are decided
 //! in one place. The server adds `X-Request-Id`, the rate-limit headers and framing.
 
+pub mod anthropic;
 mod catalog;
 pub mod chat;
 mod health;
+pub mod native;
 pub mod openai;
 mod sessions;
 
@@ -19,7 +21,7 @@ use serde::Serialize;
 
 use crate::auth::Identity;
 use crate::clock;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorShape};
 use crate::http::{Request, Response};
 use crate::router::Route;
 use crate::worker::{Snapshot, Worker};
@@ -50,6 +52,11 @@ pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> R
         (Route::OpenAiModels, Some(_)) => openai::models(ctx),
         (Route::OpenAiModel(id), Some(_)) => openai::model(ctx, id),
         (Route::OpenAiEmbeddings, Some(who)) => openai::embeddings(ctx, who).await,
+        (Route::OpenAiResponses, Some(_)) => {
+            Err(ApiError::new(crate::error::ErrorCode::NotImplemented, "POST /v1/responses is not implemented yet"))
+        }
+        (Route::AnthropicMessages, Some(who)) => anthropic::messages(ctx, who).await,
+        (Route::AnthropicCountTokens, Some(who)) => anthropic::count_tokens(ctx, who).await,
         (Route::Metrics | Route::Webhook(_) | Route::WebhookVerify(_) | Route::WebSocket, _) => Err(ApiError::new(
             crate::error::ErrorCode::NotImplemented,
             format!("{} is not implemented in this version", route.label()),
@@ -65,9 +72,9 @@ pub fn add_quota_headers(resp: &mut Response, headers: crate::ratelimit::QuotaHe
     }
 }
 
-/// The one place an `ApiError` becomes a response.
-pub fn error_response(e: &ApiError, openai: bool) -> Response {
-    let body = if openai { e.render_openai() } else { e.render() };
+/// The one place an `ApiError` becomes a response, in the route's error `shape`.
+pub fn error_response(e: &ApiError, shape: ErrorShape) -> Response {
+    let body = e.render_as(shape);
     let mut resp = Response::json(e.status(), body);
     if let Some(allow) = e.allow {
         resp.push_header("allow", allow);

@@ -84,6 +84,27 @@ impl KeyStore {
         Ok(id)
     }
 
+    /// `authenticate_token` for an `x-api-key` header value (the raw key, as the
+    /// Anthropic SDK sends it), memoised like `authenticate_header_memo`. The memo is
+    /// told apart from an `Authorization` one by a NUL first byte, which no header
+    /// value can hold.
+    pub fn authenticate_api_key_memo(&self, key: &[u8], memo: &mut AuthMemo) -> Result<Identity, ApiError> {
+        let store = self as *const KeyStore as usize;
+        let memoised = memo.header.first() == Some(&0) && &memo.header[1..] == key;
+        if let (true, Some(id)) = (memoised && memo.store == store, &memo.identity) {
+            return Ok(id.clone());
+        }
+        let id = self.authenticate_token(key)?;
+        if key.len() < MAX_MEMO_HEADER {
+            memo.header.clear();
+            memo.header.push(0);
+            memo.header.extend_from_slice(key);
+            memo.identity = Some(id.clone());
+            memo.store = store;
+        }
+        Ok(id)
+    }
+
     /// Authenticates an `Authorization` header value (`Bearer <key>`).
     pub fn authenticate_header(&self, header: Option<&[u8]>) -> Result<Identity, ApiError> {
         if let Some(open) = &self.open {

@@ -208,6 +208,11 @@ pub struct Params {
     /// untouched to a provider of the same format; any other provider cannot carry
     /// them (refused or dropped, never silently).
     pub openai_extra: Vec<(String, String)>,
+    /// Top-level fields of a request in another front door's format (Anthropic
+    /// `service_tier`, `container`, ...) that this model does not name: only that
+    /// format's own provider could take them, on the pass-through, so a translated
+    /// turn cannot carry them (refused or dropped, never silently).
+    pub foreign: Vec<String>,
 }
 
 impl Params {
@@ -287,7 +292,10 @@ impl Params {
             "tools" => self.tools.clear(),
             "tool_choice" => self.tool_choice = None,
             "parallel_tool_calls" => self.parallel_tool_calls = None,
-            other => self.openai_extra.retain(|(name, _)| name != other),
+            other => {
+                self.openai_extra.retain(|(name, _)| name != other);
+                self.foreign.retain(|name| name != other);
+            }
         }
     }
 }

@@ -132,6 +132,53 @@ impl ErrorCode {
     }
 }
 
+/// Which error body a route answers with: the gateway's envelope (`/api/*`, `/health`,
+/// `/ws`), OpenAI's `{"error":{"message","type","code"}}` (`/v1/*`), or Anthropic's
+/// `{"type":"error","error":{"type","message"}}` (`/v1/messages*`, PROTOCOL.md
+/// "Anthropic-compatible front door").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    Gateway,
+    OpenAi,
+    Anthropic,
+}
+
+impl ErrorCode {
+    /// Anthropic's error `type` for the same failure
+    /// (https://docs.anthropic.com/en/api/errors).
+    pub const fn anthropic_type(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "authentication_error",
+            ErrorCode::Forbidden => "permission_error",
+            ErrorCode::RateLimited => "rate_limit_error",
+            ErrorCode::NotFound | ErrorCode::ModelNotFound | ErrorCode::InvalidSession => "not_found_error",
+            ErrorCode::PayloadTooLarge => "request_too_large",
+            ErrorCode::Overloaded => "overloaded_error",
+            ErrorCode::UpstreamTimeout => "timeout_error",
+            ErrorCode::UpstreamError | ErrorCode::Internal => "api_error",
+            ErrorCode::InvalidRequest
+            | ErrorCode::HeadersTooLarge
+            | ErrorCode::VersionNotAvailable
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::NotImplemented => "invalid_request_error",
+        }
+    }
+}
+
+/// The `type` names of Anthropic's error bodies: a provider's own type is kept in an
+/// Anthropic-shaped answer when it is one of these.
+const ANTHROPIC_TYPES: &[&str] = &[
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "request_too_large",
+    "rate_limit_error",
+    "api_error",
+    "overloaded_error",
+    "timeout_error",
+];
+
 /// A client-visible failure: a code, a human message and the headers it implies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -205,6 +252,26 @@ impl ApiError {
         sonic_rs::to_vec(&body).unwrap_or_else(|_| fallback_body())
     }
 
+    /// The body of this error in `shape`.
+    pub fn render_as(&self, shape: ErrorShape) -> Vec<u8> {
+        match shape {
+            ErrorShape::Gateway => self.render(),
+            ErrorShape::OpenAi => self.render_openai(),
+            ErrorShape::Anthropic => self.render_anthropic(),
+        }
+    }
+
+    /// Anthropic's error shape, for `/v1/messages*`: the provider's own `type` when it
+    /// is one of Anthropic's, else the code's (`ErrorCode::anthropic_type`).
+    pub fn render_anthropic(&self) -> Vec<u8> {
+        let own = self.provider.as_ref().and_then(|p| p.kind.as_deref()).filter(|k| ANTHROPIC_TYPES.contains(k));
+        let body = AnthropicEnvelope {
+            kind: "error",
+            error: AnthropicError { kind: own.unwrap_or(self.code.anthropic_type()), message: &self.message },
+        };
+        sonic_rs::to_vec(&body).unwrap_or_else(|_| fallback_body())
+    }
+
     /// OpenAI's error shape, for `/v1/*`.
     pub fn render_openai(&self) -> Vec<u8> {
         let body = OpenAiEnvelope {
@@ -249,6 +316,20 @@ struct Envelope<'a> {
 #[derive(serde::Serialize)]
 struct ErrorBody<'a> {
     code: &'a str,
+    message: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct AnthropicEnvelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: AnthropicError<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct AnthropicError<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
     message: &'a str,
 }
 

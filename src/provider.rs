@@ -228,7 +228,8 @@ pub fn adapter(cfg: &ProviderConfig) -> Option<Box<dyn Adapter>> {
 
 /// The settings of `params` that `cannot` names (an adapter's `cannot_carry`), plus
 /// what no provider is sent by a translated turn: the unknown OpenAI fields when the
-/// API is not OpenAI's (`extras` false), and `n` > 1 (a canonical answer is one choice;
+/// API is not OpenAI's (`extras` false), another format's unknown fields
+/// (`Params::foreign`), and `n` > 1 (a canonical answer is one choice;
 /// `n` is served by the pass-through only).
 pub fn unsupported(cannot: &[&str], extras: bool, params: &Params) -> Vec<String> {
     let mut out: Vec<String> =
@@ -236,6 +237,7 @@ pub fn unsupported(cannot: &[&str], extras: bool, params: &Params) -> Vec<String
     if !extras {
         out.extend(params.openai_extra.iter().map(|(name, _)| name.clone()));
     }
+    out.extend(params.foreign.iter().cloned());
     out
 }
 

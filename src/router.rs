@@ -3,7 +3,7 @@
 //! `VERSION_NOT_AVAILABLE`. A known path with the wrong method is a 405 carrying
 //! `Allow`; an unknown path is a 404. Costs tens of nanoseconds per request.
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, ErrorShape};
 use crate::http::Method;
 
 /// Every endpoint of the gateway.
@@ -25,6 +25,12 @@ pub enum Route<'a> {
     /// literally or percent-encoded; the handler decodes it).
     OpenAiModel(&'a str),
     OpenAiEmbeddings,
+    /// OpenAI Responses: `POST /v1/responses`.
+    OpenAiResponses,
+    /// Anthropic Messages: `POST /v1/messages`.
+    AnthropicMessages,
+    /// Anthropic `POST /v1/messages/count_tokens`.
+    AnthropicCountTokens,
     WebSocket,
     Webhook(&'a str),
     WebhookVerify(&'a str),
@@ -39,9 +45,23 @@ impl Route<'_> {
         )
     }
 
-    /// Whether errors on this route use OpenAI's error shape.
-    pub fn openai_errors(&self) -> bool {
-        matches!(self, Route::OpenAiChat | Route::OpenAiModels | Route::OpenAiModel(_) | Route::OpenAiEmbeddings)
+    /// The error body this route answers with.
+    pub fn error_shape(&self) -> ErrorShape {
+        match self {
+            Route::AnthropicMessages | Route::AnthropicCountTokens => ErrorShape::Anthropic,
+            Route::OpenAiChat
+            | Route::OpenAiModels
+            | Route::OpenAiModel(_)
+            | Route::OpenAiEmbeddings
+            | Route::OpenAiResponses => ErrorShape::OpenAi,
+            _ => ErrorShape::Gateway,
+        }
+    }
+
+    /// Whether the route belongs to the `/v1/*` surface, where the Anthropic SDK's
+    /// `x-api-key` header authenticates as well as `Authorization: Bearer`.
+    pub fn takes_api_key_header(&self) -> bool {
+        self.error_shape() != ErrorShape::Gateway
     }
 
     /// A stable label for metrics and logs.
@@ -61,6 +81,9 @@ impl Route<'_> {
             Route::OpenAiModels => "openai_models",
             Route::OpenAiModel(_) => "openai_model",
             Route::OpenAiEmbeddings => "openai_embeddings",
+            Route::OpenAiResponses => "openai_responses",
+            Route::AnthropicMessages => "anthropic_messages",
+            Route::AnthropicCountTokens => "anthropic_count_tokens",
             Route::WebSocket => "ws",
             Route::Webhook(_) => "webhook",
             Route::WebhookVerify(_) => "webhook_verify",
@@ -68,10 +91,16 @@ impl Route<'_> {
     }
 }
 
-/// Whether a path belongs to the OpenAI-compatible surface (for error shapes even
-/// when routing fails).
-pub fn is_openai_path(path: &str) -> bool {
-    path.starts_with("/v1/")
+/// The error shape of a path, even when routing fails: Anthropic's under
+/// `/v1/messages`, OpenAI's elsewhere under `/v1/`, the gateway's envelope otherwise.
+pub fn error_shape(path: &str) -> ErrorShape {
+    if path.starts_with("/v1/messages") {
+        ErrorShape::Anthropic
+    } else if path.starts_with("/v1/") {
+        ErrorShape::OpenAi
+    } else {
+        ErrorShape::Gateway
+    }
 }
 
 /// Resolves a request to a route.
@@ -90,6 +119,9 @@ pub fn route(method: Method, path: &str) -> Result<Route<'_>, ApiError> {
         "/v1/chat/completions" => post(Route::OpenAiChat),
         "/v1/models" => get(Route::OpenAiModels),
         "/v1/embeddings" => post(Route::OpenAiEmbeddings),
+        "/v1/responses" => post(Route::OpenAiResponses),
+        "/v1/messages" => post(Route::AnthropicMessages),
+        "/v1/messages/count_tokens" => post(Route::AnthropicCountTokens),
         _ => match path.strip_prefix("/webhooks/") {
             Some(name) if valid_segment(name) => match method {
                 Method::Post => Ok(Route::Webhook(name)),
@@ -191,7 +223,8 @@ mod tests {
         assert_eq!(route(Method::Post, "/v1/models/x").unwrap_err().allow, Some("GET"));
         assert_eq!(route(Method::Post, "/v1/embeddings").unwrap(), Route::OpenAiEmbeddings);
         assert_eq!(route(Method::Get, "/v1/embeddings").unwrap_err().allow, Some("POST"));
-        assert!(Route::OpenAiModel("x").openai_errors() && Route::OpenAiEmbeddings.openai_errors());
+        assert_eq!(Route::OpenAiModel("x").error_shape(), ErrorShape::OpenAi);
+        assert_eq!(Route::OpenAiEmbeddings.error_shape(), ErrorShape::OpenAi);
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl HttpProvider {
             let body = self.adapter.encode_embeddings(&EmbedRequest { inputs, ..*req })?;
             let got = self
                 .with_retries(async |slot, _guard, timeouts| {
-                    let headers = self.call_headers(slot, None);
+                    let headers = self.call_headers(slot, None, &[]);
                     let out = Outgoing { path: &path, headers: &headers, body: body.clone() };
                     let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
                     if !(200..300).contains(&resp.status) {
@@ -217,9 +217,15 @@ impl HttpProvider {
         super::unsupported(self.adapter.cannot_carry(), self.adapter.carries_openai_extras(), params)
     }
 
-    /// The key and fixed headers of a call, then `accept` when given.
-    fn call_headers<'a>(&'a self, slot: Option<&'a KeySlot>, accept: Option<&'static str>) -> Vec<(&'a str, &'a str)> {
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + self.headers.len());
+    /// The key and fixed headers of a call, then `accept` when given, then `extra`
+    /// (a client's headers a pass-through forwards).
+    fn call_headers<'a>(
+        &'a self,
+        slot: Option<&'a KeySlot>,
+        accept: Option<&'static str>,
+        extra: &[(&'a str, &'a str)],
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + self.headers.len() + extra.len());
         if let Some(k) = slot {
             headers.push((self.auth_header, &k.value));
         }
@@ -230,6 +236,7 @@ impl HttpProvider {
             headers.push(("accept", a));
         }
         headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        headers.extend_from_slice(extra);
         headers
     }
 
@@ -243,13 +250,20 @@ impl HttpProvider {
 
     /// Forwards a body of format `api` as is (non-streaming) for `model` and returns
     /// the provider's answer untouched: the pass-through of a front door whose format
-    /// the provider speaks (`speaks`). Same key choice, breaker and retries as `chat`.
-    /// A 4xx that is the client's doing (400, 404, 409, 413, 422) comes back as `Ok` so
-    /// the caller can hand it on; everything else that is not 2xx is an error.
-    pub async fn forward(&self, api: NativeApi, model: &str, body: bytes::Bytes) -> Result<Forwarded, ProviderError> {
+    /// the provider speaks (`speaks`); `extra` are client headers to forward. Same key
+    /// choice, breaker and retries as `chat`. A 4xx that is the client's doing (400,
+    /// 404, 409, 413, 422) comes back as `Ok` so the caller can hand it on; everything
+    /// else that is not 2xx is an error.
+    pub async fn forward(
+        &self,
+        api: NativeApi,
+        model: &str,
+        body: bytes::Bytes,
+        extra: &[(&str, &str)],
+    ) -> Result<Forwarded, ProviderError> {
         let path = self.native_path(api, model)?;
         self.with_retries(async |slot, _guard, timeouts| {
-            let headers = self.call_headers(slot, None);
+            let headers = self.call_headers(slot, None, extra);
             let out = Outgoing { path: &path, headers: &headers, body: body.clone() };
             let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
             let client_fault = matches!(resp.status, 400 | 404 | 409 | 413 | 422);
@@ -271,10 +285,11 @@ impl HttpProvider {
         api: NativeApi,
         model: &str,
         body: bytes::Bytes,
+        extra: &[(&str, &str)],
     ) -> Result<Streamed, ProviderError> {
         let path = self.native_path(api, model)?;
         self.with_retries(async |slot, guard, timeouts| {
-            let headers = self.call_headers(slot, Some("text/event-stream"));
+            let headers = self.call_headers(slot, Some("text/event-stream"), extra);
             let out = Outgoing { path: &path, headers: &headers, body: body.clone() };
             let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
             if (200..300).contains(&resp.status) {
@@ -415,7 +430,7 @@ impl HttpProvider {
         guard: InFlight,
         timeouts: Timeouts,
     ) -> Result<ChatStream, UpstreamError> {
-        let headers = self.call_headers(slot, req.stream.then_some("text/event-stream"));
+        let headers = self.call_headers(slot, req.stream.then_some("text/event-stream"), &[]);
         let path = self.adapter.chat_path(&req.upstream_model, req.stream);
         let out = Outgoing { path: &path, headers: &headers, body };
         let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;

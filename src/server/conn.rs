@@ -33,6 +33,7 @@ use monoio::net::TcpStream;
 use crate::api;
 use crate::auth::AuthMemo;
 use crate::config::{AccessLog, ServerConfig};
+use crate::error::ErrorShape;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::body::{too_large, ChunkedDecoder, Progress};
 use crate::http::request::BodyKind;
@@ -129,7 +130,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, canc
 /// Answers a connection over the worker's limit with 503 and closes it.
 pub async fn reject_overloaded(mut stream: TcpStream, request_id: String) {
     let err = ApiError::new(ErrorCode::Overloaded, "too many connections; retry shortly").with_retry_after(1);
-    let mut resp = api::error_response(&err, false);
+    let mut resp = api::error_response(&err, ErrorShape::Gateway);
     resp.close = true;
     resp.push_header("x-request-id", request_id);
     let mut out = BytesMut::new();
@@ -218,7 +219,7 @@ impl Conn {
             // Unless the client stopped sending (closed, stalled), it may still be
             // sending the body: close in stages so that it reads this answer.
             self.linger = !self.client_done;
-            let mut resp = api::error_response(&e, crate::router::is_openai_path(req.path()));
+            let mut resp = api::error_response(&e, crate::router::error_shape(req.path()));
             resp.push_header("x-request-id", request_id.clone());
             super::cors::decorate(cfg, &req, &mut resp);
             self.access_log(cfg, &req, resp.status, started, &request_id);
@@ -400,7 +401,7 @@ impl Conn {
     /// Answers a protocol error in the request head and closes (lingering, unless the
     /// client stalled: the rest of its request is unread).
     async fn fail(&mut self, e: ApiError) {
-        let mut resp = api::error_response(&e, false);
+        let mut resp = api::error_response(&e, ErrorShape::Gateway);
         resp.push_header("x-request-id", self.worker.next_request_id());
         encode_full(&mut self.wbuf, resp, false, false, false);
         self.linger = !self.client_done;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::cors;
 use crate::api::{self, add_quota_headers, error_response, Ctx};
 use crate::auth::AuthMemo;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorShape};
 use crate::http::{Request, Response};
 use crate::ratelimit::Refused;
 use crate::router::{self, Route};
@@ -35,18 +35,22 @@ pub async fn dispatch(
     let path = req.path();
     let route = match router::route(req.method, path) {
         Ok(r) => r,
-        Err(e) => return error_response(&e, router::is_openai_path(path)),
+        Err(e) => return error_response(&e, router::error_shape(path)),
     };
     // A page of an origin not listed may not open a WebSocket (its first frame could
     // carry a key the page got hold of); refused before the upgrade.
     if route == Route::WebSocket {
         if let Err(e) = cors::check_ws_origin(&snap.config.server, req) {
-            return error_response(&e, false);
+            return error_response(&e, ErrorShape::Gateway);
         }
     }
     let peer = req.peer.map(|p| p.ip());
     let who = if route.needs_auth() || route == Route::HealthDetailed {
-        let credentials = req.header_bytes("authorization");
+        // `/v1/*` also takes the Anthropic SDK's `x-api-key` (the raw key) when there is
+        // no `Authorization` header.
+        let api_key = if route.takes_api_key_header() { req.header_bytes("x-api-key") } else { None };
+        let bearer = req.header_bytes("authorization");
+        let credentials = bearer.or(api_key);
         // An address locked out after repeated failures gets 429 for any key, valid or
         // not, and the key is not even looked at (`limits.auth_lockout_secs`).
         if credentials.is_some() && route.needs_auth() {
@@ -54,7 +58,11 @@ pub async fn dispatch(
                 return refusal_response(worker, &refused, route);
             }
         }
-        match snap.keys.authenticate_header_memo(credentials, auth_memo) {
+        let authenticated = match (bearer, api_key) {
+            (None, Some(key)) => snap.keys.authenticate_api_key_memo(key, auth_memo),
+            _ => snap.keys.authenticate_header_memo(bearer, auth_memo),
+        };
+        match authenticated {
             Ok(id) => Some(id),
             // A WebSocket upgrade without `Authorization` authenticates by its first frame.
             Err(_) if route == Route::WebSocket && credentials.is_none() => None,
@@ -67,7 +75,7 @@ pub async fn dispatch(
                 };
                 return match counted {
                     Ok(quota) => {
-                        let mut resp = error_response(&e, route.openai_errors());
+                        let mut resp = error_response(&e, route.error_shape());
                         add_quota_headers(&mut resp, worker.limiter.headers(&quota));
                         resp
                     }
@@ -95,7 +103,7 @@ pub async fn dispatch(
         Ok(()) if route == Route::WebSocket => crate::ws::upgrade(req, worker, who),
         Ok(()) => api::handle(&Ctx { worker, snap, req, request_id }, route, who).await,
     };
-    let mut resp = result.unwrap_or_else(|e| error_response(&e, route.openai_errors()));
+    let mut resp = result.unwrap_or_else(|e| error_response(&e, route.error_shape()));
     if let Some(quota) = &quota {
         add_quota_headers(&mut resp, worker.limiter.headers(quota));
     }
@@ -104,7 +112,7 @@ pub async fn dispatch(
 
 /// A limiter's `429`, with the refusing limit's `X-RateLimit-*` headers.
 fn refusal_response(worker: &Worker, refused: &Refused, route: Route<'_>) -> Response {
-    let mut resp = error_response(&refused.error, route.openai_errors());
+    let mut resp = error_response(&refused.error, route.error_shape());
     add_quota_headers(&mut resp, worker.limiter.headers(&refused.quota));
     resp
 }

@@ -242,8 +242,7 @@ def test_the_wire_body_has_every_field_of_a_message(gw):
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/json")
     assert r.headers["x-request-id"] == "req-anth-1"
-    for h in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"):
-        assert h in r.headers
+    # (The X-RateLimit-* headers come with a key that has a limit; this one has none.)
     body = r.json()
     assert set(body) >= {"id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage"}
     assert body["content"] == [{"type": "text", "text": REPLY.format("wire", 1)}]

@@ -7,7 +7,7 @@
 //! - pass-through, for providers that take OpenAI's `/embeddings` as is
 //!   (`NativeApi::Embeddings`: openai, openai_compat, azure_openai): the body goes
 //!   upstream untouched but for `model`, spliced to the model's `upstream` name
-//!   (`pass::splice_model`), and the provider's answer comes back untouched (its
+//!   (`native::splice_model`), and the provider's answer comes back untouched (its
 //!   `model` name, its `encoding_format`, its `usage`);
 //! - translated, for providers with an embeddings call of their own
 //!   (`Adapter::encode_embeddings`: Gemini's `batchEmbedContents`): the texts of
@@ -34,7 +34,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sonic_rs::LazyValue;
 
-use super::pass::{account, read_usage, splice_model};
+use crate::api::native::{account, estimate, splice_model};
 use crate::api::{json_error, require_body, Ctx, JsonKind};
 use crate::auth::{check_model_access, Identity};
 use crate::chat::{estimate_tokens, Usage};
@@ -42,6 +42,7 @@ use crate::config::{Config, ModelConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Response;
 use crate::log;
+use crate::provider::openai::WireUsage;
 use crate::provider::policy::HttpProvider;
 use crate::provider::{EmbedRequest, FailureKind, NativeApi, ProviderError, ProviderImpl};
 
@@ -133,7 +134,7 @@ pub async fn embeddings(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiErr
         }
     }
     let worker = ctx.worker;
-    let quota = worker.limiter.reserve_prompt(cfg, &who, (raw.len() as u64).div_ceil(4), Some(1))?;
+    let quota = worker.limiter.reserve_prompt(cfg, &who, estimate(raw), Some(1))?;
     let mut chain: VecDeque<&str> =
         std::iter::once(model.id.as_str()).chain(model.fallbacks.iter().map(String::as_str)).collect();
     let mut on_context_length = Some(&model.context_window_fallbacks).filter(|l| !l.is_empty());
@@ -152,7 +153,7 @@ pub async fn embeddings(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiErr
                 failures.push(format!("{}: provider {} cannot embed", m.id, m.provider));
                 continue;
             }
-            Ok(Some(Way::Native(http))) => native(http, m, &ctx.req.body, id).await,
+            Ok(Some(Way::Native(http))) => native(http, m, &ctx.req.body).await,
             Ok(Some(Way::Translated(http))) => {
                 let dropped = not_carried(cfg, m, raw)?;
                 if texts.is_none() {
@@ -216,19 +217,24 @@ fn cannot_embed(cfg: &Config, m: &ModelConfig) -> ApiError {
 }
 
 /// The pass-through: the body with `model` spliced, the answer untouched.
-async fn native(http: &HttpProvider, m: &ModelConfig, body: &Bytes, asked: &str) -> Result<Served, Failure> {
-    let sent = if asked == m.upstream {
-        body.clone()
-    } else {
-        splice_model(body, &m.upstream)
-            .ok_or_else(|| Failure::Client(ApiError::invalid("field `model` must be a string")))?
-    };
-    let answer = http.forward(NativeApi::Embeddings, &m.upstream, sent).await?;
+async fn native(http: &HttpProvider, m: &ModelConfig, body: &Bytes) -> Result<Served, Failure> {
+    let sent = splice_model(body, &m.upstream)
+        .ok_or_else(|| Failure::Client(ApiError::invalid("field `model` must be a string")))?;
+    let answer = http.forward(NativeApi::Embeddings, &m.upstream, sent, &[]).await?;
     if !(200..300).contains(&answer.status) {
         return Err(Failure::Provider(http.refusal(&answer)));
     }
-    let usage = read_usage(&answer.body);
+    let usage = answer_usage(&answer.body);
     Ok((Response::json(answer.status, answer.body), usage))
+}
+
+/// The `usage` of an OpenAI embeddings answer (`prompt_tokens`; zeros if absent).
+fn answer_usage(body: &[u8]) -> Usage {
+    crate::json::get(body, &["usage"])
+        .ok()
+        .and_then(|v| sonic_rs::from_str::<WireUsage>(v.as_raw_str()).ok())
+        .map(Usage::from)
+        .unwrap_or_default()
 }
 
 /// The translation: the provider's own call, the vectors in OpenAI's list shape.
@@ -405,6 +411,13 @@ mod tests {
         }
         let b: serde_json::Value = serde_json::from_slice(&render("m", &vectors, true, 7).unwrap()).unwrap();
         assert_eq!(b["data"][1]["embedding"], base64_f32(&vectors[1]));
+    }
+
+    #[test]
+    fn usage_is_the_answers_prompt_tokens() {
+        let answer = br#"{"object":"list","data":[{"embedding":[0.5]}],"usage":{"prompt_tokens":5,"total_tokens":5}}"#;
+        assert_eq!(answer_usage(answer), Usage { prompt_tokens: 5, ..Usage::default() });
+        assert_eq!(answer_usage(br#"{"data":[]}"#), Usage::default());
     }
 
     #[test]
