@@ -7,12 +7,15 @@
 #
 # Uses target/release/{mock_upstream,loadgen} (built if missing) and the load-test
 # config of run.sh (one key, one OpenAI-format provider on the mock, two workers).
-# Scenarios: ws-64 (64 sockets, 20 chunks a turn), stream-api and stream-v1 (64 SSE
+# Scenarios: chat-v1 and chat-api (non-stream /v1/chat/completions and /api/chat, 64
+# connections), ws-64 (64 sockets, 20 chunks a turn), stream-api and stream-v1 (64 SSE
 # streams of 20 chunks 10 ms apart), latency-api (/api/chat on one connection).
+# SCENARIOS="chat-v1 chat-api" runs only those.
 # Everything started here is stopped by PID at the end.
 set -u
 cd "$(dirname "$0")/.."
 A=$1; B=$2; ROUNDS=${ROUNDS:-3}
+SCENARIOS=${SCENARIOS:-"chat-v1 chat-api ws-64 stream-api stream-v1 latency-api"}
 [ -x target/release/loadgen ] && [ -x target/release/mock_upstream ] || cargo build --release --bin loadgen --bin mock_upstream
 LG=target/release/loadgen
 work=$(mktemp -d /tmp/clawgate-ab.XXXXXX)
@@ -51,12 +54,18 @@ baddr=$(grep -o 'listening on http://[0-9.:]*' "$work/b.log" | cut -d/ -f3)
 MSG="Hello from the load test"
 run() { # label pid scenario-args...
   local label=$1 pid=$2; shift 2
+  case " $SCENARIOS " in *" ${label% *} "*) ;; *) return 0 ;; esac
   "$LG" --label "$label" --threads 2 --duration 5 --warmup 1 --watch "server=$pid" "$@" 2>&1 \
     | grep "cpu server" | grep -o "[0-9.]* us/req" | sed "s/^/$label /"
 }
 for _ in $(seq "$ROUNDS"); do
   for side in A B; do
     if [ "$side" = A ]; then pid=$ap; addr=$aaddr; else pid=$bp; addr=$baddr; fi
+    run "chat-v1 $side" $pid --url "http://$addr/v1/chat/completions" \
+      --body "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"$MSG\"}]}" \
+      -H 'Authorization: Bearer sk-loadtest-client' -c 64
+    run "chat-api $side" $pid --url "http://$addr/api/chat" \
+      --body "{\"message\":\"$MSG\",\"sessionId\":\"lt-{conn}\"}" -H 'Authorization: Bearer sk-loadtest-client' -c 64
     run "ws-64 $side" $pid --scenario ws --url "http://$addr/ws" --ws-token sk-loadtest-client \
       --ws-content "$MSG [fault:chunks=20]" -c 64 --expect-events 20
     run "stream-api $side" $pid --scenario sse --url "http://$addr/api/chat" \

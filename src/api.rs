@@ -51,6 +51,8 @@ pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> R
         (Route::SessionOp(id), Some(who)) => sessions::operate(ctx, &who, id).await,
         (Route::OpenAiChat, Some(who)) => openai::chat_completions(ctx, who).await,
         (Route::OpenAiModels, Some(_)) => openai::models(ctx),
+        (Route::OpenAiModel(id), Some(_)) => openai::model(ctx, id),
+        (Route::OpenAiEmbeddings, Some(who)) => openai::embeddings(ctx, who).await,
         (Route::OpenAiResponses, Some(who)) => responses::responses(ctx, who).await,
         (Route::AnthropicMessages, Some(who)) => anthropic::messages(ctx, who).await,
         (Route::AnthropicCountTokens, Some(who)) => anthropic::count_tokens(ctx, who).await,

@@ -137,6 +137,27 @@ pub struct ServerConfig {
     /// answer a client that writes before it reads still gets (the kernel's buffers
     /// absorb only a megabyte or two more).
     pub lingering_close_bytes: usize,
+    /// `[server.cors]`: the browser origins that may call `/api/*` and `/v1/*` and
+    /// open `/ws`; `None` (no section, or an empty `allow_origins`) = CORS off.
+    pub cors: Option<CorsConfig>,
+}
+
+/// `[server.cors]` (PROTOCOL.md "Browsers (CORS)"): which browser origins may read
+/// the gateway's answers. Checked only for requests that carry `Origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// Allowed origins, `scheme://host[:port]` in lowercase, as browsers send them.
+    pub allow_origins: Vec<String>,
+    /// `"*"` was listed: every origin is allowed (and echoed, never `*`).
+    pub any_origin: bool,
+}
+
+impl CorsConfig {
+    /// Whether a request's `Origin` value is allowed (compared ASCII
+    /// case-insensitively).
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        self.any_origin || self.allow_origins.iter().any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
+    }
 }
 
 impl Default for ServerConfig {
@@ -172,6 +193,7 @@ impl Default for ServerConfig {
             sse_max_buffered_turns: 1_024,
             lingering_close_ms: 5_000,
             lingering_close_bytes: 16 * 1_048_576,
+            cors: None,
         }
     }
 }

@@ -123,6 +123,19 @@ pub enum NativeApi {
     Embeddings,
 }
 
+/// An embeddings call in the canonical shape, for a provider whose API has its own
+/// embeddings format (`Adapter::encode_embeddings`): OpenAI's `/embeddings` request
+/// reduced to what every embeddings API takes.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedRequest<'a> {
+    /// The model name the provider knows (`models[].upstream`).
+    pub upstream_model: &'a str,
+    /// The texts to embed, in order; one vector comes back per text.
+    pub inputs: &'a [Cow<'a, str>],
+    /// OpenAI's `dimensions`: the size of each vector, when the request sets it.
+    pub dimensions: Option<u32>,
+}
+
 /// The header that carries a provider key: its name, and whether the value is
 /// `Bearer <key>` (OpenAI) or the key alone (`x-api-key`, `api-key`, `x-goog-api-key`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +176,28 @@ pub trait Adapter {
     /// does not speak that format.
     fn native_path(&self, _api: NativeApi, _model: &str) -> Option<Cow<'static, str>> {
         None
+    }
+
+    /// The path of an embeddings call in this API's own format, for a provider that
+    /// does not take OpenAI's `/embeddings` as is (`native_path`) but can embed after
+    /// translation (Gemini's `batchEmbedContents`); `None` when it has no such API.
+    fn embeddings_path(&self, _model: &str) -> Option<Cow<'static, str>> {
+        None
+    }
+
+    /// Most texts one embeddings call may carry (longer requests are split).
+    fn embeddings_batch(&self) -> usize {
+        2048
+    }
+
+    /// The body of an embeddings call (`embeddings_path`) for `req`.
+    fn encode_embeddings(&self, _req: &EmbedRequest<'_>) -> Result<Bytes, ProviderError> {
+        Err(ProviderError::upstream("this provider API has no embeddings call"))
+    }
+
+    /// The vectors of an answer to `encode_embeddings`, one per input, in input order.
+    fn decode_embeddings(&self, _body: &[u8]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        Err(ProviderError::upstream("this provider API has no embeddings call"))
     }
 
     /// The request body of a chat call.

@@ -21,6 +21,10 @@ pub enum Route<'a> {
     SessionOp(&'a str),
     OpenAiChat,
     OpenAiModels,
+    /// `GET /v1/models/{id}`: the id as it appears in the path (it may contain `/`,
+    /// literally or percent-encoded; the handler decodes it).
+    OpenAiModel(&'a str),
+    OpenAiEmbeddings,
     /// OpenAI Responses: `POST /v1/responses`.
     OpenAiResponses,
     /// Anthropic Messages: `POST /v1/messages`.
@@ -45,7 +49,11 @@ impl Route<'_> {
     pub fn error_shape(&self) -> ErrorShape {
         match self {
             Route::AnthropicMessages | Route::AnthropicCountTokens => ErrorShape::Anthropic,
-            Route::OpenAiChat | Route::OpenAiModels | Route::OpenAiResponses => ErrorShape::OpenAi,
+            Route::OpenAiChat
+            | Route::OpenAiModels
+            | Route::OpenAiModel(_)
+            | Route::OpenAiEmbeddings
+            | Route::OpenAiResponses => ErrorShape::OpenAi,
             _ => ErrorShape::Gateway,
         }
     }
@@ -71,6 +79,8 @@ impl Route<'_> {
             Route::SessionOp(_) => "session_op",
             Route::OpenAiChat => "openai_chat",
             Route::OpenAiModels => "openai_models",
+            Route::OpenAiModel(_) => "openai_model",
+            Route::OpenAiEmbeddings => "openai_embeddings",
             Route::OpenAiResponses => "openai_responses",
             Route::AnthropicMessages => "anthropic_messages",
             Route::AnthropicCountTokens => "anthropic_count_tokens",
@@ -108,6 +118,7 @@ pub fn route(method: Method, path: &str) -> Result<Route<'_>, ApiError> {
         "/ws" => get(Route::WebSocket),
         "/v1/chat/completions" => post(Route::OpenAiChat),
         "/v1/models" => get(Route::OpenAiModels),
+        "/v1/embeddings" => post(Route::OpenAiEmbeddings),
         "/v1/responses" => post(Route::OpenAiResponses),
         "/v1/messages" => post(Route::AnthropicMessages),
         "/v1/messages/count_tokens" => post(Route::AnthropicCountTokens),
@@ -117,7 +128,11 @@ pub fn route(method: Method, path: &str) -> Result<Route<'_>, ApiError> {
                 Method::Get => Ok(Route::WebhookVerify(name)),
                 _ => Err(ApiError::method_not_allowed("GET, POST")),
             },
-            _ => Err(ApiError::not_found()),
+            // Model ids may contain `/` (`org/embed-small`): the rest of the path is the id.
+            _ => match path.strip_prefix("/v1/models/") {
+                Some(id) if !id.is_empty() => get(Route::OpenAiModel(id)),
+                _ => Err(ApiError::not_found()),
+            },
         },
     }
 }
@@ -194,6 +209,22 @@ mod tests {
         assert_eq!(e.status(), 405);
         assert_eq!(e.allow, Some("POST"));
         assert_eq!(route(Method::Delete, "/api/sessions/x").unwrap_err().allow, Some("GET, POST"));
+    }
+
+    #[test]
+    fn model_ids_take_the_rest_of_the_path() {
+        assert_eq!(route(Method::Get, "/v1/models/gpt-4o").unwrap(), Route::OpenAiModel("gpt-4o"));
+        assert_eq!(route(Method::Get, "/v1/models/org/embed-small").unwrap(), Route::OpenAiModel("org/embed-small"));
+        assert_eq!(
+            route(Method::Get, "/v1/models/org%2Fembed-small/").unwrap(),
+            Route::OpenAiModel("org%2Fembed-small")
+        );
+        assert_eq!(route(Method::Get, "/v1/models/").unwrap(), Route::OpenAiModels);
+        assert_eq!(route(Method::Post, "/v1/models/x").unwrap_err().allow, Some("GET"));
+        assert_eq!(route(Method::Post, "/v1/embeddings").unwrap(), Route::OpenAiEmbeddings);
+        assert_eq!(route(Method::Get, "/v1/embeddings").unwrap_err().allow, Some("POST"));
+        assert_eq!(Route::OpenAiModel("x").error_shape(), ErrorShape::OpenAi);
+        assert_eq!(Route::OpenAiEmbeddings.error_shape(), ErrorShape::OpenAi);
     }
 
     #[test]

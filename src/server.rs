@@ -8,6 +8,7 @@
 //! The life of one request is listed step by step in the crate doc (`lib.rs`).
 
 mod conn;
+pub mod cors;
 mod dispatch;
 
 use std::rc::Rc;

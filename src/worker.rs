@@ -64,6 +64,9 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct Shared {
     pub started: Instant,
+    /// The same moment in unix seconds (OpenAI's model `created`: one value for the
+    /// life of the process, whatever the rounding of later clock reads).
+    pub started_unix: u64,
     pub io_driver: &'static str,
     /// Each worker's counters (index = worker id); its turn engine holds its own.
     pub workers: Box<[Arc<WorkerStats>]>,
@@ -81,6 +84,7 @@ impl Shared {
     pub fn new(workers: usize, io_driver: &'static str) -> Self {
         Shared {
             started: Instant::now(),
+            started_unix: crate::clock::now_unix(),
             io_driver,
             workers: (0..workers).map(|_| Arc::new(WorkerStats::default())).collect(),
             draining: AtomicBool::new(false),

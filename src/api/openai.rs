@@ -2,7 +2,8 @@
 //! `POST /v1/chat/completions` (non-stream: one `chat.completion` object; stream:
 //! `chat.completion.chunk` events as bare `data: ...` lines, a final chunk with
 //! `finish_reason`, a usage chunk when `stream_options.include_usage`, then
-//! `data: [DONE]`) and `GET /v1/models`. Errors use OpenAI's shape and statuses
+//! `data: [DONE]`), `GET /v1/models`, `GET /v1/models/{id}` and `POST /v1/embeddings`
+//! (`embeddings`). Errors use OpenAI's shape and statuses
 //! (`ApiError::render_openai`, chosen by the route in `server::dispatch`).
 //!
 //! Conversation rule (documented for users): without `X-Session-Id` a request is a
@@ -22,6 +23,7 @@
 //! model name rewritten) and the provider's answer or stream comes back as it sent it
 //! (its `id`, its `model` name, its role chunk), event by event.
 
+mod embeddings;
 mod pass;
 
 use std::borrow::Cow;
@@ -42,6 +44,8 @@ use crate::http::sse;
 use crate::http::Response;
 use crate::provider::Answer;
 use crate::turn::{run_to_end, start_turn, LiveTurn, TurnContext, TurnEvent, TurnRequest};
+
+pub use embeddings::embeddings;
 
 #[derive(Deserialize)]
 struct CompletionBody<'a> {
@@ -832,8 +836,7 @@ struct ModelEntry<'a> {
 /// `GET /v1/models`: the catalogue in OpenAI's list shape; `created` is the time the
 /// gateway started, `owned_by` the provider's name.
 pub fn models(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let shared = &ctx.worker.shared;
-    let created = clock::now_unix().saturating_sub(shared.started.elapsed().as_secs());
+    let created = ctx.worker.shared.started_unix;
     let list = ModelList {
         object: "list",
         data: ctx
@@ -845,6 +848,27 @@ pub fn models(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             .collect(),
     };
     let bytes = sonic_rs::to_vec(&list).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?;
+    Ok(Response::json(200, Bytes::from(bytes)))
+}
+
+/// `GET /v1/models/{id}`: one model in the shape `/v1/models` lists it. `raw_id` is
+/// the rest of the path: ids may contain `/`, sent literally or percent-encoded
+/// (`org%2Fembed-small`, as the openai SDK sends it). Unknown: 404 `model_not_found`.
+pub fn model(ctx: &Ctx<'_>, raw_id: &str) -> Result<Response, ApiError> {
+    let decoded;
+    let id = if raw_id.contains('%') {
+        decoded = crate::http::request::percent_decode_path(raw_id)
+            .ok_or_else(|| ApiError::invalid("the model id in the path is not valid UTF-8 once decoded"))?;
+        decoded.as_str()
+    } else {
+        raw_id
+    };
+    let m = ctx.snap.config.model(id).ok_or_else(|| {
+        ApiError::new(crate::error::ErrorCode::ModelNotFound, format!("model {id} is not in the catalogue"))
+    })?;
+    let entry =
+        ModelEntry { id: &m.id, object: "model", created: ctx.worker.shared.started_unix, owned_by: &m.provider };
+    let bytes = sonic_rs::to_vec(&entry).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?;
     Ok(Response::json(200, Bytes::from(bytes)))
 }
 

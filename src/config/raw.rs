@@ -104,6 +104,16 @@ pub(super) struct RawServer {
     pub lingering_close_ms: Option<u64>,
     /// Most bytes read and discarded in a lingering close.
     pub lingering_close_bytes: Option<usize>,
+    /// `[server.cors]`: browser origins allowed to call the API.
+    pub cors: Option<RawCors>,
+}
+
+/// `[server.cors]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCors {
+    /// Origins (`scheme://host[:port]`) or `"*"`; empty = CORS off.
+    pub allow_origins: Option<Vec<String>>,
 }
 
 /// `[[keys]]`.

@@ -94,6 +94,28 @@ fn server_defaults_match_the_documented_values() {
 }
 
 #[test]
+fn cors_origins_are_read_lowercased_and_an_empty_list_is_off() {
+    assert_eq!(parse_ok("").server.cors, None);
+    assert_eq!(parse_ok("[server.cors]\nallow_origins = []\n").server.cors, None);
+    let c = parse_ok("[server.cors]\nallow_origins = [\"https://App.Example.com\", \"http://localhost:5173\"]\n");
+    let cors = c.server.cors.unwrap();
+    assert_eq!(cors.allow_origins, ["https://app.example.com", "http://localhost:5173"]);
+    assert!(!cors.any_origin);
+    assert!(cors.allows(b"https://app.example.com") && cors.allows(b"HTTPS://APP.EXAMPLE.COM"));
+    assert!(!cors.allows(b"https://evil.example.com") && !cors.allows(b"http://localhost:5174"));
+    let any = parse_ok("[server.cors]\nallow_origins = [\"*\"]\n").server.cors.unwrap();
+    assert!(any.any_origin && any.allows(b"https://anything.example"));
+    let e = parse("[server.cors]\nallow_origins = [\"https://a.example\", \"https://b.example/\"]\n").unwrap_err().0;
+    assert!(e.contains("server.cors.allow_origins[1]: \"https://b.example/\": an origin has no path"), "{e}");
+    assert!(e.contains("(in /etc/clawgate/test.toml)"), "{e}");
+    let e = parse("[server.cors]\nallow_headers = []\n").unwrap_err().0;
+    assert!(e.contains("allow_headers"), "{e}");
+    let example =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/clawgate.example.toml"));
+    assert!(example.unwrap().lines().any(|l| l.starts_with("allow_origins =")), "the example documents allow_origins");
+}
+
+#[test]
 fn lingering_close_is_read_from_the_file_and_may_be_turned_off() {
     let s = parse_ok("[server]\nlingering_close_ms = 0\nlingering_close_bytes = 12\n").server;
     assert_eq!((s.lingering_close_ms, s.lingering_close_bytes), (0, 12));

@@ -20,6 +20,7 @@ use super::{
     SessionsConfig, IO_ENV_VAR,
 };
 
+mod cors;
 mod providers;
 
 pub(super) use providers::provider_defaults;
@@ -335,6 +336,7 @@ impl Ctx<'_> {
                 0,
                 None,
             )?,
+            cors: self.cors(raw.cors)?,
         })
     }
 

@@ -73,6 +73,9 @@ pub struct Request {
     path: Span,
     query: Option<Span>,
     headers: Vec<(Span, Span)>,
+    /// The first `Origin` header's value, noted in the parse pass (CORS reads it for
+    /// every request: no second scan).
+    origin: Option<Span>,
     /// HTTP/1.x minor version.
     pub minor: u8,
     pub body_kind: BodyKind,
@@ -150,6 +153,7 @@ fn parse(buf: &[u8], max_head: usize, max_headers: usize) -> Result<Option<(usiz
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
     let mut hosts = 0u32;
+    let mut origin: Option<Span> = None;
     for h in parsed.headers.iter() {
         headers.push((span(h.name.as_bytes()), span(h.value)));
         let name = h.name;
@@ -180,6 +184,8 @@ fn parse(buf: &[u8], max_head: usize, max_headers: usize) -> Result<Option<(usiz
             expect_continue = trim(h.value).eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+        } else if origin.is_none() && name.eq_ignore_ascii_case("origin") {
+            origin = Some(span(h.value));
         }
     }
     // RFC 9112 section 3.2: 400 to an HTTP/1.1 request without Host, and to any
@@ -202,6 +208,7 @@ fn parse(buf: &[u8], max_head: usize, max_headers: usize) -> Result<Option<(usiz
         path: span(path.as_bytes()),
         query: query.map(|q| span(q.as_bytes())),
         headers,
+        origin,
         minor,
         body_kind,
         keep_alive,
@@ -274,6 +281,12 @@ impl Request {
         self.header_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
+    /// The `Origin` header's value (browsers send it on cross-origin requests and
+    /// WebSocket upgrades), without a header scan: its place was noted when parsing.
+    pub fn origin(&self) -> Option<&[u8]> {
+        self.origin.map(|o| self.slice(o))
+    }
+
     /// Whether a comma-separated header contains `token` (case-insensitive).
     pub fn header_has_token(&self, name: &str, token: &str) -> bool {
         self.headers.iter().any(|&(n, v)| {
@@ -309,12 +322,22 @@ fn trim(v: &[u8]) -> &[u8] {
 
 /// Decodes `%XX` and `+` in a query component; `None` when the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
+    decode(s, true)
+}
+
+/// Decodes `%XX` in a path segment (`+` stays a `+` there, RFC 3986); `None` when the
+/// result is not UTF-8.
+pub fn percent_decode_path(s: &str) -> Option<String> {
+    decode(s, false)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 let hex = |b: u8| (b as char).to_digit(16);
                 match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
@@ -353,8 +376,15 @@ mod tests {
         assert_eq!(r.query_param("limit").as_deref(), Some("5"));
         assert_eq!(r.query_param("channel").as_deref(), Some("a b"));
         assert_eq!(r.header("x-request-id"), Some("abc"));
+        assert_eq!(r.origin(), None);
         assert!(r.keep_alive);
         assert_eq!(r.body_kind, BodyKind::None);
+    }
+
+    #[test]
+    fn the_origin_is_noted_in_the_parse_pass() {
+        let r = req("OPTIONS /v1/models HTTP/1.1\r\nHost: x\r\norigin: http://app.example\r\nOrigin: http://b\r\n\r\n");
+        assert_eq!(r.unwrap().origin(), Some(&b"http://app.example"[..]));
     }
 
     #[test]
@@ -401,6 +431,15 @@ mod tests {
         assert!(req("GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n").is_err());
         assert!(req("GET / HTTP/1.0\r\n\r\n").is_ok());
         assert!(req("GET / HTTP/1.1\r\nhOsT: a\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn paths_decode_percent_escapes_but_keep_plus() {
+        assert_eq!(percent_decode_path("org%2Fembed-small").as_deref(), Some("org/embed-small"));
+        assert_eq!(percent_decode_path("a+b%2b").as_deref(), Some("a+b+"));
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode_path("100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decode_path("%ff"), None);
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub fn reason(status: u16) -> &'static str {
 pub enum Framing {
     Length(usize),
     Chunked,
-    /// No body and no framing headers (`101 Switching Protocols`).
+    /// No body and no framing headers (`101 Switching Protocols`, `204 No Content`).
     None,
     /// A body that ends when the connection closes (streams to HTTP/1.0 clients,
     /// which must not be sent `Transfer-Encoding`).

@@ -12,6 +12,11 @@
 //! `responseJsonSchema` for a schema). Documents and images are `inlineData` (base64)
 //! or `fileData` (a URI).
 //!
+//! Embeddings (https://ai.google.dev/api/embeddings): OpenAI's `/embeddings` request
+//! becomes `:batchEmbedContents`, one `{"model":"models/{m}","content":{"parts":
+//! [{"text"}]},"outputDimensionality"?}` per input (at most 100 a call), and the
+//! answer's `embeddings[].values` are the vectors, in order.
+//!
 //! Gemini names no tool calls: a call gets the id `call_<n>` (its position in the
 //! answer), and a tool result is sent back as a `functionResponse` under the name of
 //! the call it answers (looked up by that id in the history). Gemini's stream has no
@@ -25,7 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::{ContentPart, FinishReason, Message, MessageRole, Params, ToolCall, ToolChoice, Usage};
 use crate::provider::stream;
-use crate::provider::{Adapter, Answer, ChatRequest, ErrorInfo, FailureKind, KeyHeader, ProviderError, StreamEvent};
+use crate::provider::{
+    Adapter, Answer, ChatRequest, EmbedRequest, ErrorInfo, FailureKind, KeyHeader, ProviderError, StreamEvent,
+};
 
 /// Google's Gemini API (`kind = "gemini"`).
 pub struct Gemini;
@@ -41,6 +48,22 @@ impl Adapter for Gemini {
 
     fn chat_path(&self, model: &str, stream: bool) -> Cow<'static, str> {
         Cow::Owned(path(model, stream))
+    }
+
+    fn embeddings_path(&self, model: &str) -> Option<Cow<'static, str>> {
+        Some(Cow::Owned(format!("/v1beta/models/{model}:batchEmbedContents")))
+    }
+
+    fn embeddings_batch(&self) -> usize {
+        EMBED_BATCH
+    }
+
+    fn encode_embeddings(&self, req: &EmbedRequest<'_>) -> Result<Bytes, ProviderError> {
+        encode_embeddings(req)
+    }
+
+    fn decode_embeddings(&self, body: &[u8]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        decode_embeddings(body)
     }
 
     fn encode(&self, req: &ChatRequest) -> Result<Bytes, ProviderError> {
@@ -463,6 +486,71 @@ pub fn error_info(body: &[u8]) -> Option<ErrorInfo> {
     })
 }
 
+/// Most requests Gemini takes in one `batchEmbedContents` call.
+const EMBED_BATCH: usize = 100;
+
+#[derive(Serialize)]
+struct WireEmbedBatch<'a> {
+    requests: Vec<WireEmbed<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireEmbed<'a> {
+    model: &'a str,
+    content: WireEmbedContent<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_dimensionality: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct WireEmbedContent<'a> {
+    parts: [WireEmbedText<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct WireEmbedText<'a> {
+    text: &'a str,
+}
+
+#[derive(Deserialize)]
+struct EmbedAnswer {
+    #[serde(default)]
+    embeddings: Vec<EmbedValues>,
+}
+
+#[derive(Deserialize)]
+struct EmbedValues {
+    #[serde(default)]
+    values: Vec<f32>,
+}
+
+/// The `batchEmbedContents` body for `req` (see the module doc).
+pub fn encode_embeddings(req: &EmbedRequest<'_>) -> Result<Bytes, ProviderError> {
+    let model = format!("models/{}", req.upstream_model);
+    let wire = WireEmbedBatch {
+        requests: req
+            .inputs
+            .iter()
+            .map(|text| WireEmbed {
+                model: &model,
+                content: WireEmbedContent { parts: [WireEmbedText { text }] },
+                output_dimensionality: req.dimensions,
+            })
+            .collect(),
+    };
+    sonic_rs::to_vec(&wire)
+        .map(Bytes::from)
+        .map_err(|e| ProviderError::upstream(format!("cannot encode the request: {e}")))
+}
+
+/// The vectors of a `batchEmbedContents` answer, in order.
+pub fn decode_embeddings(body: &[u8]) -> Result<Vec<Vec<f32>>, ProviderError> {
+    let answer: EmbedAnswer = crate::json::from_slice(body)
+        .map_err(|e| ProviderError::upstream(format!("provider sent an unreadable answer: {e}")))?;
+    Ok(answer.embeddings.into_iter().map(|e| e.values).collect())
+}
+
 /// Gemini's stream: each `data:` is a partial `GenerateContentResponse`; usage is
 /// cumulative; the body's end after a finish reason is the end.
 #[derive(Default)]
@@ -575,6 +663,29 @@ mod tests {
             "generationConfig": {"maxOutputTokens": 64, "temperature": 0.5}
         });
         assert_eq!(body, want);
+    }
+
+    #[test]
+    fn embeddings_become_one_batch_request_per_input_and_come_back_in_order() {
+        let inputs = [Cow::Borrowed("hello"), Cow::Borrowed("world")];
+        let req = EmbedRequest { upstream_model: "text-embedding-004", inputs: &inputs, dimensions: Some(4) };
+        let body: sonic_rs::Value = sonic_rs::from_slice(&encode_embeddings(&req).unwrap()).unwrap();
+        let want = sonic_rs::json!({"requests": [
+            {"model": "models/text-embedding-004", "content": {"parts": [{"text": "hello"}]}, "outputDimensionality": 4},
+            {"model": "models/text-embedding-004", "content": {"parts": [{"text": "world"}]}, "outputDimensionality": 4}
+        ]});
+        assert_eq!(body, want);
+        let plain = EmbedRequest { dimensions: None, ..req };
+        assert!(!String::from_utf8(encode_embeddings(&plain).unwrap().to_vec())
+            .unwrap()
+            .contains("outputDimensionality"));
+        let got = decode_embeddings(br#"{"embeddings":[{"values":[0.5,-0.25]},{"values":[1e-3,0]}]}"#).unwrap();
+        assert_eq!(got, vec![vec![0.5, -0.25], vec![0.001, 0.0]]);
+        assert!(decode_embeddings(b"[1,2]").is_err());
+        assert_eq!(
+            Gemini.embeddings_path("text-embedding-004").as_deref(),
+            Some("/v1beta/models/text-embedding-004:batchEmbedContents")
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::config::ProviderConfig;
 use crate::provider::resilience::{backoff, Breaker, ProviderHealth};
 use crate::provider::stream::SseStream;
 use crate::provider::{
-    is_context_length, Adapter, ChatRequest, ChatStream, ErrorInfo, FailureKind, NativeApi, ProviderError,
+    is_context_length, Adapter, ChatRequest, ChatStream, EmbedRequest, ErrorInfo, FailureKind, NativeApi, ProviderError,
 };
 use crate::upstream::{tls, BodyReader, Client, Endpoint, Outgoing, Timeouts, UpstreamError};
 
@@ -155,6 +155,61 @@ impl HttpProvider {
     /// Whether this provider takes requests of format `api` as they are.
     pub fn speaks(&self, api: NativeApi) -> bool {
         self.adapter.native_path(api, "").is_some()
+    }
+
+    /// Whether this provider embeds through a translation (`embed`), its API having
+    /// an embeddings call of its own format.
+    pub fn translates_embeddings(&self) -> bool {
+        self.adapter.embeddings_path("").is_some()
+    }
+
+    /// The provider's name (its `[[providers]]` entry).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Embeds `req.inputs` through the adapter's own embeddings call
+    /// (`translates_embeddings`), in calls of at most `Adapter::embeddings_batch`
+    /// texts, each with the same key choice, breaker and retries as `chat`. The
+    /// vectors come back in input order; a failure of any call is the failure.
+    pub async fn embed(&self, req: &EmbedRequest<'_>) -> Result<Vec<Vec<f32>>, ProviderError> {
+        let path = self.adapter.embeddings_path(req.upstream_model).ok_or_else(|| {
+            ProviderError::upstream(format!("provider {} has no embeddings call of its own", self.name))
+        })?;
+        let mut vectors = Vec::with_capacity(req.inputs.len());
+        for inputs in req.inputs.chunks(self.adapter.embeddings_batch().max(1)) {
+            let body = self.adapter.encode_embeddings(&EmbedRequest { inputs, ..*req })?;
+            let got = self
+                .with_retries(async |slot, _guard, timeouts| {
+                    let headers = self.call_headers(slot, None, &[]);
+                    let out = Outgoing { path: &path, headers: &headers, body: body.clone() };
+                    let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
+                    if !(200..300).contains(&resp.status) {
+                        let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();
+                        return Err(self.status_error(resp.status, resp.retry_after, &body));
+                    }
+                    let body = resp.body.collect(MAX_COMPLETION).await?;
+                    let got = self.adapter.decode_embeddings(&body).map_err(|e| UpstreamError::Protocol(e.message))?;
+                    if got.len() != inputs.len() {
+                        return Err(UpstreamError::Protocol(format!(
+                            "provider answered {} embeddings for {} inputs",
+                            got.len(),
+                            inputs.len()
+                        )));
+                    }
+                    Ok(got)
+                })
+                .await?;
+            vectors.extend(got);
+        }
+        Ok(vectors)
+    }
+
+    /// A client-fault answer that `forward` handed back (400, 404, 409, 413, 422) as
+    /// the failure it is, for a front door that answers provider errors by kind
+    /// (PROTOCOL.md "Provider errors, by kind") instead of relaying them.
+    pub fn refusal(&self, answer: &Forwarded) -> ProviderError {
+        self.error(self.status_error(answer.status, None, &answer.body), 1)
     }
 
     /// The settings of `params` this provider cannot carry (`provider::unsupported`).

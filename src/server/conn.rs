@@ -3,8 +3,9 @@
 //! ```text
 //! read (deadline) -> Request::take (one parse: size limits, framing rules)
 //!   -> body (Content-Length split off as Bytes | chunked decoder) (deadline, 413)
-//!   -> server::dispatch -> encode into the output buffer -> flush when no request is
-//!      waiting in the input (pipelined responses leave in order, in one write)
+//!   -> server::dispatch -> CORS headers (`cors::decorate`) -> encode into the output
+//!      buffer -> flush when no request is waiting in the input (pipelined responses
+//!      leave in order, in one write)
 //!   -> SSE: head flushed at once, then one write per event as it is produced
 //! ```
 //! Client errors (404, 400 on a bad body, ...) keep the connection; protocol errors
@@ -220,6 +221,7 @@ impl Conn {
             self.linger = !self.client_done;
             let mut resp = api::error_response(&e, crate::router::error_shape(req.path()));
             resp.push_header("x-request-id", request_id.clone());
+            super::cors::decorate(cfg, &req, &mut resp);
             self.access_log(cfg, &req, resp.status, started, &request_id);
             if e.close || !self.rbuf.is_empty() {
                 encode_full(&mut self.wbuf, resp, false, false, req.minor == 0);
@@ -234,6 +236,8 @@ impl Conn {
         let snap = self.snap.clone();
         let mut resp = super::dispatch(&self.worker, &snap, &req, &request_id, &mut self.auth_memo).await;
         resp.push_header("x-request-id", request_id.clone());
+        // Browsers read nothing without it, errors and streams included (no-op without `Origin`).
+        super::cors::decorate(cfg, &req, &mut resp);
         let keep = req.keep_alive && !resp.close && !self.worker.shared.draining();
         let status = resp.status;
         if let Body::Upgrade(_) = resp.body {
@@ -464,7 +468,9 @@ fn encode_full(out: &mut BytesMut, resp: Response, keep_alive: bool, head_only: 
         Body::Full(b) => b.clone(),
         Body::Empty | Body::Sse(_) | Body::Upgrade(_) => Bytes::new(),
     };
-    write_head_for(out, &resp, Framing::Length(body.len()), keep_alive, http10);
+    // A 204 has no body and no `Content-Length` (RFC 9110 section 8.6).
+    let framing = if resp.status == 204 { Framing::None } else { Framing::Length(body.len()) };
+    write_head_for(out, &resp, framing, keep_alive, http10);
     if !head_only {
         out.extend_from_slice(&body);
     }

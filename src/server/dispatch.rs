@@ -1,5 +1,7 @@
 //! The request path after decoding, top to bottom in one place (a function per step
-//! in `server`'s index): route (404/405/version) -> lockout (a key from an address
+//! in `server`'s index): CORS preflight (`cors::preflight`, answered before anything
+//! else, auth included, for a listed origin) -> route (404/405/version) -> the
+//! `Origin` of a `/ws` upgrade (`cors::check_ws_origin`) -> lockout (a key from an address
 //! locked out after repeated failures is refused unread) -> authenticate (open routes
 //! skip it; a refused key counts towards its IP's lockout and `limits.ip_rpm`) -> limit (the caller's request quota) -> depth
 //! guard (no parser sees a body nested past `server.max_json_depth`) -> handler (`ws`
@@ -9,9 +11,10 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::cors;
 use crate::api::{self, add_quota_headers, error_response, Ctx};
 use crate::auth::AuthMemo;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorShape};
 use crate::http::{Request, Response};
 use crate::ratelimit::Refused;
 use crate::router::{self, Route};
@@ -25,11 +28,22 @@ pub async fn dispatch(
     request_id: &str,
     auth_memo: &mut AuthMemo,
 ) -> Response {
+    // A browser's preflight carries no credentials: it is answered before auth.
+    if let Some(resp) = cors::preflight(&snap.config.server, req) {
+        return resp;
+    }
     let path = req.path();
     let route = match router::route(req.method, path) {
         Ok(r) => r,
         Err(e) => return error_response(&e, router::error_shape(path)),
     };
+    // A page of an origin not listed may not open a WebSocket (its first frame could
+    // carry a key the page got hold of); refused before the upgrade.
+    if route == Route::WebSocket {
+        if let Err(e) = cors::check_ws_origin(&snap.config.server, req) {
+            return error_response(&e, ErrorShape::Gateway);
+        }
+    }
     let peer = req.peer.map(|p| p.ip());
     let who = if route.needs_auth() || route == Route::HealthDetailed {
         // `/v1/*` also takes the Anthropic SDK's `x-api-key` (the raw key) when there is

@@ -15,7 +15,8 @@
 //! and token limits, per-IP limits on failed keys, reload), `providers` (the OpenAI,
 //! Anthropic and compatible adapters in front of `mock_upstream`: retries, fallback,
 //! timeouts, TLS, breaker, pass-through), `mock_upstream` (the fake provider's own wire
-//! formats and faults), `lifecycle` (drain on SIGTERM, SIGHUP reload, config checks).
+//! formats and faults), `lifecycle` (drain on SIGTERM, SIGHUP reload, config checks), `fronts_small`
+//! (`GET /v1/models/{id}`, `POST /v1/embeddings`, CORS).
 
 // The tests are the client, not a worker: they block, sleep, unwrap and panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
@@ -23,6 +24,7 @@
 mod support;
 
 mod chat;
+mod fronts_small;
 mod http_edges;
 mod lifecycle;
 mod matrix;

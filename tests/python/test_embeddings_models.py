@@ -28,9 +28,15 @@ from test_openai_relay import upstream  # noqa: F401  (the module-scoped mock_up
 ALLOWED = "http://app.example"
 OTHER = "http://evil.example"
 
+# The keys get a request limit so that the X-RateLimit-* headers the CORS answers
+# expose are there to read: a key with no limit gets none of them (config docs,
+# tests/it/ratelimit.rs), and the base config's keys set no rpm.
 CORS = """
 [server.cors]
 allow_origins = ["{allowed}", "http://localhost:5173"]
+
+[limits]
+rpm = 6000
 """
 
 EXTRA = """
