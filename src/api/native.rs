@@ -1,5 +1,6 @@
 //! The pass-through every front door shares when the provider speaks the client's
-//! format (OpenAI chat completions, Anthropic messages, OpenAI Responses, embeddings):
+//! format (OpenAI chat completions, Anthropic messages, OpenAI Responses; embeddings
+//! have their own chain, which may mix forwarded and translated models):
 //! the request is forwarded as is, only `model` rewritten to each attempt's upstream
 //! name by splicing the body, and the provider's answer is handed back untouched.
 //! Nothing is re-encoded, so every field the client sent reaches the provider.
