@@ -79,4 +79,6 @@ for _ in $(seq "$ROUNDS"); do
   done
 done | tee "$work/runs.txt"
 echo "== median server CPU (us per request / stream / turn)"
-awk '{k=$1" "$2; v[k]=v[k]" "$3} END {for (k in v) {n=split(v[k],a," "); asort(a); printf "%-16s %s\n", k, a[int((n+1)/2)]}}' "$work/runs.txt" | sort
+# Plain awk (mawk has no asort): sort the values first, then take the middle one.
+awk '{print $1" "$2" "$3}' "$work/runs.txt" | sort -k1,1 -k2,2 -k3,3n \
+  | awk '{k=$1" "$2; n[k]++; v[k, n[k]]=$3} END {for (k in n) printf "%-16s %s\n", k, v[k, int((n[k]+1)/2)]}' | sort

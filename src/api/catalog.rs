@@ -1,8 +1,10 @@
 //! Read-only views of the gateway: `/api/status` (version, uptime, io driver,
-//! workers, totals), `/api/models` (the catalogue) and `/api/channels`.
+//! workers, totals, the models' front doors), `/api/models` (the catalogue, with the
+//! front doors each model serves, `api::native::FrontDoors`) and `/api/channels`.
 
 use serde::Serialize;
 
+use crate::api::native::{front_doors, FrontDoors};
 use crate::api::{ok, Ctx};
 use crate::auth::Identity;
 use crate::error::ApiError;
@@ -10,13 +12,22 @@ use crate::http::Response;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Status {
+struct Status<'a> {
     version: &'static str,
     uptime_secs: u64,
     io_driver: &'static str,
     workers: usize,
     user: String,
     totals: Totals,
+    /// Each model and the front doors it serves.
+    models: Vec<ModelDoors<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelDoors<'a> {
+    id: &'a str,
+    front_doors: FrontDoors,
 }
 
 #[derive(Serialize)]
@@ -50,6 +61,13 @@ pub fn status(ctx: &Ctx<'_>, who: &Identity) -> Result<Response, ApiError> {
             completion_tokens: completion,
             tokens: prompt + completion,
         },
+        models: ctx
+            .snap
+            .config
+            .models
+            .iter()
+            .map(|m| ModelDoors { id: &m.id, front_doors: front_doors(ctx, m) })
+            .collect(),
     })
 }
 
@@ -62,6 +80,7 @@ struct ModelView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     context_window: Option<u32>,
     default: bool,
+    front_doors: FrontDoors,
 }
 
 pub fn models(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
@@ -76,6 +95,7 @@ pub fn models(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             upstream_model: &m.upstream,
             context_window: m.context_window,
             default: m.id == default_id,
+            front_doors: front_doors(ctx, m),
         })
         .collect();
     ok(&list)

@@ -130,6 +130,40 @@ pub fn chain<'c>(
     Some((main, on_context_length))
 }
 
+/// How a model serves each `/v1` front door: `passthrough` (the body forwarded
+/// untouched, model spliced) or `translated` (through the canonical turn); embeddings
+/// only where its provider has them. `/api/chat` and `/ws` serve every model,
+/// translated. Listed by `/api/models`, `/v1/models` and `/api/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FrontDoors {
+    #[serde(rename = "/v1/chat/completions")]
+    pub chat_completions: &'static str,
+    #[serde(rename = "/v1/messages")]
+    pub messages: &'static str,
+    #[serde(rename = "/v1/responses")]
+    pub responses: &'static str,
+    #[serde(rename = "/v1/embeddings", skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<&'static str>,
+}
+
+/// The front doors `model` serves (see `FrontDoors`).
+pub fn front_doors(ctx: &Ctx<'_>, model: &ModelConfig) -> FrontDoors {
+    let cfg = &ctx.snap.config;
+    let how = |api| if chain(ctx, cfg, model, api).is_some() { "passthrough" } else { "translated" };
+    let provider = ctx.worker.providers().get(&model.provider);
+    let embeddings = provider.as_deref().and_then(|p| match p {
+        _ if p.native(NativeApi::Embeddings).is_some() => Some("passthrough"),
+        ProviderImpl::Http(h) if h.translates_embeddings() => Some("translated"),
+        _ => None,
+    });
+    FrontDoors {
+        chat_completions: how(NativeApi::ChatCompletions),
+        messages: how(NativeApi::Messages),
+        responses: how(NativeApi::Responses),
+        embeddings,
+    }
+}
+
 /// Forwards `pass` down its model's chain (`chain` said it is eligible) and hands
 /// the provider's answer back (see the module doc). Errors: the model not allowed for
 /// the key, the token quota, a body whose `model` is not a string (`INVALID_REQUEST`),

@@ -831,6 +831,8 @@ struct ModelEntry<'a> {
     object: &'static str,
     created: u64,
     owned_by: &'a str,
+    /// clawgate's addition: the front doors the model serves (`api::native::FrontDoors`).
+    front_doors: crate::api::native::FrontDoors,
 }
 
 /// `GET /v1/models`: the catalogue in OpenAI's list shape; `created` is the time the
@@ -844,7 +846,13 @@ pub fn models(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             .config
             .models
             .iter()
-            .map(|m| ModelEntry { id: &m.id, object: "model", created, owned_by: &m.provider })
+            .map(|m| ModelEntry {
+                id: &m.id,
+                object: "model",
+                created,
+                owned_by: &m.provider,
+                front_doors: crate::api::native::front_doors(ctx, m),
+            })
             .collect(),
     };
     let bytes = sonic_rs::to_vec(&list).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?;
@@ -866,8 +874,13 @@ pub fn model(ctx: &Ctx<'_>, raw_id: &str) -> Result<Response, ApiError> {
     let m = ctx.snap.config.model(id).ok_or_else(|| {
         ApiError::new(crate::error::ErrorCode::ModelNotFound, format!("model {id} is not in the catalogue"))
     })?;
-    let entry =
-        ModelEntry { id: &m.id, object: "model", created: ctx.worker.shared.started_unix, owned_by: &m.provider };
+    let entry = ModelEntry {
+        id: &m.id,
+        object: "model",
+        created: ctx.worker.shared.started_unix,
+        owned_by: &m.provider,
+        front_doors: crate::api::native::front_doors(ctx, m),
+    };
     let bytes = sonic_rs::to_vec(&entry).map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?;
     Ok(Response::json(200, Bytes::from(bytes)))
 }

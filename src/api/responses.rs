@@ -364,12 +364,14 @@ fn read_item(item: &InItem<'_>, at: &str, out: &mut Vec<Message>) -> Result<(), 
         }
         // A reasoning item of an earlier response: only its own model can read it.
         "reasoning" => {}
-        other => return Err(invalid(
-            at,
-            format!(
+        other => {
+            return Err(invalid(
+                at,
+                format!(
                 "input item type `{other}` is not supported (message, function_call, function_call_output, reasoning)"
             ),
-        )),
+            ))
+        }
     }
     Ok(())
 }

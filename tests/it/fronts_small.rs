@@ -169,7 +169,17 @@ fn a_model_is_retrieved_by_an_id_with_a_slash_literal_or_percent_encoded() {
         assert_request_id(&r);
     }
     let r = gw.get("/v1/models/mock", Some("sk-admin"));
-    assert_eq!(r.json(), json!({"id": "mock", "object": "model", "created": listed["created"], "owned_by": "mock"}));
+    let doors =
+        json!({"/v1/chat/completions": "translated", "/v1/messages": "translated", "/v1/responses": "translated"});
+    assert_eq!(
+        r.json(),
+        json!({"id": "mock", "object": "model", "created": listed["created"], "owned_by": "mock", "front_doors": doors})
+    );
+    // An OpenAI model whose context-window fallback is a Gemini model: its embeddings
+    // pass through, but a chat chain that may reach Gemini is translated.
+    let doors = json!({"/v1/chat/completions": "translated", "/v1/messages": "translated",
+        "/v1/responses": "translated", "/v1/embeddings": "passthrough"});
+    assert_eq!(listed["front_doors"], doors);
 }
 
 #[test]

@@ -441,10 +441,17 @@ fn models_show_provider_and_upstream_names() {
     let gw = gateway(&up, None, "", "");
     let v = gw.get("/api/models", Some("sk-admin")).json();
     let claude = v["data"].as_array().and_then(|l| l.iter().find(|m| m["id"] == "claude").cloned()).expect("claude");
+    let doors =
+        json!({"/v1/chat/completions": "translated", "/v1/messages": "passthrough", "/v1/responses": "translated"});
     assert_eq!(
         claude,
-        json!({"id": "claude", "provider": "anthropic", "upstreamModel": "claude-3-5-sonnet", "default": false})
+        json!({"id": "claude", "provider": "anthropic", "upstreamModel": "claude-3-5-sonnet", "default": false,
+            "frontDoors": doors})
     );
+    // /api/status lists the same for every model.
+    let status = gw.get("/api/status", Some("sk-admin")).json();
+    let listed = status["data"]["models"].as_array().and_then(|l| l.iter().find(|m| m["id"] == "claude").cloned());
+    assert_eq!(listed, Some(json!({"id": "claude", "frontDoors": doors})));
 }
 
 #[test]

@@ -114,6 +114,12 @@ fn status_reports_version_driver_workers_user_and_totals() {
                 "completionTokens": 10,
                 "tokens": 14,
             },
+            "models": [
+                {"id": "mock", "frontDoors": {"/v1/chat/completions": "translated", "/v1/messages": "translated",
+                    "/v1/responses": "translated"}},
+                {"id": "mock-large", "frontDoors": {"/v1/chat/completions": "translated", "/v1/messages": "translated",
+                    "/v1/responses": "translated"}},
+            ],
         }))
     );
 }
@@ -140,11 +146,15 @@ fn status_names_the_io_driver_chosen_by_clawgate_io() {
 #[test]
 fn models_lists_the_catalogue_with_the_default_flagged() {
     let gw = Cfg::new().start();
+    // The built-in mock serves every front door through the canonical turn.
+    let doors =
+        json!({"/v1/chat/completions": "translated", "/v1/messages": "translated", "/v1/responses": "translated"});
     assert_ok(
         &gw.get("/api/models", Some(USER)),
         json!([
-            {"id": "mock", "provider": "mock", "upstreamModel": "mock", "default": true},
-            {"id": "mock-large", "provider": "mock", "upstreamModel": "mock-large-v2", "contextWindow": 128000, "default": false},
+            {"id": "mock", "provider": "mock", "upstreamModel": "mock", "default": true, "frontDoors": doors},
+            {"id": "mock-large", "provider": "mock", "upstreamModel": "mock-large-v2", "contextWindow": 128000,
+                "default": false, "frontDoors": doors},
         ]),
     );
 }

@@ -180,7 +180,14 @@ def test_retrieve_a_model_whose_id_has_a_slash(gw, client):
     for path in ("/v1/models/org/embed-small", "/v1/models/org%2Fembed-small"):
         r = httpx.get(f"{gw.http}{path}", headers=headers, timeout=10)
         assert r.status_code == 200, path
-        assert r.json() == {"id": "org/embed-small", "object": "model", "created": m.created, "owned_by": "openai-up"}
+        doors = {
+            "/v1/chat/completions": "passthrough",
+            "/v1/messages": "translated",
+            "/v1/responses": "passthrough",
+            "/v1/embeddings": "passthrough",
+        }
+        want = {"id": "org/embed-small", "object": "model", "created": m.created, "owned_by": "openai-up"}
+        assert r.json() == {**want, "front_doors": doors}
 
 
 def test_an_unknown_model_is_404_in_openais_shape(gw, client):
