@@ -209,10 +209,16 @@ API_BODY="{\"message\":\"$MSG\",\"sessionId\":\"lt-{conn}\"}"
 STREAM_FAULT="[fault:chunks=20,chunk-ms=$CHUNK_MS]"
 V1_STREAM="{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$MSG $STREAM_FAULT\"}]}"
 API_STREAM="{\"message\":\"$MSG $STREAM_FAULT\",\"sessionId\":\"lt-sse-{conn}\",\"stream\":true}"
+# The Anthropic front door on an OpenAI-format model and the Responses front door on an
+# Anthropic-format model: both translated through the canonical turn (issue 12).
+MESSAGES_BODY="{\"model\":\"gpt-4o-mini\",\"max_tokens\":256,\"messages\":[{\"role\":\"user\",\"content\":\"$MSG\"}]}"
+MESSAGES_STREAM="{\"model\":\"gpt-4o-mini\",\"max_tokens\":256,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$MSG $STREAM_FAULT\"}]}"
+RESPONSES_BODY="{\"model\":\"claude-mock\",\"store\":false,\"input\":\"$MSG\"}"
+RESPONSES_STREAM="{\"model\":\"claude-mock\",\"store\":false,\"stream\":true,\"input\":\"$MSG $STREAM_FAULT\"}"
 
 url_of() { # target path
   case $1 in
-    clawgate|clawgate-api|clawgate-anthropic) echo "http://$cg_addr$2" ;;
+    clawgate|clawgate-api|clawgate-anthropic|clawgate-messages|clawgate-responses) echo "http://$cg_addr$2" ;;
     clawgate-w1) echo "http://$cg1_addr$2" ;;
     nginx) echo "http://127.0.0.1:$nginx_port$2" ;;
     direct) echo "http://$mock_addr$2" ;;
@@ -220,7 +226,7 @@ url_of() { # target path
 }
 watch_of() { # target
   case $1 in
-    clawgate|clawgate-api|clawgate-anthropic) echo "--watch server=$cg_pid --watch mock=$mock_pid" ;;
+    clawgate|clawgate-api|clawgate-anthropic|clawgate-messages|clawgate-responses) echo "--watch server=$cg_pid --watch mock=$mock_pid" ;;
     clawgate-w1) echo "--watch server=$cg1_pid --watch mock=$mock_pid" ;;
     nginx) echo "--watch server=$nginx_pid --watch mock=$mock_pid" ;;
     direct) echo "--watch mock=$mock_pid" ;;
@@ -333,9 +339,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
   echo "== round $round/$ROUNDS"
   # Non-stream chat at 64 connections: /v1 through clawgate (2 and 1 workers), /api/chat
   # through clawgate, /v1 through nginx, the mock directly.
-  for t in $(rotate "$round" clawgate nginx direct clawgate-api clawgate-w1 clawgate-anthropic); do
+  for t in $(rotate "$round" clawgate nginx direct clawgate-api clawgate-w1 clawgate-anthropic clawgate-messages clawgate-responses); do
     case $t in
       clawgate-api) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /api/chat)" --body "$API_BODY" -H "$AUTH" -c 64 ;;
+      clawgate-messages) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /v1/messages)" --body "$MESSAGES_BODY" -H "$AUTH" -c 64 ;;
+      clawgate-responses) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /v1/responses)" --body "$RESPONSES_BODY" -H "$AUTH" -c 64 ;;
       clawgate-anthropic) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /v1/chat/completions)" \
         --body "${V1_BODY/gpt-4o-mini/claude-mock}" -H "$AUTH" -c 64 ;;
       *) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /v1/chat/completions)" --body "$V1_BODY" -H "$AUTH" -c 64 ;;
@@ -359,9 +367,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
   fi
   # 64 concurrent streams of 20 chunks, CHUNK_MS apart.
-  for t in $(rotate "$round" clawgate nginx direct clawgate-api clawgate-anthropic); do
+  for t in $(rotate "$round" clawgate nginx direct clawgate-api clawgate-anthropic clawgate-messages clawgate-responses); do
     case $t in
       clawgate-api) run_one stream-64 "$t" "$round" --scenario sse --url "$(url_of "$t" /api/chat)" --body "$API_STREAM" -H "$AUTH" -c 64 --expect-events 21 ;;
+      # message_start, block start, 20 deltas, block stop, message_delta, message_stop.
+      clawgate-messages) run_one stream-64 "$t" "$round" --scenario sse --url "$(url_of "$t" /v1/messages)" \
+        --body "$MESSAGES_STREAM" -H "$AUTH" -c 64 --expect-events 25 ;;
+      # created, in_progress, item and part added, 20 deltas, text/part/item done, completed.
+      clawgate-responses) run_one stream-64 "$t" "$round" --scenario sse --url "$(url_of "$t" /v1/responses)" \
+        --body "$RESPONSES_STREAM" -H "$AUTH" -c 64 --expect-events 28 ;;
       clawgate-anthropic) run_one stream-64 "$t" "$round" --scenario sse --url "$(url_of "$t" /v1/chat/completions)" \
         --body "${V1_STREAM/gpt-4o-mini/claude-mock}" -H "$AUTH" -c 64 --expect-events 23 ;;
       *) run_one stream-64 "$t" "$round" --scenario sse --url "$(url_of "$t" /v1/chat/completions)" --body "$V1_STREAM" -H "$AUTH" -c 64 --expect-events 23 ;;
