@@ -219,6 +219,8 @@ def main():
         names = {"clawgate": "clawgate `/v1/chat/completions`", "clawgate-api": "clawgate `/api/chat`",
                  "clawgate-w1": "clawgate workers=1 `/v1/chat/completions`", "nginx": "nginx → mock `/v1/chat/completions`",
                  "clawgate-anthropic": "clawgate `/v1/chat/completions` → Anthropic model (translated)",
+                 "clawgate-messages": "clawgate `/v1/messages` → OpenAI model (translated)",
+                 "clawgate-responses": "clawgate `/v1/responses` → Anthropic model (translated)",
                  "direct": "mock directly"}
         return names.get(t, t)
 
