@@ -161,5 +161,64 @@ impl JsonKind {
     }
 }
 
+/// A string, or an array of `T`: the "string or list" fields of OpenAI's and
+/// Anthropic's request bodies (`content`, `system`, `input`, `output`). Read by a
+/// visitor: `#[serde(untagged)]` would buffer the value and lose what only sonic-rs's
+/// own deserializer builds (`sonic_rs::Value` fields such as a tool's `input`).
+pub enum StrOrList<'a, T> {
+    Str(std::borrow::Cow<'a, str>),
+    List(Vec<T>),
+}
+
+impl<'de: 'a, 'a, T: serde::Deserialize<'de>> serde::Deserialize<'de> for StrOrList<'a, T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use std::borrow::Cow;
+        use std::marker::PhantomData;
+        struct Visit<'a, T>(PhantomData<(&'a (), T)>);
+        impl<'de: 'a, 'a, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<'a, T> {
+            type Value = StrOrList<'a, T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(StrOrList::Str(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StrOrList::Str(Cow::Owned(v.to_string())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(StrOrList::Str(Cow::Owned(v)))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(item) = seq.next_element::<T>()? {
+                    out.push(item);
+                }
+                Ok(StrOrList::List(out))
+            }
+        }
+        d.deserialize_any(Visit(PhantomData))
+    }
+}
+
+/// The top-level fields of a JSON object body that are not in `known`, in order, as
+/// (name, raw JSON): what a front door does not model. Errors: a body that is not a
+/// JSON object (`INVALID_REQUEST`).
+pub fn unknown_fields(body: &[u8], known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::new();
+    for item in sonic_rs::to_object_iter(body) {
+        let (name, value) = item.map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+        if !known.contains(&&*name) {
+            out.push((name.into_owned(), value.as_raw_str().to_string()));
+        }
+    }
+    Ok(out)
+}
+
 /// Caller identity for handlers that need it.
 pub type Who = Identity;

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::api::native::{self, Format, Pass, Seen, StreamWatch};
-use crate::api::{require_body, Ctx};
+use crate::api::{require_body, unknown_fields, Ctx, StrOrList};
 use crate::auth::Identity;
 use crate::chat::{
     estimate_tokens, ContentPart, Message, MessageExtra, MessageRole, Params, Reasoning, Tool, ToolCall, ToolChoice,
@@ -140,47 +140,8 @@ struct InMessage<'a> {
     content: Content<'a>,
 }
 
-/// Message content: a string or an array of blocks. Read by a visitor rather than
-/// `#[serde(untagged)]`, which would buffer the blocks and lose what only sonic-rs's
-/// own deserializer can build (the `input` values).
-enum Content<'a> {
-    Text(Cow<'a, str>),
-    Blocks(Vec<InBlock<'a>>),
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
-            type Value = Content<'a>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or an array of content blocks")
-            }
-
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Owned(v.to_string())))
-            }
-
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Owned(v)))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut blocks = Vec::with_capacity(seq.size_hint().unwrap_or(1));
-                while let Some(b) = seq.next_element::<InBlock<'a>>()? {
-                    blocks.push(b);
-                }
-                Ok(Content::Blocks(blocks))
-            }
-        }
-        d.deserialize_any(Visit(std::marker::PhantomData))
-    }
-}
+/// Message content: a string or an array of blocks.
+type Content<'a> = StrOrList<'a, InBlock<'a>>;
 
 /// One content block; which fields are set depends on `type`.
 #[derive(Deserialize)]
@@ -270,8 +231,8 @@ fn percent_encode(text: &str) -> String {
 fn tool_result_text(content: Option<&Content<'_>>, at: &str) -> Result<String, ApiError> {
     match content {
         None => Ok(String::new()),
-        Some(Content::Text(t)) => Ok(t.to_string()),
-        Some(Content::Blocks(blocks)) => {
+        Some(StrOrList::Str(t)) => Ok(t.to_string()),
+        Some(StrOrList::List(blocks)) => {
             let mut out = String::new();
             for (i, b) in blocks.iter().enumerate() {
                 match (&*b.kind, &b.text) {
@@ -303,11 +264,11 @@ fn read_message(m: &InMessage<'_>, at: &str, out: &mut Vec<Message>) -> Result<(
         other => return Err(invalid(at, format!("role `{other}` is not one of user, assistant"))),
     };
     let blocks = match &m.content {
-        Content::Text(t) => {
+        StrOrList::Str(t) => {
             out.push(Message::text(role, t.as_ref()));
             return Ok(());
         }
-        Content::Blocks(b) => b,
+        StrOrList::List(b) => b,
     };
     let mut text = String::new();
     let mut parts = Vec::new();
@@ -391,8 +352,8 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
     let mut system = Vec::new();
     match &b.system {
         None => {}
-        Some(Content::Text(t)) => system.push(Message::text(MessageRole::System, t.as_ref())),
-        Some(Content::Blocks(blocks)) => {
+        Some(StrOrList::Str(t)) => system.push(Message::text(MessageRole::System, t.as_ref())),
+        Some(StrOrList::List(blocks)) => {
             for (i, blk) in blocks.iter().enumerate() {
                 match (&*blk.kind, &blk.text) {
                     ("text", Some(t)) => system.push(Message::text(MessageRole::System, t.as_ref())),
@@ -456,22 +417,10 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
         tools,
         tool_choice,
         parallel_tool_calls,
-        foreign: foreign_fields(body)?,
+        foreign: unknown_fields(body, KNOWN_FIELDS)?.into_iter().map(|(name, _)| name).collect(),
         ..Params::default()
     };
     Ok(Parsed { model: b.model.map(Cow::into_owned), system, messages, params, stream: b.stream.unwrap_or(false) })
-}
-
-/// The request's top-level fields `MessagesBody` does not model, in order.
-fn foreign_fields(body: &[u8]) -> Result<Vec<String>, ApiError> {
-    let mut out = Vec::new();
-    for item in sonic_rs::to_object_iter(body) {
-        let (name, _) = item.map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
-        if !KNOWN_FIELDS.contains(&&*name) {
-            out.push(name.into_owned());
-        }
-    }
-    Ok(out)
 }
 
 /// The turn of a parsed request: every message before the last is the conversation,

@@ -350,7 +350,7 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
         }
     }
     let params = Params {
-        openai_extra: unknown_fields(body)?,
+        openai_extra: crate::api::unknown_fields(body, KNOWN_FIELDS)?,
         max_tokens: b.max_completion_tokens.or(b.max_tokens),
         temperature: b.temperature,
         top_p: b.top_p,
@@ -407,17 +407,6 @@ const KNOWN_FIELDS: &[&str] = &[
     "tool_choice",
     "parallel_tool_calls",
 ];
-
-fn unknown_fields(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
-    let mut out = Vec::new();
-    for item in sonic_rs::to_object_iter(body) {
-        let (name, value) = item.map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
-        if !KNOWN_FIELDS.contains(&&*name) {
-            out.push((name.into_owned(), value.as_raw_str().to_string()));
-        }
-    }
-    Ok(out)
-}
 
 /// Splits the request's messages into the turn (see the module doc for the rule).
 fn into_turn(p: &mut Parsed, session_id: Option<String>) -> Result<TurnRequest, ApiError> {

@@ -26,61 +26,19 @@
 mod render;
 
 use std::borrow::Cow;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::api::native::{self, Format, Pass, Seen, StreamWatch};
-use crate::api::{require_body, Ctx};
+use crate::api::{require_body, unknown_fields, Ctx, StrOrList};
 use crate::auth::Identity;
 use crate::chat::{ContentPart, Message, MessageExtra, MessageRole, Params, Tool, ToolCall, ToolChoice, Usage};
 use crate::error::{ApiError, ProviderDetail};
 use crate::http::Response;
 use crate::provider::{is_context_length, NativeApi};
 use crate::turn::{run_to_end, start_turn, LiveTurn, TurnContext, TurnRequest};
-
-/// A string, or an array of `T` (OpenAI's "string or list" fields). Read by a visitor:
-/// `#[serde(untagged)]` would buffer and lose what only sonic-rs builds.
-enum StrOrList<'a, T> {
-    Str(Cow<'a, str>),
-    List(Vec<T>),
-}
-
-impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for StrOrList<'a, T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'a, T>(PhantomData<(&'a (), T)>);
-        impl<'de: 'a, 'a, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<'a, T> {
-            type Value = StrOrList<'a, T>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or an array")
-            }
-
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(StrOrList::Str(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(StrOrList::Str(Cow::Owned(v.to_string())))
-            }
-
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(StrOrList::Str(Cow::Owned(v)))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
-                while let Some(item) = seq.next_element::<T>()? {
-                    out.push(item);
-                }
-                Ok(StrOrList::List(out))
-            }
-        }
-        d.deserialize_any(Visit(PhantomData))
-    }
-}
 
 /// A `POST /v1/responses` body.
 #[derive(Deserialize)]
@@ -467,7 +425,7 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
         tools,
         tool_choice: b.tool_choice.as_ref().map(tool_choice_of).transpose()?,
         parallel_tool_calls: b.parallel_tool_calls,
-        foreign: foreign_fields(body)?,
+        foreign: unknown_fields(body, KNOWN_FIELDS)?.into_iter().map(|(name, _)| name).collect(),
         ..Params::default()
     };
     let echo = Echo {
@@ -494,18 +452,6 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
         previous: echo.previous_response_id.clone(),
         echo,
     })
-}
-
-/// The request's top-level fields not in `KNOWN_FIELDS`, in order.
-fn foreign_fields(body: &[u8]) -> Result<Vec<String>, ApiError> {
-    let mut out = Vec::new();
-    for item in sonic_rs::to_object_iter(body) {
-        let (name, _) = item.map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
-        if !KNOWN_FIELDS.contains(&&*name) {
-            out.push(name.into_owned());
-        }
-    }
-    Ok(out)
 }
 
 /// A response id of a stored turn: `resp_<n>_<session id>`.
