@@ -220,5 +220,27 @@ pub fn unknown_fields(body: &[u8], known: &[&str]) -> Result<Vec<(String, String
     Ok(out)
 }
 
+/// The request-body parsers of the `/v1` front doors, callable on arbitrary bytes for
+/// the fuzz target `fuzz/fuzz_targets/front_doors.rs` (the parse each handler runs after
+/// the depth check of `server::dispatch`). Each returns whether the body parsed into a
+/// turn's request. Not an API.
+#[doc(hidden)]
+pub mod fuzz {
+    /// `POST /v1/chat/completions`.
+    pub fn chat_completions(body: &[u8]) -> bool {
+        super::openai::fuzz_parse(body)
+    }
+
+    /// `POST /v1/messages` (and `count_tokens`).
+    pub fn messages(body: &[u8]) -> bool {
+        super::anthropic::fuzz_parse(body)
+    }
+
+    /// `POST /v1/responses`.
+    pub fn responses(body: &[u8]) -> bool {
+        super::responses::fuzz_parse(body)
+    }
+}
+
 /// Caller identity for handlers that need it.
 pub type Who = Identity;

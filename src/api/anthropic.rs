@@ -618,3 +618,8 @@ impl StreamWatch for MessagesWatch {
         seen
     }
 }
+
+/// The body parse and turn split of `messages`, for `api::fuzz`.
+pub(crate) fn fuzz_parse(body: &[u8]) -> bool {
+    parse(body).and_then(|mut p| into_turn(&mut p, "fuzz")).is_ok()
+}

@@ -874,6 +874,11 @@ pub fn model(ctx: &Ctx<'_>, raw_id: &str) -> Result<Response, ApiError> {
     Ok(Response::json(200, Bytes::from(bytes)))
 }
 
+/// The body parse and turn split of `chat_completions`, for `api::fuzz`.
+pub(crate) fn fuzz_parse(body: &[u8]) -> bool {
+    parse(body).and_then(|mut p| into_turn(&mut p, None)).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -672,3 +672,9 @@ impl StreamWatch for ResponsesWatch {
         seen
     }
 }
+
+/// The body parse of `responses` (the turn split needs the session store), for
+/// `api::fuzz`.
+pub(crate) fn fuzz_parse(body: &[u8]) -> bool {
+    parse(body).is_ok()
+}
