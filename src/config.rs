@@ -137,6 +137,10 @@ pub struct ServerConfig {
     /// answer a client that writes before it reads still gets (the kernel's buffers
     /// absorb only a megabyte or two more).
     pub lingering_close_bytes: usize,
+    /// Most bytes of one streamed reply (text, reasoning and tool-call arguments): a
+    /// longer one is cut with an error event, its upstream call cancelled, and the part
+    /// that came stored in the session marked cut.
+    pub max_reply_bytes: usize,
     /// `[server.cors]`: the browser origins that may call `/api/*` and `/v1/*` and
     /// open `/ws`; `None` (no section, or an empty `allow_origins`) = CORS off.
     pub cors: Option<CorsConfig>,
@@ -193,6 +197,7 @@ impl Default for ServerConfig {
             sse_max_buffered_turns: 1_024,
             lingering_close_ms: 5_000,
             lingering_close_bytes: 16 * 1_048_576,
+            max_reply_bytes: 16 * 1_048_576,
             cors: None,
         }
     }

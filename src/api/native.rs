@@ -16,7 +16,8 @@
 //! provider event is relayed as its own HTTP chunk (its `event:` name and `data:` as
 //! received), and the format's `StreamWatch` reads only what it must: the usage, and,
 //! for a key with a token limit, each delta's text, so that a reply running past the
-//! budget is cut with the format's error event, as on the translated path.
+//! budget is cut with the format's error event, as on the translated path; so is one
+//! whose events pass `server.max_reply_bytes`.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -232,6 +233,8 @@ pub async fn forward<F: Format + 'static>(
                     format,
                     usage: Usage::default(),
                     over: false,
+                    relayed: 0,
+                    reply_cap: cfg.server.max_reply_bytes,
                 };
                 return Ok(Response::sse(Box::new(relay)));
             }
@@ -326,6 +329,9 @@ struct Relay<F: Format> {
     watch: F::Watch,
     usage: Usage,
     over: bool,
+    /// Bytes of event data relayed so far, and `server.max_reply_bytes`.
+    relayed: usize,
+    reply_cap: usize,
 }
 
 impl<F: Format> Relay<F> {
@@ -373,6 +379,16 @@ impl<F: Format> Relay<F> {
     }
 
     fn on_event(&mut self, name: Option<&[u8]>, data: &[u8]) {
+        self.relayed = self.relayed.saturating_add(data.len());
+        if self.relayed > self.reply_cap {
+            // Dropping the body (in `cut`) cancels the upstream call.
+            let cap = self.reply_cap;
+            self.cut(ApiError::new(
+                crate::error::ErrorCode::UpstreamError,
+                format!("the reply passed server.max_reply_bytes ({cap} bytes) and was cut"),
+            ));
+            return;
+        }
         let budget = self.quota.reserved().is_some();
         let seen = self.watch.on_event(name, data, budget);
         if let Some(usage) = seen.usage {

@@ -104,6 +104,8 @@ pub(super) struct RawServer {
     pub lingering_close_ms: Option<u64>,
     /// Most bytes read and discarded in a lingering close.
     pub lingering_close_bytes: Option<usize>,
+    /// Most bytes of one streamed reply.
+    pub max_reply_bytes: Option<usize>,
     /// `[server.cors]`: browser origins allowed to call the API.
     pub cors: Option<RawCors>,
 }

@@ -487,6 +487,7 @@ fn the_example_file_sets_what_it_documents() {
         "health_detailed_admin_only",
         "lingering_close_ms",
         "lingering_close_bytes",
+        "max_reply_bytes",
         "name",
         "key",
         "key_sha256",

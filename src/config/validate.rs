@@ -336,6 +336,13 @@ impl Ctx<'_> {
                 0,
                 None,
             )?,
+            max_reply_bytes: self.ranged(
+                "server.max_reply_bytes",
+                raw.max_reply_bytes,
+                d.max_reply_bytes,
+                1024,
+                None,
+            )?,
             cors: self.cors(raw.cors)?,
         })
     }

@@ -1,6 +1,9 @@
 //! A started turn driven to its end (`LiveTurn`): the provider's deltas (each checked
-//! against the key's token budget), then `Done` with the usage counted and the reply
-//! recorded in the session, or `Failed`. Every front door renders these events.
+//! against the key's token budget and the reply against `server.max_reply_bytes`),
+//! then `Done` with the usage counted and the reply recorded in the session, or
+//! `Failed`. Every front door renders these events. A reply cut for its size ends with
+//! `Failed(UPSTREAM_ERROR)`; its upstream stream is dropped (the call cancelled) and
+//! the part that came is stored in the session with `CUT_MARK` appended.
 
 use std::sync::Arc;
 
@@ -9,6 +12,9 @@ use crate::error::{ApiError, ErrorCode};
 use crate::provider::StreamEvent;
 
 use super::StartedTurn;
+
+/// Appended to a reply stored after it was cut at `server.max_reply_bytes`.
+pub const CUT_MARK: &str = " [cut: reply over server.max_reply_bytes]";
 
 /// A started turn driven to its end: the one loop every front door runs. Yields the
 /// provider's deltas, then `Done` (usage counted, reply recorded in the session) or
@@ -20,6 +26,8 @@ pub struct LiveTurn {
     calls: Vec<ToolCall>,
     /// The reasoning so far, stored with the reply.
     reasoning: Reasoning,
+    /// Bytes of the reply so far (text, reasoning, tool-call arguments).
+    bytes: usize,
     finish: FinishReason,
     /// The session the turn belongs to (empty for an explicit-context turn).
     pub session_id: String,
@@ -60,17 +68,52 @@ impl LiveTurn {
             text: String::new(),
             calls: Vec::new(),
             reasoning: Reasoning::default(),
+            bytes: 0,
             finish: FinishReason::Stop,
             session_id,
             model_id,
         }
     }
 
+    /// Ends the turn because its reply passed `server.max_reply_bytes`: the stream
+    /// (and with it the upstream call) is dropped, the part that came is stored marked
+    /// cut, the tokens streamed are charged (the reservation's drop).
+    fn cut(&mut self) -> Option<TurnEvent> {
+        let started = self.started.take()?;
+        let cap = started.reply_cap;
+        let mut text = std::mem::take(&mut self.text);
+        text.push_str(CUT_MARK);
+        let message = Message::assistant(text, std::mem::take(&mut self.calls))
+            .with_reasoning(&std::mem::take(&mut self.reasoning));
+        started.finish(message);
+        Some(TurnEvent::Failed(ApiError::new(
+            ErrorCode::UpstreamError,
+            format!("the reply passed server.max_reply_bytes ({cap} bytes) and was cut"),
+        )))
+    }
+
+    /// Counts `n` more bytes of reply; `true` when the reply is now over the cap.
+    fn over_cap(&mut self, n: usize) -> bool {
+        self.bytes = self.bytes.saturating_add(n);
+        self.started.as_ref().is_some_and(|s| self.bytes > s.reply_cap)
+    }
+
     /// The next event; `None` once the turn is over.
     pub async fn next(&mut self) -> Option<TurnEvent> {
         loop {
             let started = self.started.as_mut()?;
-            return match started.stream.next().await {
+            let event = started.stream.next().await;
+            let size = match &event {
+                Ok(Some(StreamEvent::Delta(d))) => d.len(),
+                Ok(Some(StreamEvent::Reasoning { text, .. })) => text.len(),
+                Ok(Some(StreamEvent::ToolCall { arguments, .. })) => arguments.len(),
+                _ => 0,
+            };
+            if size > 0 && self.over_cap(size) {
+                return self.cut();
+            }
+            let started = self.started.as_mut()?;
+            return match event {
                 Ok(Some(StreamEvent::Delta(d))) => {
                     // A reply that runs past the key's token quota ends here (RATE_LIMITED).
                     if let Err(e) = started.engine.limiter.turn_delta(&started.quota, &d) {

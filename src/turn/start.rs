@@ -79,6 +79,8 @@ pub struct StartedTurn {
     /// Settings the provider could not carry, dropped (`drop_unsupported_params`):
     /// front doors name them in `X-Clawgate-Dropped-Params`.
     pub dropped: Vec<String>,
+    /// `server.max_reply_bytes`: a streamed reply longer than this is cut (`LiveTurn`).
+    pub reply_cap: usize,
 }
 
 /// The most tokens a turn may generate: the request's, capped by the model's.
@@ -234,6 +236,7 @@ pub async fn start_turn(
                     quota,
                     request_id: turn.request_id,
                     dropped,
+                    reply_cap: cfg.server.max_reply_bytes,
                 })
             }
             Err(e) => {

@@ -601,3 +601,42 @@ fn a_client_leaving_a_relayed_stream_cancels_the_upstream_call() {
     let seen = eventually(Duration::from_secs(10), || up.stats()["cancelled"].as_u64().unwrap_or(0) > cancelled_before);
     assert!(seen, "the mock saw the cancel: {}", up.stats());
 }
+
+#[test]
+fn a_reply_over_max_reply_bytes_is_cut_its_upstream_cancelled_and_stored_marked_cut() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "max_reply_bytes = 2048", "max_retries = 0");
+    let long = "long [fault:chunks=1000,chunk-ms=1]";
+    // Translated (the gateway protocol, in a session): an error event ends the stream.
+    let cancelled_before = up.stats()["cancelled"].as_u64().unwrap_or(0);
+    let mut conn = gw.conn();
+    let body = json!({"message": long, "model": "gpt", "stream": true, "sessionId": "cut-1"});
+    conn.send(&req("POST", "/api/chat").key("sk-admin").json(&body).bytes());
+    let (_, events) = read_sse(&mut conn);
+    let last = &events.last().expect("events").1.data;
+    assert_eq!(last["type"], "error", "{last}");
+    assert_eq!(last["code"], "UPSTREAM_ERROR");
+    assert!(last["message"].as_str().unwrap_or("").contains("server.max_reply_bytes (2048 bytes)"), "{last}");
+    let text: usize = events.iter().filter_map(|(_, e)| e.data["content"].as_str()).map(str::len).sum();
+    assert!(text > 1000 && text <= 2048, "{text} bytes relayed");
+    let seen = eventually(Duration::from_secs(10), || up.stats()["cancelled"].as_u64().unwrap_or(0) > cancelled_before);
+    assert!(seen, "the upstream call was cancelled: {}", up.stats());
+    // The part that came is stored, marked cut.
+    let session = gw.get("/api/sessions/cut-1", Some("sk-admin")).json();
+    let messages = session["data"]["messages"].as_array().cloned().unwrap_or_default();
+    let reply = messages.last().and_then(|m| m["content"].as_str()).unwrap_or("").to_string();
+    assert!(reply.ends_with(" [cut: reply over server.max_reply_bytes]"), "{session}");
+    assert_eq!(reply.len() - " [cut: reply over server.max_reply_bytes]".len(), text);
+    // Passed through: the relayed events are counted too; an error chunk, no [DONE].
+    let cancelled_before = up.stats()["cancelled"].as_u64().unwrap_or(0);
+    let data = v1_stream(
+        &gw,
+        "sk-admin",
+        &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": long}]}),
+    );
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap_or_else(|_| panic!("{data:?}"));
+    assert!(last["error"]["message"].as_str().unwrap_or("").contains("max_reply_bytes"), "{last}");
+    assert!(!data.iter().any(|d| d == "[DONE]"));
+    let seen = eventually(Duration::from_secs(10), || up.stats()["cancelled"].as_u64().unwrap_or(0) > cancelled_before);
+    assert!(seen, "the relayed call was cancelled: {}", up.stats());
+}
