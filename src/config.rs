@@ -141,6 +141,9 @@ pub struct ServerConfig {
     /// longer one is cut with an error event, its upstream call cancelled, and the part
     /// that came stored in the session marked cut.
     pub max_reply_bytes: usize,
+    /// The process's memory watermark in MiB of RSS (0 = off): above it new turns get
+    /// 503 `OVERLOADED` with `Retry-After` while the running ones finish.
+    pub max_memory_mb: u64,
     /// `[server.cors]`: the browser origins that may call `/api/*` and `/v1/*` and
     /// open `/ws`; `None` (no section, or an empty `allow_origins`) = CORS off.
     pub cors: Option<CorsConfig>,
@@ -198,6 +201,7 @@ impl Default for ServerConfig {
             lingering_close_ms: 5_000,
             lingering_close_bytes: 16 * 1_048_576,
             max_reply_bytes: 16 * 1_048_576,
+            max_memory_mb: 0,
             cors: None,
         }
     }

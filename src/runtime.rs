@@ -194,7 +194,9 @@ fn supervise(
 ) {
     let source = first.config.source.clone();
     loop {
-        shared.rss_bytes.store(rss_bytes(), Ordering::Relaxed);
+        let rss = rss_bytes();
+        shared.rss_bytes.store(rss, Ordering::Relaxed);
+        crate::stats::set_rss_bytes(rss);
         for sig in signals.pending() {
             match sig {
                 signal_hook::consts::SIGHUP => reload(source.as_deref(), controls),

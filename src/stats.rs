@@ -41,3 +41,17 @@ impl WorkerStats {
         counter.load(Ordering::Relaxed)
     }
 }
+
+/// The process's resident set size in bytes, as last sampled (`set_rss_bytes`, by the
+/// main thread every 100 ms from `/proc/self/statm`); 0 before the first sample.
+static RSS_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Records a new RSS sample.
+pub fn set_rss_bytes(bytes: u64) {
+    RSS_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+/// The last RSS sample, in bytes.
+pub fn rss_bytes() -> u64 {
+    RSS_BYTES.load(Ordering::Relaxed)
+}

@@ -30,7 +30,7 @@ use crate::stats::WorkerStats;
 
 pub use live::{LiveTurn, TurnEvent};
 pub use resume::{new_turn_id, ResumeCmd, TurnHub};
-pub use start::{run_to_end, start_turn, StartedTurn, TurnContext, TurnRequest};
+pub use start::{check_memory, run_to_end, start_turn, StartedTurn, TurnContext, TurnRequest};
 
 /// One worker's turn engine: the per-core handles every turn of this worker uses.
 pub struct Engine {

@@ -177,6 +177,7 @@ pub async fn forward<F: Format + 'static>(
     (chain, on_context_length): Chain<'_>,
 ) -> Result<Response, ApiError> {
     let cfg = &ctx.snap.config;
+    crate::turn::check_memory(cfg)?;
     crate::auth::check_model_access(cfg, who, &pass.model.id)?;
     // Each attempt's body: the model name spliced, the rest as sent.
     let mut bodies = Vec::with_capacity(chain.len() + on_context_length.len());

@@ -106,6 +106,8 @@ pub(super) struct RawServer {
     pub lingering_close_bytes: Option<usize>,
     /// Most bytes of one streamed reply.
     pub max_reply_bytes: Option<usize>,
+    /// Memory watermark in MiB of RSS (0 = off).
+    pub max_memory_mb: Option<u64>,
     /// `[server.cors]`: browser origins allowed to call the API.
     pub cors: Option<RawCors>,
 }

@@ -488,6 +488,7 @@ fn the_example_file_sets_what_it_documents() {
         "lingering_close_ms",
         "lingering_close_bytes",
         "max_reply_bytes",
+        "max_memory_mb",
         "name",
         "key",
         "key_sha256",

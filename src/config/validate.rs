@@ -343,6 +343,7 @@ impl Ctx<'_> {
                 1024,
                 None,
             )?,
+            max_memory_mb: self.ranged("server.max_memory_mb", raw.max_memory_mb, d.max_memory_mb, 0, None)?,
             cors: self.cors(raw.cors)?,
         })
     }

@@ -111,6 +111,21 @@ impl StartedTurn {
     }
 }
 
+/// Refuses a new turn while the process is above `server.max_memory_mb` (503
+/// `OVERLOADED`, `Retry-After: 1`): the turns already running finish and free memory.
+pub fn check_memory(cfg: &Config) -> Result<(), ApiError> {
+    let cap = cfg.server.max_memory_mb;
+    let rss = crate::stats::rss_bytes();
+    if cap == 0 || rss <= cap.saturating_mul(1 << 20) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::Overloaded,
+        format!("the gateway is above its memory watermark (server.max_memory_mb = {cap}); retry shortly"),
+    )
+    .with_retry_after(1))
+}
+
 /// Resolves channel and model, waits for the session's turn and starts the provider.
 /// Errors: `INVALID_REQUEST` (unknown channel, bad session id), `FORBIDDEN` (disabled
 /// channel, model not allowed), `MODEL_NOT_FOUND`, `INVALID_SESSION`, `RATE_LIMITED`
@@ -121,6 +136,7 @@ pub async fn start_turn(
     who: &Identity,
     turn: TurnRequest,
 ) -> Result<StartedTurn, ApiError> {
+    check_memory(cfg)?;
     let channel_default = if turn.channel == "api" {
         None
     } else {

@@ -374,3 +374,25 @@ fn oversized_or_invalid_request_ids_are_replaced() {
     let max = "y".repeat(128);
     assert_eq!(gw.send(&req("GET", "/health").id(&max)).request_id(), max);
 }
+
+#[test]
+fn above_the_memory_watermark_new_turns_get_503_overloaded_and_the_rest_answers() {
+    // RSS is sampled every 100 ms; any running gateway is above 1 MiB.
+    let gw = Cfg::new().server("max_memory_mb = 1").start();
+    let refused = eventually(Duration::from_secs(5), || {
+        gw.post("/api/chat", Some(USER), &json!({"message": "hi"})).status() == 503
+    });
+    assert!(refused, "a turn above the watermark is refused");
+    let r = gw.post("/api/chat", Some(USER), &json!({"message": "hi"}));
+    assert_error_prefix(&r, 503, "OVERLOADED", "the gateway is above its memory watermark (server.max_memory_mb = 1)");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let r = gw.post("/v1/chat/completions", Some(USER), &json!({"messages": [{"role": "user", "content": "hi"}]}));
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json()["error"]["code"], "OVERLOADED", "{}", r.text());
+    // What is not a turn still answers.
+    assert_eq!(gw.get("/health", None).status(), 200);
+    assert_eq!(gw.get("/api/models", Some(USER)).status(), 200);
+    // A watermark above the process serves turns.
+    let gw = Cfg::new().server("max_memory_mb = 100000").start();
+    assert_eq!(gw.post("/api/chat", Some(USER), &json!({"message": "hi"})).status(), 200);
+}

@@ -134,6 +134,7 @@ pub async fn embeddings(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiErr
         }
     }
     let worker = ctx.worker;
+    crate::turn::check_memory(cfg)?;
     let quota = worker.limiter.reserve_prompt(cfg, &who, estimate(raw), Some(1))?;
     let mut chain: VecDeque<&str> =
         std::iter::once(model.id.as_str()).chain(model.fallbacks.iter().map(String::as_str)).collect();
