@@ -30,7 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::api::native::{self, Format, Pass, Seen, StreamWatch};
+use crate::api::native::{self, Format, Seen, StreamWatch};
 use crate::api::{require_body, unknown_fields, Ctx, StrOrList};
 use crate::auth::Identity;
 use crate::chat::{
@@ -452,13 +452,11 @@ fn into_turn(p: &mut Parsed, request_id: &str) -> Result<TurnRequest, ApiError> 
     })
 }
 
-/// Just what the pass-through needs to know of a request.
+/// The model of a `count_tokens` request.
 #[derive(Deserialize)]
 struct Peek<'a> {
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    stream: Option<bool>,
 }
 
 /// The client's `anthropic-beta` header, forwarded on the pass-through.
@@ -470,19 +468,8 @@ fn beta_header(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
 pub async fn messages(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
     let body = require_body(ctx.req)?;
     let cfg = &ctx.snap.config;
-    if let Ok(peek) = sonic_rs::from_slice::<Peek<'_>>(body) {
-        if let Some(model) = peek.model.as_deref().and_then(|id| cfg.model(id)) {
-            if let Some(chain) = native::chain(ctx, cfg, model, NativeApi::Messages) {
-                let pass = Pass {
-                    model,
-                    prompt_estimate: native::estimate(body),
-                    body: ctx.req.body.clone(),
-                    stream: peek.stream.unwrap_or(false),
-                    headers: beta_header(ctx),
-                };
-                return native::forward(ctx, &who, MessagesFormat, pass, chain).await;
-            }
-        }
+    if let Some(resp) = native::try_forward(ctx, &who, MessagesFormat, beta_header(ctx)).await? {
+        return Ok(resp);
     }
     let mut parsed = parse(body)?;
     let turn = into_turn(&mut parsed, ctx.request_id)?;

@@ -165,6 +165,41 @@ pub fn front_doors(ctx: &Ctx<'_>, model: &ModelConfig) -> FrontDoors {
     }
 }
 
+/// Just what a plain pass-through needs to know of a request: its model and whether
+/// it streams; the rest is skipped.
+#[derive(serde::Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// Serves the request by pass-through when its model's chain takes `format` as is
+/// (`chain`), the body untouched but for the model, `headers` forwarded; `Ok(None)`
+/// when it is not eligible (the front door translates instead, and reports the
+/// precise validation errors).
+pub async fn try_forward<F: Format + 'static>(
+    ctx: &Ctx<'_>,
+    who: &Identity,
+    format: F,
+    headers: Vec<(&'static str, String)>,
+) -> Result<Option<Response>, ApiError> {
+    let body = &ctx.req.body;
+    let cfg = &ctx.snap.config;
+    let Ok(peek) = sonic_rs::from_slice::<Peek<'_>>(body) else { return Ok(None) };
+    let Some(model) = peek.model.as_deref().and_then(|id| cfg.model(id)) else { return Ok(None) };
+    let Some(chain) = chain(ctx, cfg, model, format.api()) else { return Ok(None) };
+    let pass = Pass {
+        model,
+        prompt_estimate: estimate(body),
+        body: body.clone(),
+        stream: peek.stream.unwrap_or(false),
+        headers,
+    };
+    forward(ctx, who, format, pass, chain).await.map(Some)
+}
+
 /// Forwards `pass` down its model's chain (`chain` said it is eligible) and hands
 /// the provider's answer back (see the module doc). Errors: the model not allowed for
 /// the key, the token quota, a body whose `model` is not a string (`INVALID_REQUEST`),

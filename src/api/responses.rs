@@ -31,7 +31,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::api::native::{self, Format, Pass, Seen, StreamWatch};
+use crate::api::native::{self, Format, Seen, StreamWatch};
 use crate::api::{require_body, unknown_fields, Ctx, StrOrList};
 use crate::auth::Identity;
 use crate::chat::{ContentPart, Message, MessageExtra, MessageRole, Params, Tool, ToolCall, ToolChoice, Usage};
@@ -533,32 +533,12 @@ async fn into_turn(ctx: &Ctx<'_>, who: &Identity, p: &mut Parsed) -> Result<Turn
     })
 }
 
-/// Just what the pass-through needs to know of a request.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    stream: Option<bool>,
-}
-
 /// `POST /v1/responses`.
 pub async fn responses(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
     let body = require_body(ctx.req)?;
     let cfg = &ctx.snap.config;
-    if let Ok(peek) = sonic_rs::from_slice::<Peek<'_>>(body) {
-        if let Some(model) = peek.model.as_deref().and_then(|id| cfg.model(id)) {
-            if let Some(chain) = native::chain(ctx, cfg, model, NativeApi::Responses) {
-                let pass = Pass {
-                    model,
-                    prompt_estimate: native::estimate(body),
-                    body: ctx.req.body.clone(),
-                    stream: peek.stream.unwrap_or(false),
-                    headers: Vec::new(),
-                };
-                return native::forward(ctx, &who, ResponsesFormat, pass, chain).await;
-            }
-        }
+    if let Some(resp) = native::try_forward(ctx, &who, ResponsesFormat, Vec::new()).await? {
+        return Ok(resp);
     }
     let mut parsed = parse(body)?;
     if parsed.model.is_none() {
