@@ -92,26 +92,33 @@ impl Message {
     }
 }
 
-/// What a message has besides its text.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a message has besides its text. Serialised (JSON, the field names below, empty
+/// fields left out) where the durable store keeps it (`store`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MessageExtra {
     /// The content in order, when it is more than text (text and images); empty when
     /// `Message::content` says it all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<ContentPart>,
     /// An assistant message's tool calls, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
     /// A tool message: the id of the call it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
     /// An optional participant name (OpenAI `name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// An assistant message's reasoning, as the provider showed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<Reasoning>,
 }
 
 /// A model's reasoning: Anthropic's `thinking` block (its text and `signature`, which
 /// Anthropic needs back unchanged when the conversation continues with tool results),
 /// Gemini's thought parts, or the `reasoning_content` of OpenAI-compatible servers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reasoning {
     pub text: String,
     pub signature: Option<String>,
@@ -123,8 +130,10 @@ impl Reasoning {
     }
 }
 
-/// One part of a message's content.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One part of a message's content (stored as `{"text":".."}`, `{"image":{"url",..}}`,
+/// `{"document":{"url",..}}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ContentPart {
     Text(String),
     /// An image by URL: `https://...` or a `data:<media type>;base64,<data>` URL (how
@@ -145,7 +154,7 @@ pub enum ContentPart {
 
 /// A tool the model called: `arguments` is the JSON text of its input, as OpenAI
 /// carries it (Anthropic's `input` object is serialised into it and back).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolCall {
     pub id: String,
     pub name: String,

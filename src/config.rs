@@ -48,6 +48,8 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     /// `[sessions]`: conversation memory limits.
     pub sessions: SessionsConfig,
+    /// `[store]`: the session store.
+    pub store: StoreConfig,
     /// `[limits]`: rate-limit defaults, per-client limits and limiter tuning.
     pub limits: LimitsConfig,
     /// The file this came from; `None` for built-in defaults or inline text.
@@ -255,6 +257,24 @@ config_enum! {
 }
 
 config_enum! {
+    /// Where sessions are kept (`[store] backend`): `sqlite` (durable, the default),
+    /// `memory` (lost at exit: tests, benchmarks), `redis` (several instances; not in
+    /// this build).
+    StoreBackend { Sqlite = "sqlite", Memory = "memory", Redis = "redis" }
+}
+
+config_enum! {
+    /// When a turn is acknowledged (`[store] durability`): `ack` after its messages are
+    /// committed (fsync), `async` before (a crash can lose turns the client saw end).
+    Durability { Ack = "ack", Async = "async" }
+}
+
+config_enum! {
+    /// What the Redis backend does when Redis is unreachable (`[store] redis_fail`).
+    RedisFail { Open = "open", Closed = "closed" }
+}
+
+config_enum! {
     /// Access log format.
     AccessLog { Off = "off", Text = "text", Json = "json" }
 }
@@ -415,12 +435,49 @@ pub struct SessionsConfig {
     pub idle_ttl_secs: u64,
     /// Sessions held in memory by the whole process; beyond it the least recently
     /// used idle ones are forgotten first (a flood of new sessions cannot exhaust memory).
+    /// With a durable store this bounds memory only: forgotten sessions load again.
     pub max_sessions: usize,
+    /// Sessions not updated for this many days are purged from the store (0 = kept
+    /// forever).
+    pub retention_days: u32,
 }
 
 impl Default for SessionsConfig {
     fn default() -> Self {
-        SessionsConfig { max_messages: 200, max_bytes: 262_144, idle_ttl_secs: 86_400, max_sessions: 100_000 }
+        SessionsConfig {
+            max_messages: 200,
+            max_bytes: 262_144,
+            idle_ttl_secs: 86_400,
+            max_sessions: 100_000,
+            retention_days: 0,
+        }
+    }
+}
+
+/// `[store]`: where sessions are kept (`store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// The SQLite file (relative paths are resolved against the working directory).
+    pub path: PathBuf,
+    /// Redis only: `redis://host:port/db`.
+    pub url: Option<String>,
+    /// Redis only: the prefix of every key.
+    pub key_prefix: String,
+    pub durability: Durability,
+    pub redis_fail: RedisFail,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Sqlite,
+            path: PathBuf::from("clawgate.db"),
+            url: None,
+            key_prefix: "clawgate:".into(),
+            durability: Durability::Ack,
+            redis_fail: RedisFail::Open,
+        }
     }
 }
 
@@ -585,6 +642,7 @@ impl Config {
             models: vec![builtin_mock_model()],
             channels: Vec::new(),
             sessions: SessionsConfig::default(),
+            store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             source: None,
         }

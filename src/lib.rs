@@ -43,7 +43,7 @@
 //! ```text
 //! 0  clock, error, json, config, log, stats
 //! 1  peers, chat, auth, http, router, upstream
-//! 2  provider, session, ratelimit
+//! 2  provider, store, session, ratelimit
 //! 3  turn, worker
 //! 4  api, ws
 //! 5  server, runtime
@@ -69,6 +69,7 @@ pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod stats;
+pub mod store;
 pub mod turn;
 pub mod upstream;
 pub mod worker;

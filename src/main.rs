@@ -4,6 +4,8 @@
 //! ```text
 //! clawgate [--config FILE]          serve (FILE also from CLAWGATE_CONFIG)
 //! clawgate check-config FILE        validate a config file and exit
+//! clawgate [--config FILE] backup DEST
+//!                                   copy the session store to DEST (online, while serving)
 //! ```
 
 use std::path::PathBuf;
@@ -14,11 +16,17 @@ use clawgate::config::Config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: clawgate [--config FILE] | clawgate check-config FILE | clawgate --version";
+const USAGE: &str = "usage: clawgate [--config FILE]              serve (FILE also from CLAWGATE_CONFIG)
+       clawgate check-config FILE        validate a config file
+       clawgate [--config FILE] backup DEST
+                                         copy the session store ([store] path) to DEST,
+                                         consistent while clawgate serves
+       clawgate --version | --help";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut config_path: Option<PathBuf> = std::env::var_os("CLAWGATE_CONFIG").map(PathBuf::from);
+    let mut backup_to: Option<PathBuf> = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -38,6 +46,14 @@ fn main() -> ExitCode {
                     }
                 };
             }
+            "backup" => {
+                let Some(dest) = args.get(i + 1) else {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                };
+                backup_to = Some(PathBuf::from(dest));
+                i += 1;
+            }
             "--config" | "-c" => {
                 let Some(path) = args.get(i + 1) else {
                     eprintln!("{USAGE}");
@@ -47,12 +63,10 @@ fn main() -> ExitCode {
                 i += 1;
             }
             "--version" | "-V" => {
-                eprintln!("clawgate {}", env!("CARGO_PKG_VERSION"));
-                return ExitCode::SUCCESS;
+                return out(&format!("clawgate {}", env!("CARGO_PKG_VERSION")));
             }
             "--help" | "-h" => {
-                eprintln!("{USAGE}");
-                return ExitCode::SUCCESS;
+                return out(USAGE);
             }
             other => {
                 eprintln!("unknown argument {other}\n{USAGE}");
@@ -72,10 +86,46 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(dest) = backup_to {
+        return backup(&config, &dest);
+    }
     match clawgate::runtime::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("clawgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `text` and a newline to stdout (what `--version`, `--help` and `backup`
+/// report); exit 0, or 1 if stdout is gone.
+fn out(text: &str) -> ExitCode {
+    use std::io::Write;
+    match writeln!(std::io::stdout(), "{text}") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// `clawgate backup DEST`: the configured SQLite store copied with SQLite's online
+/// backup API (a consistent snapshot even while clawgate serves from it).
+fn backup(config: &Config, dest: &std::path::Path) -> ExitCode {
+    if config.store.backend != clawgate::config::StoreBackend::Sqlite {
+        eprintln!("clawgate: backup: [store] backend is {}, which keeps nothing on disk", config.store.backend);
+        return ExitCode::FAILURE;
+    }
+    match clawgate::store::backup(&config.store.path, dest) {
+        Ok(r) => out(&format!(
+            "backed up {} to {}: {} sessions, {} messages, {} bytes",
+            config.store.path.display(),
+            dest.display(),
+            r.sessions,
+            r.messages,
+            r.bytes
+        )),
+        Err(e) => {
+            eprintln!("clawgate: backup: {e}");
             ExitCode::FAILURE
         }
     }

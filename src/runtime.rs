@@ -113,9 +113,14 @@ pub fn run(config: Config) -> Result<(), String> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
+        // A write past the file-size limit (`ulimit -f`) fails with EFBIG like a full
+        // disk (a failed turn, the store degraded) instead of killing the process.
+        signal_hook::consts::SIGXFSZ,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
+    // The store first: a file that cannot be used stops the start-up, naming it.
+    let store = crate::store::open(&config)?;
     let shared = Arc::new(Shared::new(workers, driver.as_str()));
     let snapshot = Arc::new(Snapshot::new(Arc::new(config))?);
     // The cores' mailboxes (`peers`): session commands and resume requests.
@@ -141,6 +146,7 @@ pub fn run(config: Config) -> Result<(), String> {
             resume_peers: resume_peers.for_worker(id),
             control_rx,
             ready: ready_tx.clone(),
+            store: store.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("clawgate-w{id}"))
@@ -181,6 +187,9 @@ pub fn run(config: Config) -> Result<(), String> {
             let _ = t.join();
         }
     }
+    // The workers' handles are gone with their threads: dropping the last one lets
+    // the storage thread commit what is queued and stop.
+    drop(store);
     log::info("stopped");
     Ok(())
 }
@@ -200,6 +209,7 @@ fn supervise(
         for sig in signals.pending() {
             match sig {
                 signal_hook::consts::SIGHUP => reload(source.as_deref(), controls),
+                signal_hook::consts::SIGXFSZ => {}
                 _ => {
                     log::info("draining: no new connections; waiting for requests in flight");
                     shared.draining.store(true, Ordering::Relaxed);
@@ -253,6 +263,7 @@ struct WorkerArgs {
     resume_peers: Peers<ResumeCmd>,
     control_rx: flume::Receiver<Control>,
     ready: flume::Sender<Result<(), String>>,
+    store: Arc<dyn crate::store::Store>,
 }
 
 fn run_worker(driver: Driver, args: WorkerArgs) {
@@ -296,6 +307,7 @@ async fn worker_main(args: WorkerArgs) {
         resume_peers,
         control_rx,
         ready,
+        store,
     } = args;
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -305,8 +317,12 @@ async fn worker_main(args: WorkerArgs) {
         }
     };
     let count = shared.workers.get(id).map(|w| w.sessions.clone()).unwrap_or_default();
-    let local =
-        Rc::new(RefCell::new(LocalSessions::new(snapshot.config.sessions.clone(), session_peers.clone(), count)));
+    let local = Rc::new(RefCell::new(LocalSessions::new(
+        snapshot.config.sessions.clone(),
+        session_peers.clone(),
+        count,
+        store,
+    )));
     monoio::spawn(SessionHub::serve(local.clone(), session_rx.clone()));
     let hub = SessionHub::new(local, session_peers, session_rx);
     let worker = Rc::new(Worker::new(id, snapshot, shared.clone(), hub, TurnHub::new(resume_peers)));

@@ -17,8 +17,14 @@
 //! the next waiter. A busy session never moves. A `TurnGrant` dropped without `finish`
 //! (client gone, error, task cancelled) aborts the turn from its `Drop`, so a session
 //! can never stay locked. History is bounded by message count and bytes (oldest
-//! dropped), and sessions idle longer than the TTL leave memory (they are not durable
-//! yet).
+//! dropped), and sessions idle longer than the TTL leave memory.
+//!
+//! Durability (`store`): memory is a cache of the store. A session absent from memory
+//! is loaded by its home worker on first use (commands for it wait meanwhile, in
+//! order); a turn's messages are written when it finishes and, with `durability =
+//! "ack"`, enter memory and release the session only once committed (`Cmd::Committed`),
+//! so the client's end of turn always follows the commit and a failed write leaves
+//! memory and disk alike. Reset, set-model and delete reach the store too.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,6 +33,7 @@ use crate::auth::Identity;
 use crate::chat::{Message, MessageExtra, MessageRole};
 use crate::error::ApiError;
 use crate::peers::Peers;
+use crate::store::{LoadedSession, StoreError};
 
 mod hub;
 mod id;
@@ -149,6 +156,8 @@ pub enum Cmd {
         req: BeginTurn,
         from: usize,
         hops: u8,
+        /// The id was just made by the hub: nothing to look for in the store.
+        fresh: bool,
         reply: Reply<TurnGrant>,
     },
     /// Sent to the holder named in the grant (never forwarded).
@@ -159,6 +168,25 @@ pub enum Cmd {
         user: Vec<Message>,
         assistant: Message,
         model: String,
+        /// Answered once the turn is recorded (committed, with `durability = "ack"`).
+        ack: Option<Reply<()>>,
+    },
+    /// Storage thread → holder: the write of a finished turn is committed (or failed).
+    Committed {
+        id: String,
+        token: u64,
+        /// The session's reset count when the turn finished: a reset since then keeps
+        /// the turn out of the history.
+        epoch: u64,
+        messages: Vec<StoredMessage>,
+        model: String,
+        result: Result<(), StoreError>,
+        ack: Option<Reply<()>>,
+    },
+    /// Storage thread → home: a session absent from memory, read from the store.
+    Loaded {
+        id: String,
+        result: Result<Option<LoadedSession>, StoreError>,
     },
     /// Sent to the holder named in the grant (never forwarded).
     Abort {
@@ -213,6 +241,10 @@ pub struct Session {
     messages: VecDeque<StoredMessage>,
     /// Messages ever recorded, trimmed ones included (`TurnGrant::appended`).
     appended: u64,
+    /// Messages numbered below this are in the store (a new session's seed is not yet).
+    stored: u64,
+    /// Resets so far: a turn committed after a reset is kept out of the history.
+    epoch: u64,
     bytes: usize,
     busy: Option<u64>,
     waiters: VecDeque<(BeginTurn, Reply<TurnGrant>)>,

@@ -485,7 +485,7 @@ pub async fn messages(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError
     } else {
         let (started, answer) = run_to_end(started).await?;
         let bytes = render::message(&id, &started.model_id, &answer)?;
-        started.finish(answer.to_message());
+        started.finish(answer.to_message()).await?;
         Response::json(200, Bytes::from(bytes))
     };
     if !dropped.is_empty() {

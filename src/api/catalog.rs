@@ -19,6 +19,8 @@ struct Status<'a> {
     workers: usize,
     user: String,
     totals: Totals,
+    /// The session store: backend, state, size, queue, commits (`store::StoreStatus`).
+    store: crate::store::StoreStatus,
     /// Each model and the front doors it serves.
     models: Vec<ModelDoors<'a>>,
 }
@@ -60,6 +62,14 @@ pub fn status(ctx: &Ctx<'_>, who: &Identity) -> Result<Response, ApiError> {
             prompt_tokens: prompt,
             completion_tokens: completion,
             tokens: prompt + completion,
+        },
+        store: {
+            // Where the file is, for admins only.
+            let mut st = ctx.worker.turns.sessions.store().status();
+            if !who.is_admin() {
+                st.path = None;
+            }
+            st
         },
         models: ctx
             .snap

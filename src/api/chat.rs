@@ -99,7 +99,7 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
         usage: answer.usage.into(),
     };
     let resp = ok(&reply);
-    started.finish(answer.to_message());
+    started.finish(answer.to_message()).await?;
     resp
 }
 

@@ -32,6 +32,8 @@ struct Detailed<'a> {
     providers: Vec<ProviderView<'a>>,
     channels: Vec<ChannelView<'a>>,
     memory: Memory,
+    /// The session store (`store::StoreStatus`); `degraded` also sets `status`.
+    store: crate::store::StoreStatus,
 }
 
 #[derive(Serialize)]
@@ -131,8 +133,15 @@ pub fn detailed(ctx: &Ctx<'_>, who: Option<&Identity>) -> Result<Response, ApiEr
         .map(|c| ChannelView { name: &c.name, kind: c.kind.as_str(), enabled: c.enabled, last_event: None })
         .collect();
     let draining = shared.draining();
+    let store = ctx.worker.turns.sessions.store().status();
     let mut resp = ok(&Detailed {
-        status: if draining { "draining" } else { "ok" },
+        status: if draining {
+            "draining"
+        } else if store.state == "degraded" {
+            "degraded"
+        } else {
+            "ok"
+        },
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: shared.started.elapsed().as_secs(),
         io_driver: shared.io_driver,
@@ -140,6 +149,7 @@ pub fn detailed(ctx: &Ctx<'_>, who: Option<&Identity>) -> Result<Response, ApiEr
         providers,
         channels,
         memory: Memory { rss_bytes: shared.rss_bytes.load(std::sync::atomic::Ordering::Relaxed) },
+        store,
     })?;
     if draining {
         resp.status = 503;

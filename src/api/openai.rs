@@ -614,7 +614,7 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
         resp.push_header("x-session-id", sid);
     }
     add_dropped_header(&mut resp, &started.dropped);
-    started.finish(answer.to_message());
+    started.finish(answer.to_message()).await?;
     Ok(resp)
 }
 

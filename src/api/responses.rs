@@ -559,7 +559,7 @@ pub async fn responses(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiErro
     } else {
         let (started, answer) = run_to_end(started).await?;
         let bytes = render::response(&head, &answer)?;
-        started.finish(answer.to_message());
+        started.finish(answer.to_message()).await?;
         Response::json(200, Bytes::from(bytes))
     };
     if !dropped.is_empty() {

@@ -38,6 +38,27 @@ pub(super) struct RawFile {
     /// `[limits]`: rate-limit defaults and per-client limits.
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[store]`: where sessions are kept.
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    /// `sqlite | memory | redis`.
+    pub backend: Option<String>,
+    /// SQLite file.
+    pub path: Option<String>,
+    /// Redis URL.
+    pub url: Option<String>,
+    /// Redis key prefix.
+    pub key_prefix: Option<String>,
+    /// `ack | async`.
+    pub durability: Option<String>,
+    /// `open | closed`.
+    pub redis_fail: Option<String>,
 }
 
 /// `[server]`.
@@ -245,6 +266,8 @@ pub(super) struct RawSessions {
     pub idle_ttl_secs: Option<u64>,
     /// Sessions held in memory by the whole process.
     pub max_sessions: Option<usize>,
+    /// Days without an update before a session is purged from the store; 0 = never.
+    pub retention_days: Option<u32>,
 }
 
 /// `[limits]`.

@@ -159,11 +159,32 @@ fn sessions_and_mock_defaults_match_the_documented_values() {
     let c = parse_ok("");
     assert_eq!(
         c.sessions,
-        SessionsConfig { max_messages: 200, max_bytes: 262_144, idle_ttl_secs: 86_400, max_sessions: 100_000 }
+        SessionsConfig {
+            max_messages: 200,
+            max_bytes: 262_144,
+            idle_ttl_secs: 86_400,
+            max_sessions: 100_000,
+            retention_days: 0
+        }
     );
     assert_eq!(c.providers[0].mock, MockConfig { chunk_delay_ms: 0, chunk_words: 3 });
     let c = parse_ok("[sessions]\nmax_messages = 5\nmax_bytes = 100\nidle_ttl_secs = 60\nmax_sessions = 7\n");
-    assert_eq!(c.sessions, SessionsConfig { max_messages: 5, max_bytes: 100, idle_ttl_secs: 60, max_sessions: 7 });
+    assert_eq!(
+        c.sessions,
+        SessionsConfig { max_messages: 5, max_bytes: 100, idle_ttl_secs: 60, max_sessions: 7, retention_days: 0 }
+    );
+}
+
+#[test]
+fn store_defaults_to_durable_sqlite_in_the_working_directory() {
+    let c = parse_ok("");
+    assert_eq!(c.store.backend, StoreBackend::Sqlite);
+    assert_eq!(c.store.path, std::path::PathBuf::from("clawgate.db"));
+    assert_eq!(c.store.durability, Durability::Ack);
+    let c = parse_ok("[store]\nbackend = \"memory\"\ndurability = \"async\"\npath = \"/var/lib/x.db\"\n[sessions]\nretention_days = 30\n");
+    assert_eq!((c.store.backend, c.store.durability), (StoreBackend::Memory, Durability::Async));
+    assert_eq!(c.store.path, std::path::PathBuf::from("/var/lib/x.db"));
+    assert_eq!(c.sessions.retention_days, 30);
 }
 
 #[test]

@@ -10,14 +10,14 @@
 use std::collections::HashSet;
 use std::fmt::Display;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::expand::{expand, ExpandError};
-use super::raw::{RawChannel, RawFile, RawKey, RawLimits, RawModel, RawServer, RawSessions};
+use super::raw::{RawChannel, RawFile, RawKey, RawLimits, RawModel, RawServer, RawSessions, RawStore};
 use super::{
     builtin_mock_model, builtin_mock_provider, hash_key, io_override, AccessLog, ChannelConfig, ChannelKind, Config,
-    ConfigError, IoMode, KeyConfig, LimitsConfig, ModelConfig, ProviderConfig, Role, Secret, ServerConfig,
-    SessionsConfig, IO_ENV_VAR,
+    ConfigError, Durability, IoMode, KeyConfig, LimitsConfig, ModelConfig, ProviderConfig, RedisFail, Role, Secret,
+    ServerConfig, SessionsConfig, StoreBackend, StoreConfig, IO_ENV_VAR,
 };
 
 mod cors;
@@ -75,6 +75,7 @@ pub(super) fn validate(
     let channels = ctx.channels(raw.channels, &models)?;
     let sessions = ctx.sessions(raw.sessions)?;
     let limits = ctx.limits(raw.limits)?;
+    let store = ctx.store(raw.store)?;
 
     if keys.is_empty() && !server.listen.ip().to_canonical().is_loopback() {
         return Err(ConfigError(format!(
@@ -84,7 +85,17 @@ pub(super) fn validate(
         )));
     }
 
-    Ok(Config { server, keys, providers, models, channels, sessions, limits, source: source.map(Path::to_path_buf) })
+    Ok(Config {
+        server,
+        keys,
+        providers,
+        models,
+        channels,
+        sessions,
+        store,
+        limits,
+        source: source.map(Path::to_path_buf),
+    })
 }
 
 /// Validation context: file label for messages, environment lookup, base directory.
@@ -551,6 +562,47 @@ impl Ctx<'_> {
             max_bytes: self.ranged("sessions.max_bytes", raw.max_bytes, d.max_bytes, 1, None)?,
             idle_ttl_secs: self.ranged("sessions.idle_ttl_secs", raw.idle_ttl_secs, d.idle_ttl_secs, 1, None)?,
             max_sessions: self.ranged("sessions.max_sessions", raw.max_sessions, d.max_sessions, 1, None)?,
+            retention_days: self.ranged("sessions.retention_days", raw.retention_days, d.retention_days, 0, None)?,
+        })
+    }
+
+    fn store(&self, raw: RawStore) -> Result<StoreConfig, ConfigError> {
+        let d = StoreConfig::default();
+        let backend =
+            self.choice("store.backend", raw.backend, StoreBackend::parse, StoreBackend::CHOICES, d.backend)?;
+        if backend == StoreBackend::Redis {
+            return Err(self.err(
+                "store.backend",
+                "\"redis\" is not available in this build yet (several instances sharing sessions come with \
+                 the scale-out work); use \"sqlite\" or \"memory\"",
+            ));
+        }
+        let path = self.non_empty("store.path", raw.path)?.map_or(d.path, PathBuf::from);
+        let url = self.non_empty("store.url", raw.url)?;
+        if let Some(u) = &url {
+            if !u.starts_with("redis://") && !u.starts_with("rediss://") {
+                return Err(self.err("store.url", format!("{u:?} is not a redis:// or rediss:// URL")));
+            }
+        }
+        Ok(StoreConfig {
+            backend,
+            path,
+            url,
+            key_prefix: self.opt_string("store.key_prefix", raw.key_prefix)?.unwrap_or(d.key_prefix),
+            durability: self.choice(
+                "store.durability",
+                raw.durability,
+                Durability::parse,
+                Durability::CHOICES,
+                d.durability,
+            )?,
+            redis_fail: self.choice(
+                "store.redis_fail",
+                raw.redis_fail,
+                RedisFail::parse,
+                RedisFail::CHOICES,
+                d.redis_fail,
+            )?,
         })
     }
 }

@@ -4,7 +4,9 @@
 //! and is answered on a `peers::Reply`. `serve` runs the worker's own mailbox.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Identity;
@@ -12,6 +14,7 @@ use crate::chat::Message;
 use crate::clock;
 use crate::error::ApiError;
 use crate::peers::{self, Peers};
+use crate::store::{self, ListQuery, Store};
 
 use super::id::{new_id, owner_of};
 use super::local::{sort_key, LocalSessions};
@@ -27,13 +30,20 @@ pub struct SessionHub {
     /// command never overtakes one sent earlier by another worker (e.g. the `Finish`
     /// of a turn whose reply a client has already read).
     inbox: flume::Receiver<Cmd>,
+    store: Arc<dyn Store>,
 }
 
 impl SessionHub {
     /// `peers` is the session mailboxes as seen from this worker; `inbox` this worker's
     /// own receiver (only looked at, see the field).
     pub fn new(local: Rc<RefCell<LocalSessions>>, peers: Peers<Cmd>, inbox: flume::Receiver<Cmd>) -> Self {
-        SessionHub { me: peers.me(), local, peers, inbox }
+        let store = local.borrow().store.clone();
+        SessionHub { me: peers.me(), local, peers, inbox, store }
+    }
+
+    /// The store behind the sessions.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// Runs this worker's shard: serves commands from every worker and evicts idle
@@ -79,7 +89,8 @@ impl SessionHub {
     /// Waits for the turn of a session (creating it if needed). The local shard routes
     /// it: a session held here answers at once, with no message to another worker.
     pub async fn begin(&self, mut req: BeginTurn) -> Result<TurnGrant, ApiError> {
-        if req.id.is_none() {
+        let fresh = req.id.is_none();
+        if fresh {
             // A new session may live anywhere: pick an id this worker is home to, so
             // no other worker keeps a directory entry for it.
             let workers = self.peers.workers();
@@ -93,26 +104,52 @@ impl SessionHub {
             req.id = Some(id);
         }
         let from = self.me;
-        self.ask(self.me, |reply| Cmd::Begin { req, from, hops: 0, reply }).await
+        self.ask(self.me, |reply| Cmd::Begin { req, from, hops: 0, fresh, reply }).await
     }
 
     /// Records a completed turn and releases the session (on the worker holding it).
-    pub fn finish(&self, grant: TurnGrant, user: Message, assistant: Message) {
-        self.finish_turn(grant, vec![user], assistant);
+    /// Resolves once the turn is recorded: with `durability = "ack"` after the store
+    /// committed it, else at once. Errors: 503 `OVERLOADED` when the store could not
+    /// write it (the turn is then not in the history either).
+    pub fn finish(
+        &self,
+        grant: TurnGrant,
+        user: Message,
+        assistant: Message,
+    ) -> impl Future<Output = Result<(), ApiError>> {
+        self.finish_turn(grant, vec![user], assistant)
     }
 
     /// `finish` for a turn that brought several messages before the reply (tool
     /// results and a user message, in order).
-    pub fn finish_turn(&self, mut grant: TurnGrant, user: Vec<Message>, assistant: Message) {
+    pub fn finish_turn(
+        &self,
+        mut grant: TurnGrant,
+        user: Vec<Message>,
+        assistant: Message,
+    ) -> impl Future<Output = Result<(), ApiError>> {
         grant.finished = true;
+        let (ack, answer) = if self.store.acks_after_commit() {
+            let (reply, answer) = peers::reply();
+            (Some(reply), Some(answer))
+        } else {
+            (None, None)
+        };
         let cmd = Cmd::Finish {
             id: std::mem::take(&mut grant.session_id),
             token: grant.token,
             user,
             assistant,
             model: std::mem::take(&mut grant.model),
+            ack,
         };
         self.send(grant.holder, cmd);
+        async move {
+            match answer {
+                None => Ok(()),
+                Some(answer) => answer.recv().await.map_err(|_| ApiError::internal("session owner is gone"))?,
+            }
+        }
     }
 
     pub async fn get(&self, id: &str, who: &Identity, limit: Option<usize>) -> Result<SessionView, ApiError> {
@@ -135,6 +172,32 @@ impl SessionHub {
         limit: usize,
     ) -> Result<Page, ApiError> {
         let after = cursor.map(parse_cursor).transpose()?;
+        if self.store.durable() {
+            // The store has every session (memory only some): one query, in order.
+            let query = ListQuery {
+                owner: (!who.is_admin()).then(|| who.name.to_string()),
+                channel: channel.map(str::to_string),
+                before: after,
+                limit: limit + 1,
+            };
+            let rows = store::ask(|done| self.store.list(query, done)).await.map_err(|e| e.to_api())?;
+            let mut all: Vec<SessionInfo> = rows
+                .into_iter()
+                .map(|r| SessionInfo {
+                    id: r.id,
+                    channel: r.channel,
+                    model: r.model,
+                    owner: Arc::from(r.owner),
+                    message_count: usize::try_from(r.message_count).unwrap_or(usize::MAX),
+                    created_at_ms: r.created_at_ms,
+                    updated_at_ms: r.updated_at_ms,
+                })
+                .collect();
+            let more = all.len() > limit;
+            all.truncate(limit);
+            let next_cursor = more.then(|| all.last().map(|i| format!("{}.{}", i.created_at_ms, i.id))).flatten();
+            return Ok(Page { sessions: all, next_cursor });
+        }
         let mut all = Vec::new();
         for owner in 0..self.peers.workers() {
             let (who, channel, after) = (who.clone(), channel.map(str::to_string), after.clone());

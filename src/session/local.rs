@@ -3,7 +3,8 @@
 //! command (`Cmd`) between them. Driven by `SessionHub` (local calls) and by the
 //! worker's session mailbox (`SessionHub::serve`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use crate::clock;
 use crate::config::SessionsConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::peers::Peers;
+use crate::store::{LoadedSession, MessageRow, SessionRow, Store, Write};
 
 use super::id::owner_of;
 use super::{
@@ -30,6 +32,10 @@ use super::{
 /// Because each pair of workers' channel is FIFO and a moved entry is only ever set
 /// together with the `Adopt` that creates the holder, a forwarded command always finds
 /// the session, or finds it gone with its `Gone`/`Return` already at the home.
+///
+/// With a durable store, an id absent from memory (at its home, held by no one) is
+/// looked up in the store first: the commands naming it wait in `loading` until the
+/// store answers (`Cmd::Loaded`), then run in their order.
 pub struct LocalSessions {
     pub(super) me: usize,
     pub(super) sessions: HashMap<String, Session>,
@@ -43,10 +49,15 @@ pub struct LocalSessions {
     pub(super) count: Arc<AtomicUsize>,
     /// Most sessions this worker keeps (`sessions.max_sessions` / workers).
     pub(super) capacity: usize,
+    pub(super) store: Arc<dyn Store>,
+    /// Ids being read from the store, with the commands waiting for them, in order.
+    pub(super) loading: HashMap<String, Vec<Cmd>>,
+    /// Ids the store just said it does not have, while their waiting commands run.
+    pub(super) absent: HashSet<String>,
 }
 
 impl LocalSessions {
-    pub fn new(limits: SessionsConfig, peers: Peers<Cmd>, count: Arc<AtomicUsize>) -> Self {
+    pub fn new(limits: SessionsConfig, peers: Peers<Cmd>, count: Arc<AtomicUsize>, store: Arc<dyn Store>) -> Self {
         let me = peers.me();
         let capacity = (limits.max_sessions / peers.workers().max(1)).max(1);
         LocalSessions {
@@ -58,6 +69,81 @@ impl LocalSessions {
             peers,
             count,
             capacity,
+            store,
+            loading: HashMap::new(),
+            absent: HashSet::new(),
+        }
+    }
+
+    /// Whether a command for `id`, to be handled here, must first look in the store:
+    /// the store is durable, the id is homed here, no worker holds it, and it is
+    /// neither being loaded already nor just found absent.
+    pub(super) fn must_load(&self, id: &str, fresh: bool) -> bool {
+        !fresh
+            && self.store.durable()
+            && !self.sessions.contains_key(id)
+            && !self.absent.contains(id)
+            && self.home(id) == self.me
+            && !self.moved.contains_key(id)
+    }
+
+    /// Parks `cmd` until `id` is read from the store (asking the store if this is the
+    /// first command waiting for it).
+    pub(super) fn defer(&mut self, id: String, cmd: Cmd) {
+        match self.loading.entry(id) {
+            Entry::Occupied(mut e) => e.get_mut().push(cmd),
+            Entry::Vacant(e) => {
+                let id = e.key().clone();
+                e.insert(vec![cmd]);
+                let (peers, me) = (self.peers.clone(), self.me);
+                let key = id.clone();
+                self.store.load(
+                    key,
+                    Box::new(move |result| {
+                        let _ = peers.send(me, Cmd::Loaded { id, result });
+                    }),
+                );
+            }
+        }
+    }
+
+    /// The store answered for `id`: the session joins memory (or is known absent) and
+    /// the commands that waited run in order; a failed read fails them (503).
+    pub(super) fn loaded(&mut self, id: String, result: Result<Option<LoadedSession>, crate::store::StoreError>) {
+        let waiting = self.loading.remove(&id).unwrap_or_default();
+        match result {
+            Ok(Some(found)) => {
+                // Kept even over capacity: commands are waiting for it.
+                self.make_room();
+                self.sessions.insert(id, from_store(found, &self.limits));
+                for cmd in waiting {
+                    self.handle(cmd);
+                }
+            }
+            Ok(None) => {
+                self.absent.insert(id.clone());
+                for cmd in waiting {
+                    self.handle(cmd);
+                }
+                self.absent.remove(&id);
+            }
+            Err(e) => {
+                let err = e.to_api();
+                for cmd in waiting {
+                    match cmd {
+                        Cmd::Begin { reply, .. } => {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                        Cmd::Get { reply, .. } => {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                        Cmd::Act { reply, .. } => {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                        _ => {}
+                    }
+                }
+            }
         }
     }
 
@@ -133,20 +219,32 @@ impl LocalSessions {
     /// Applies one command: here, or passed on to the worker that can.
     pub fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Begin { req, from, hops, reply } => {
+            Cmd::Begin { req, from, hops, fresh, reply } => {
                 // `begin` always sets the id before sending.
                 let id = req.id.clone().unwrap_or_default();
                 match self.route(&id, hops) {
+                    Ok(None) if self.must_load(&id, fresh) => {
+                        self.defer(id, Cmd::Begin { req, from, hops, fresh, reply });
+                    }
                     Ok(None) => self.begin(id, req, from, reply),
-                    Ok(Some(w)) => self.post(w, Cmd::Begin { req, from, hops: hops + 1, reply }),
+                    Ok(Some(w)) => self.post(w, Cmd::Begin { req, from, hops: hops + 1, fresh, reply }),
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
                 }
             }
-            Cmd::Finish { id, token, user, assistant, model } => self.finish(&id, token, user, assistant, model),
+            Cmd::Finish { id, token, user, assistant, model, ack } => {
+                self.finish(&id, token, user, assistant, model, ack)
+            }
+            Cmd::Committed { id, token, epoch, messages, model, result, ack } => {
+                self.committed(&id, token, epoch, messages, model, result, ack)
+            }
+            Cmd::Loaded { id, result } => self.loaded(id, result),
             Cmd::Abort { id, token } => self.release(&id, token),
             Cmd::Get { id, who, limit, hops, reply } => match self.route(&id, hops) {
+                Ok(None) if self.must_load(&id, false) => {
+                    self.defer(id.clone(), Cmd::Get { id, who, limit, hops, reply })
+                }
                 Ok(None) => {
                     let _ = reply.send(self.get(&id, &who, limit));
                 }
@@ -159,8 +257,26 @@ impl LocalSessions {
                 let _ = reply.send(Ok(self.list(&who, channel.as_deref(), after.as_ref(), limit)));
             }
             Cmd::Act { id, who, action, hops, reply } => match self.route(&id, hops) {
+                Ok(None) if self.must_load(&id, false) => {
+                    self.defer(id.clone(), Cmd::Act { id, who, action, hops, reply })
+                }
                 Ok(None) => {
-                    let _ = reply.send(self.act(&id, &who, action));
+                    let (result, write) = self.act(&id, &who, action);
+                    match write {
+                        Some(w) if self.store.acks_after_commit() => self.store.write(
+                            w,
+                            Some(Box::new(move |stored| {
+                                let _ = reply.send(stored.map_err(|e| e.to_api()).and(result));
+                            })),
+                        ),
+                        Some(w) => {
+                            self.store.write(w, None);
+                            let _ = reply.send(result);
+                        }
+                        None => {
+                            let _ = reply.send(result);
+                        }
+                    }
                 }
                 Ok(Some(w)) => self.post(w, Cmd::Act { id, who, action, hops: hops + 1, reply }),
                 Err(e) => {
@@ -202,7 +318,7 @@ impl LocalSessions {
                     self.post(from, Cmd::Adopt { session: Box::new(s), created: false, req, reply });
                 } else {
                     // A guest hands it back to its home, which moves it on.
-                    let then = Cmd::Begin { req, from, hops: 0, reply };
+                    let then = Cmd::Begin { req, from, hops: 0, fresh: false, reply };
                     self.post(home, Cmd::Return { session: Box::new(s), then: Some(Box::new(then)) });
                 }
             } else {
@@ -284,30 +400,83 @@ impl LocalSessions {
         let _ = reply.send(Ok(grant));
     }
 
-    pub(super) fn finish(&mut self, id: &str, token: u64, user: Vec<Message>, assistant: Message, model: String) {
+    /// A turn ended: its messages (each bounded to half of `max_bytes`, so the newest
+    /// pair the trim keeps fits the bound too) are written to the store and recorded.
+    /// With `durability = "ack"` they enter memory, and the session is released, only
+    /// once committed (`committed`); otherwise at once.
+    pub(super) fn finish(
+        &mut self,
+        id: &str,
+        token: u64,
+        user: Vec<Message>,
+        assistant: Message,
+        model: String,
+        ack: Option<Reply<()>>,
+    ) {
         let now = clock::now_unix_ms();
         let limits = &self.limits;
-        if let Some(s) = self.sessions.get_mut(id) {
-            if s.busy == Some(token) {
-                // Each message is stored within half of `max_bytes`, so the newest pair
-                // (which the trim keeps) fits the bound too (hardening: session memory is
-                // bounded by `max_bytes` whatever one message's size).
-                for m in user.into_iter().chain([assistant]) {
-                    let m = bounded(m, limits.max_bytes / 2);
-                    s.bytes += m.size();
-                    s.appended += 1;
-                    s.messages.push_back(StoredMessage { role: m.role, content: m.content, extra: m.extra, at: now });
-                }
-                while s.messages.len() > limits.max_messages || (s.bytes > limits.max_bytes && s.messages.len() > 2) {
-                    if let Some(old) = s.messages.pop_front() {
-                        s.bytes -= stored_size(&old);
-                    }
-                }
-                s.info.model = model;
-                s.info.updated_at_ms = now;
-                s.info.message_count = s.messages.len();
+        let Some(s) = self.sessions.get_mut(id).filter(|s| s.busy == Some(token)) else {
+            // Deleted while the turn ran: nothing to record.
+            if let Some(ack) = ack {
+                let _ = ack.send(Ok(()));
+            }
+            return;
+        };
+        let new: Vec<StoredMessage> = user
+            .into_iter()
+            .chain([assistant])
+            .map(|m| {
+                let m = bounded(m, limits.max_bytes / 2);
+                StoredMessage { role: m.role, content: m.content, extra: m.extra, at: now }
+            })
+            .collect();
+        if self.store.durable() {
+            let write = turn_write(s, &new, &model, now, limits);
+            if self.store.acks_after_commit() {
+                let (peers, me, epoch, id) = (self.peers.clone(), self.me, s.epoch, id.to_string());
+                self.store.write(
+                    write,
+                    Some(Box::new(move |result| {
+                        let _ = peers.send(me, Cmd::Committed { id, token, epoch, messages: new, model, result, ack });
+                    })),
+                );
+                return;
+            }
+            self.store.write(write, None);
+        }
+        record(s, new, model, now, limits);
+        if let Some(ack) = ack {
+            let _ = ack.send(Ok(()));
+        }
+        self.release(id, token);
+    }
+
+    /// The store committed (or failed) a finished turn's write: on success the
+    /// messages enter the history (unless a reset came in between); either way the
+    /// client's turn gets its answer and the session its next turn.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn committed(
+        &mut self,
+        id: &str,
+        token: u64,
+        epoch: u64,
+        messages: Vec<StoredMessage>,
+        model: String,
+        result: Result<(), crate::store::StoreError>,
+        ack: Option<Reply<()>>,
+    ) {
+        let now = clock::now_unix_ms();
+        if let (Ok(()), Some(s)) = (&result, self.sessions.get_mut(id).filter(|s| s.busy == Some(token))) {
+            if s.epoch == epoch {
+                record(s, messages, model, now, &self.limits);
+            } else {
+                s.appended += messages.len() as u64;
+                s.stored = s.appended;
                 s.created_by = None;
             }
+        }
+        if let Some(ack) = ack {
+            let _ = ack.send(result.map_err(|e| e.to_api()));
         }
         self.release(id, token);
     }
@@ -357,19 +526,31 @@ impl LocalSessions {
         out.into_iter().take(limit).cloned().collect()
     }
 
-    pub(super) fn act(&mut self, id: &str, who: &Identity, action: SessionAction) -> Result<SessionInfo, ApiError> {
-        let s = self.sessions.get_mut(id).filter(|s| visible(&s.info, who)).ok_or_else(|| invalid_session(id))?;
-        s.info.updated_at_ms = clock::now_unix_ms();
-        match action {
+    /// Applies `action` in memory; returns its answer and the store write that makes
+    /// it last (none for the memory store or a refused action).
+    pub(super) fn act(
+        &mut self,
+        id: &str,
+        who: &Identity,
+        action: SessionAction,
+    ) -> (Result<SessionInfo, ApiError>, Option<Write>) {
+        let durable = self.store.durable();
+        let Some(s) = self.sessions.get_mut(id).filter(|s| visible(&s.info, who)) else {
+            return (Err(invalid_session(id)), None);
+        };
+        let now = clock::now_unix_ms();
+        s.info.updated_at_ms = now;
+        let (result, write) = match action {
             SessionAction::Reset => {
                 s.messages.clear();
                 s.bytes = 0;
                 s.info.message_count = 0;
-                Ok(s.info.clone())
+                s.epoch += 1;
+                (Ok(s.info.clone()), Write::Reset { id: id.to_string(), at_ms: now })
             }
             SessionAction::SetModel(model) => {
-                s.info.model = model;
-                Ok(s.info.clone())
+                s.info.model = model.clone();
+                (Ok(s.info.clone()), Write::SetModel { id: id.to_string(), model, at_ms: now })
             }
             SessionAction::Delete => {
                 let info = s.info.clone();
@@ -380,9 +561,10 @@ impl LocalSessions {
                     }
                 }
                 self.gone(id);
-                Ok(info)
+                (Ok(info), Write::Delete { id: id.to_string() })
             }
-        }
+        };
+        (result, durable.then_some(write))
     }
 
     /// Drops sessions idle longer than the TTL that have no turn in flight.
@@ -414,6 +596,8 @@ pub(super) fn new_session(id: &str, req: &BeginTurn) -> Session {
             updated_at_ms: now,
         },
         appended: messages.len() as u64,
+        stored: 0,
+        epoch: 0,
         messages,
         bytes,
         busy: None,
@@ -458,4 +642,108 @@ pub(super) fn bounded(m: Message, max: usize) -> Message {
 /// The bytes a stored message counts for (`Message::size`).
 pub(super) fn stored_size(m: &StoredMessage) -> usize {
     Message { role: m.role, content: m.content.clone(), extra: m.extra.clone() }.size()
+}
+
+/// Appends a turn's messages to the history, trims it to the bounds (oldest first;
+/// the newest pair always stays) and updates the metadata.
+pub(super) fn record(s: &mut Session, new: Vec<StoredMessage>, model: String, now: u64, limits: &SessionsConfig) {
+    for m in new {
+        s.bytes += stored_size(&m);
+        s.appended += 1;
+        s.messages.push_back(m);
+    }
+    while s.messages.len() > limits.max_messages || (s.bytes > limits.max_bytes && s.messages.len() > 2) {
+        if let Some(old) = s.messages.pop_front() {
+            s.bytes -= stored_size(&old);
+        }
+    }
+    s.stored = s.appended;
+    s.info.model = model;
+    s.info.updated_at_ms = now;
+    s.info.message_count = s.messages.len();
+    s.created_by = None;
+}
+
+/// The store write for a turn adding `new` to `s` (not applied yet): the messages not
+/// stored yet that the trim keeps, the row after the turn, and where the trim cuts.
+pub(super) fn turn_write(s: &Session, new: &[StoredMessage], model: &str, now: u64, limits: &SessionsConfig) -> Write {
+    let first_in_memory = s.appended - s.messages.len() as u64;
+    let appended = s.appended + new.len() as u64;
+    // The trim `record` will do: the oldest go while over either bound.
+    let mut kept = s.messages.len() + new.len();
+    let mut bytes = s.bytes + new.iter().map(stored_size).sum::<usize>();
+    let mut sizes = s.messages.iter().chain(new).map(stored_size);
+    while kept > limits.max_messages || (bytes > limits.max_bytes && kept > 2) {
+        bytes -= sizes.next().unwrap_or(0);
+        kept -= 1;
+    }
+    let first_kept = appended - kept as u64;
+    let messages = s
+        .messages
+        .iter()
+        .chain(new)
+        .zip(first_in_memory..)
+        .filter(|(_, seq)| *seq >= s.stored.max(first_kept))
+        .map(|(m, seq)| MessageRow {
+            seq,
+            message: Message { role: m.role, content: m.content.clone(), extra: m.extra.clone() },
+            at_ms: m.at,
+        })
+        .collect();
+    let info = &s.info;
+    Write::Turn {
+        row: SessionRow {
+            id: info.id.clone(),
+            channel: info.channel.clone(),
+            model: model.to_string(),
+            owner: info.owner.to_string(),
+            created_at_ms: info.created_at_ms,
+            updated_at_ms: now,
+            appended,
+            message_count: kept as u64,
+        },
+        messages,
+        trim: (first_kept > first_in_memory).then_some(first_kept),
+    }
+}
+
+/// A session read from the store, as memory holds it (trimmed to the current bounds
+/// should they have shrunk since it was written).
+pub(super) fn from_store(found: LoadedSession, limits: &SessionsConfig) -> Session {
+    let row = found.row;
+    let mut messages: VecDeque<StoredMessage> = found
+        .messages
+        .into_iter()
+        .map(|m| StoredMessage {
+            role: m.message.role,
+            content: m.message.content,
+            extra: m.message.extra,
+            at: m.at_ms,
+        })
+        .collect();
+    let mut bytes: usize = messages.iter().map(stored_size).sum();
+    while messages.len() > limits.max_messages || (bytes > limits.max_bytes && messages.len() > 2) {
+        if let Some(old) = messages.pop_front() {
+            bytes -= stored_size(&old);
+        }
+    }
+    Session {
+        info: SessionInfo {
+            id: row.id,
+            channel: row.channel,
+            model: row.model,
+            owner: Arc::from(row.owner),
+            message_count: messages.len(),
+            created_at_ms: row.created_at_ms,
+            updated_at_ms: row.updated_at_ms,
+        },
+        messages,
+        appended: row.appended,
+        stored: row.appended,
+        epoch: 0,
+        bytes,
+        busy: None,
+        waiters: VecDeque::new(),
+        created_by: None,
+    }
 }

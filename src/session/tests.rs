@@ -35,13 +35,15 @@ struct Cluster {
 impl Cluster {
     fn new(n: usize, max_sessions: usize) -> Self {
         let (peers, inboxes) = mailboxes::<Cmd>(n);
-        let limits = SessionsConfig { max_messages: 4, max_bytes: 1 << 20, idle_ttl_secs: 60, max_sessions };
+        let limits =
+            SessionsConfig { max_messages: 4, max_bytes: 1 << 20, idle_ttl_secs: 60, max_sessions, retention_days: 0 };
         let shards: Vec<_> = (0..n)
             .map(|i| {
                 Rc::new(RefCell::new(LocalSessions::new(
                     limits.clone(),
                     peers.for_worker(i),
                     Arc::new(AtomicUsize::new(0)),
+                    Arc::new(crate::store::MemoryStore),
                 )))
             })
             .collect();
@@ -80,7 +82,7 @@ impl Cluster {
             default_model: "mock".into(),
             seed: Vec::new(),
         };
-        self.hubs[on].send(on, Cmd::Begin { req, from: on, hops: 0, reply: tx });
+        self.hubs[on].send(on, Cmd::Begin { req, from: on, hops: 0, fresh: false, reply: tx });
         rx
     }
 
@@ -89,7 +91,7 @@ impl Cluster {
         let msgs = self.pump();
         let g = rx.try_recv().unwrap().unwrap();
         let seen = g.history.len();
-        self.hubs[on].finish(g, user(q), reply(format!("re: {q}")));
+        drop(self.hubs[on].finish(g, user(q), reply(format!("re: {q}"))));
         (msgs + self.pump(), seen)
     }
 
@@ -111,7 +113,7 @@ fn second_turn_waits_for_the_first_and_sees_its_reply() {
     assert!(first.created && first.history.is_empty());
     let second = c.begin(0, "s1", &u);
     assert!(second.try_recv().is_err(), "second turn must wait");
-    c.hubs[0].finish(first, user("hi"), reply("hello"));
+    drop(c.hubs[0].finish(first, user("hi"), reply("hello")));
     let second = second.try_recv().unwrap().unwrap();
     assert_eq!(second.history.len(), 2);
     assert_eq!(&*second.history[1].content, "hello");
@@ -224,12 +226,12 @@ fn a_busy_session_stays_put_and_queues_turns_from_other_workers() {
     let second = c.begin(0, &id, &u);
     c.pump();
     assert!(second.try_recv().is_err(), "waits for the first turn");
-    c.hubs[1].finish(first, user("q1"), reply("a1"));
+    drop(c.hubs[1].finish(first, user("q1"), reply("a1")));
     c.pump();
     let second = second.try_recv().unwrap().unwrap();
     assert_eq!(second.history.len(), 4);
     assert_eq!(c.holders(&id), vec![1], "granted where it is held");
-    c.hubs[0].finish(second, user("q2"), reply("a2"));
+    drop(c.hubs[0].finish(second, user("q2"), reply("a2")));
     c.pump();
     assert_eq!(c.shards[1].borrow().get(&id, &u, None).unwrap().messages.len(), 4);
 }
@@ -290,4 +292,43 @@ fn ids_are_validated_and_owners_stable() {
     assert!(validate_id(&"x".repeat(129)).is_err());
     assert_eq!(owner_of("abc", 2), owner_of("abc", 2));
     assert!(new_id().starts_with("s_") && new_id().len() == 34);
+}
+
+#[test]
+fn the_store_write_trims_exactly_as_memory_does() {
+    // Whatever the sizes, the write made before a turn is recorded says what memory
+    // keeps after it: the same count, the same first sequence number, the new messages
+    // (and a seed not stored yet) with consecutive numbers.
+    let limits = SessionsConfig { max_messages: 7, max_bytes: 400, ..SessionsConfig::default() };
+    let req = BeginTurn {
+        id: Some("s".into()),
+        who: who("a", Role::User),
+        channel: "api".into(),
+        requested_model: None,
+        default_model: "m".into(),
+        seed: vec![user("seed one"), reply("seed two")],
+    };
+    let mut s = local::new_session("s", &req);
+    let mut rng = fastrand::Rng::with_seed(7);
+    for turn in 0..200u64 {
+        let text = |rng: &mut fastrand::Rng| "x".repeat(rng.usize(1..180));
+        let new: Vec<StoredMessage> = [user(text(&mut rng)), reply(text(&mut rng))]
+            .into_iter()
+            .map(|m| StoredMessage { role: m.role, content: m.content, extra: None, at: turn })
+            .collect();
+        let first_before = s.appended - s.messages.len() as u64;
+        let stored_before = s.stored;
+        let crate::store::Write::Turn { row, messages, trim } = local::turn_write(&s, &new, "m", turn, &limits) else {
+            panic!("a turn write")
+        };
+        local::record(&mut s, new, "m".into(), turn, &limits);
+        let first_after = s.appended - s.messages.len() as u64;
+        assert_eq!(row.message_count, s.messages.len() as u64, "turn {turn}");
+        assert_eq!(row.appended, s.appended);
+        assert_eq!(trim, (first_after > first_before).then_some(first_after), "turn {turn}");
+        let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+        let expected: Vec<u64> = (stored_before.max(first_after)..s.appended).collect();
+        assert_eq!(seqs, expected, "turn {turn}");
+        assert!(s.bytes <= limits.max_bytes || s.messages.len() <= 2);
+    }
 }

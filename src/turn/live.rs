@@ -1,7 +1,7 @@
 //! A started turn driven to its end (`LiveTurn`): the provider's deltas (each checked
 //! against the key's token budget and the reply against `server.max_reply_bytes`),
-//! then `Done` with the usage counted and the reply recorded in the session, or
-//! `Failed`. Every front door renders these events. A reply cut for its size ends with
+//! then `Done` with the usage counted and the reply recorded in the session (committed
+//! to the store first with `durability = "ack"`), or `Failed`. Every front door renders these events. A reply cut for its size ends with
 //! `Failed(UPSTREAM_ERROR)`; its upstream stream is dropped (the call cancelled) and
 //! the part that came is stored in the session with `CUT_MARK` appended.
 
@@ -78,14 +78,15 @@ impl LiveTurn {
     /// Ends the turn because its reply passed `server.max_reply_bytes`: the stream
     /// (and with it the upstream call) is dropped, the part that came is stored marked
     /// cut, the tokens streamed are charged (the reservation's drop).
-    fn cut(&mut self) -> Option<TurnEvent> {
+    async fn cut(&mut self) -> Option<TurnEvent> {
         let started = self.started.take()?;
         let cap = started.reply_cap;
         let mut text = std::mem::take(&mut self.text);
         text.push_str(CUT_MARK);
         let message = Message::assistant(text, std::mem::take(&mut self.calls))
             .with_reasoning(&std::mem::take(&mut self.reasoning));
-        started.finish(message);
+        // The turn fails whether or not the cut part could be stored.
+        let _ = started.finish(message).await;
         Some(TurnEvent::Failed(ApiError::new(
             ErrorCode::UpstreamError,
             format!("the reply passed server.max_reply_bytes ({cap} bytes) and was cut"),
@@ -110,7 +111,7 @@ impl LiveTurn {
                 _ => 0,
             };
             if size > 0 && self.over_cap(size) {
-                return self.cut();
+                return self.cut().await;
             }
             let started = self.started.as_mut()?;
             return match event {
@@ -154,7 +155,10 @@ impl LiveTurn {
                     let reply: Arc<str> = Arc::from(std::mem::take(&mut self.text));
                     let message = Message::assistant(reply.clone(), std::mem::take(&mut self.calls))
                         .with_reasoning(&std::mem::take(&mut self.reasoning));
-                    started.finish(message);
+                    // The end of the turn goes out only once it is recorded (durable).
+                    if let Err(e) = started.finish(message).await {
+                        return Some(TurnEvent::Failed(e));
+                    }
                     Some(TurnEvent::Done { usage, reply, finish: self.finish })
                 }
                 Ok(None) => {

@@ -93,12 +93,17 @@ fn effective_max_tokens(params: &Params, model: &crate::config::ModelConfig) -> 
 
 impl StartedTurn {
     /// Records the completed reply (an assistant message, tool calls included) in the
-    /// session and releases it.
-    pub fn finish(mut self, reply: Message) {
-        if let Some(grant) = self.grant.take() {
-            let mut user = std::mem::take(&mut self.preamble);
-            user.push(self.user_message.clone());
-            self.engine.sessions.finish_turn(grant, user, reply);
+    /// session and releases it. Resolves once it is recorded (committed to the store
+    /// with `durability = "ack"`): only then may the client see the end of the turn.
+    /// Errors: 503 `OVERLOADED` when the store could not write it.
+    pub async fn finish(mut self, reply: Message) -> Result<(), ApiError> {
+        match self.grant.take() {
+            Some(grant) => {
+                let mut user = std::mem::take(&mut self.preamble);
+                user.push(self.user_message.clone());
+                self.engine.sessions.finish_turn(grant, user, reply).await
+            }
+            None => Ok(()),
         }
     }
 

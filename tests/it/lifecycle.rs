@@ -254,7 +254,11 @@ fn unknown_arguments_are_refused_with_usage() {
     let (status, stderr) = run_bin(&["--bogus"], &[], Duration::from_secs(5));
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("unknown argument --bogus") && stderr.contains("usage: clawgate"), "{stderr}");
-    let (status, stderr) = run_bin(&["--version"], &[], Duration::from_secs(5));
+    // `--version` and `--help` answer on stdout (`V=$(clawgate --version)`), exit 0.
+    let (status, stderr, stdout) = run_bin_in(None, &["--version"], &[], Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), format!("clawgate {}", env!("CARGO_PKG_VERSION")));
+    let (status, _, stdout) = run_bin_in(None, &["--help"], &[], Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
-    assert_eq!(stderr.trim(), format!("clawgate {}", env!("CARGO_PKG_VERSION")));
+    assert!(stdout.starts_with("usage: clawgate") && stdout.contains("backup DEST"), "{stdout}");
 }

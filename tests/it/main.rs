@@ -33,5 +33,6 @@ mod providers;
 mod ratelimit;
 mod rest;
 mod sessions;
+mod store;
 mod translation;
 mod ws_edges;

@@ -54,6 +54,9 @@ fn detailed_health_reports_workers_providers_channels_and_memory() {
     }
     assert!(conns >= 1, "this request's connection is open");
     assert_eq!(in_flight, 1, "this request is in flight");
+    // The store: nothing written yet; its file in the gateway's working directory.
+    assert!(mask(&mut v, "/data/store/sizeBytes").as_u64().unwrap() > 0);
+    assert!(mask(&mut v, "/data/store/path").as_str().unwrap().ends_with("/clawgate.db"));
     let worker =
         |id: u64| json!({"id": id, "connections": "<masked>", "inFlight": "<masked>", "websockets": 0, "sessions": 0});
     assert_eq!(
@@ -70,6 +73,9 @@ fn detailed_health_reports_workers_providers_channels_and_memory() {
                 {"name": "legacy", "type": "generic", "enabled": false, "lastEvent": null},
             ],
             "memory": {"rssBytes": "<masked>"},
+            "store": {"backend": "sqlite", "state": "ok", "durability": "ack", "path": "<masked>",
+                "sizeBytes": "<masked>", "queueDepth": 0, "commits": 0, "writes": 0, "writeErrors": 0,
+                "commitLatencyMs": 0.0, "commitLatencyMaxMs": 0.0},
         }))
     );
 }
@@ -97,6 +103,11 @@ fn status_reports_version_driver_workers_user_and_totals() {
     assert!(mask(&mut v, "/data/uptimeSecs").as_u64().unwrap() < 60);
     let driver = mask(&mut v, "/data/ioDriver");
     assert!(driver == "io_uring" || driver == "epoll", "{driver}");
+    // The turn was committed (one transaction, one write) before its answer.
+    assert!(mask(&mut v, "/data/store/sizeBytes").as_u64().unwrap() > 0);
+    assert!(mask(&mut v, "/data/store/commitLatencyMs").as_f64().unwrap() > 0.0);
+    assert!(mask(&mut v, "/data/store/commitLatencyMaxMs").as_f64().unwrap() > 0.0);
+    assert!(mask(&mut v, "/data/store/path").as_str().unwrap().ends_with("/clawgate.db"));
     assert_eq!(
         v,
         ok_envelope(json!({
@@ -114,6 +125,9 @@ fn status_reports_version_driver_workers_user_and_totals() {
                 "completionTokens": 10,
                 "tokens": 14,
             },
+            "store": {"backend": "sqlite", "state": "ok", "durability": "ack", "path": "<masked>",
+                "sizeBytes": "<masked>", "queueDepth": 0, "commits": 1, "writes": 1, "writeErrors": 0,
+                "commitLatencyMs": "<masked>", "commitLatencyMaxMs": "<masked>"},
             "models": [
                 {"id": "mock", "frontDoors": {"/v1/chat/completions": "translated", "/v1/messages": "translated",
                     "/v1/responses": "translated"}},

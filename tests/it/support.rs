@@ -259,6 +259,8 @@ pub struct Gateway {
     addr: SocketAddr,
     config: Option<TempFile>,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The working directory made for it (its `clawgate.db`), removed on drop.
+    dir: Option<PathBuf>,
 }
 
 impl Gateway {
@@ -270,8 +272,19 @@ impl Gateway {
         Gateway::spawn(cmd, Some(file))
     }
 
-    /// Runs a prepared command and waits for its `listening on http://` line.
+    /// Runs a prepared command and waits for its `listening on http://` line. Without
+    /// a working directory of its own, it runs in a fresh temp directory (where the
+    /// default store, `clawgate.db`, goes).
     pub fn spawn(mut cmd: Command, config: Option<TempFile>) -> Gateway {
+        let dir = match cmd.get_current_dir() {
+            Some(_) => None,
+            None => {
+                let dir = temp_path("dir");
+                std::fs::create_dir_all(&dir).expect("create the gateway's directory");
+                cmd.current_dir(&dir);
+                Some(dir)
+            }
+        };
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {:?}: {e}", cmd.get_program()));
         let stderr = child.stderr.take().expect("piped stderr");
@@ -315,7 +328,7 @@ impl Gateway {
                 }
             }
         };
-        Gateway { child, addr, config, logs }
+        Gateway { child, addr, config, logs, dir }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -411,6 +424,9 @@ impl Drop for Gateway {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -421,10 +437,29 @@ fn parse_listening(line: &str) -> Option<SocketAddr> {
 
 /// Runs the binary to completion (bounded) and returns its exit status and stderr.
 pub fn run_bin(args: &[&str], env: &[(&str, &str)], within: Duration) -> (ExitStatus, String) {
+    let (status, stderr, _) = run_bin_in(None, args, env, within);
+    (status, stderr)
+}
+
+/// `run_bin` in working directory `cwd` (default: a fresh temp directory, removed
+/// after); returns stdout too.
+pub fn run_bin_in(
+    cwd: Option<&Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    within: Duration,
+) -> (ExitStatus, String, String) {
     let err_path = temp_path("stderr");
     let err_file = std::fs::File::create(&err_path).expect("create stderr file");
+    let out_path = temp_path("stdout");
+    let out_file = std::fs::File::create(&out_path).expect("create stdout file");
+    let own_dir = cwd.is_none().then(|| temp_path("dir"));
+    if let Some(d) = &own_dir {
+        std::fs::create_dir_all(d).expect("create a working directory");
+    }
+    let dir = cwd.map(Path::to_path_buf).or_else(|| own_dir.clone()).expect("a directory");
     let mut cmd = Command::new(bin());
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_file);
+    cmd.args(args).current_dir(&dir).stdin(Stdio::null()).stdout(out_file).stderr(err_file);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -445,7 +480,12 @@ pub fn run_bin(args: &[&str], env: &[(&str, &str)], within: Duration) -> (ExitSt
     };
     let text = std::fs::read_to_string(&err_path).unwrap_or_default();
     let _ = std::fs::remove_file(&err_path);
-    (status, text)
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    if let Some(d) = own_dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    (status, text, out)
 }
 
 // ---------------------------------------------------------------------------------

@@ -80,7 +80,11 @@ class Gateway:
             )
         )
         self.proc = subprocess.Popen(
-            [binary, "--config", str(cfg)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+            [binary, "--config", str(cfg)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            cwd=self.dir.name,  # the default store, clawgate.db, goes here
         )
         self.addr = None
         deadline = time.time() + 15

@@ -245,6 +245,11 @@ impl<S: Read + Write> Conn<S> {
         }
     }
 
+    /// `exchange`, or `None` if the connection broke on the way (the server died).
+    pub fn try_exchange(&mut self, req: &Req) -> Option<Response> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.exchange(req))).ok()
+    }
+
     fn fill(&mut self) -> std::io::Result<usize> {
         let mut tmp = [0u8; 16 * 1024];
         let n = self.stream.read(&mut tmp)?;

@@ -1,0 +1,127 @@
+//! The storage thread alone (issue 13): how many turns per second the SQLite store
+//! commits, and how many share one commit (fsync), with no HTTP in the way.
+//!
+//! ```text
+//! cargo bench --bench store
+//! ```
+//!
+//! - `store/turns_queued/{ack,async}`: a burst of turn writes (a new session each: its
+//!   row, a user message and a reply of ~100 bytes) queued at once, as many workers'
+//!   finished turns arrive together; time until the last is committed. Group commit
+//!   puts many in each transaction.
+//! - `store/turns_one_by_one/ack`: one turn, wait for its commit, the next: one
+//!   transaction and one fsync per turn, the floor group commit improves on.
+//!
+//! Each run prints the store's own count of commits and writes (turns per commit).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clawgate::chat::{Message, MessageRole};
+use clawgate::config::{Durability, SessionsConfig, StoreConfig};
+use clawgate::store::{MessageRow, SessionRow, SqliteStore, Store, Write};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn turn(n: u64) -> Write {
+    let id = format!("bench-{n}");
+    let text = |role, t: &str| Message::text(role, t);
+    Write::Turn {
+        row: SessionRow {
+            id,
+            channel: "api".into(),
+            model: "gpt-4o-mini".into(),
+            owner: "bench".into(),
+            created_at_ms: 1_700_000_000_000 + n,
+            updated_at_ms: 1_700_000_000_000 + n,
+            appended: 2,
+            message_count: 2,
+        },
+        messages: vec![
+            MessageRow {
+                seq: 0,
+                message: text(MessageRole::User, "Hello from the load test, a question of about a hundred bytes?"),
+                at_ms: 1,
+            },
+            MessageRow {
+                seq: 1,
+                message: text(MessageRole::Assistant, "A reply of about the same size, as the mock upstream gives."),
+                at_ms: 2,
+            },
+        ],
+        trim: None,
+    }
+}
+
+fn open(durability: Durability) -> (SqliteStore, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("clawgate-bench-store-{}-{}", std::process::id(), durability));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = StoreConfig { path: dir.join("bench.db"), durability, ..StoreConfig::default() };
+    (SqliteStore::open(&cfg, &SessionsConfig::default()).unwrap(), dir)
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("store");
+    g.sample_size(10).measurement_time(Duration::from_secs(8)).throughput(Throughput::Elements(1));
+    let mut next = 0u64;
+    for durability in [Durability::Ack, Durability::Async] {
+        let (store, dir) = open(durability);
+        g.bench_function(format!("turns_queued/{durability}"), |b| {
+            b.iter_custom(|iters| {
+                let (tx, rx) = mpsc::channel();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    next += 1;
+                    let tx = tx.clone();
+                    store.write(
+                        turn(next),
+                        Some(Box::new(move |r| {
+                            let _ = tx.send(r.is_ok());
+                        })),
+                    );
+                }
+                for _ in 0..iters {
+                    assert!(rx.recv().unwrap(), "a write failed");
+                }
+                start.elapsed()
+            })
+        });
+        let st = store.status();
+        eprintln!(
+            "store ({durability}): {} writes in {} commits: {:.1} turns per commit, commit {:.2} ms (recent), {:.2} ms (max)",
+            st.writes,
+            st.commits,
+            st.writes as f64 / st.commits.max(1) as f64,
+            st.commit_latency_ms,
+            st.commit_latency_max_ms
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let (store, dir) = open(Durability::Ack);
+    g.bench_function("turns_one_by_one/ack", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                next += 1;
+                let (tx, rx) = mpsc::channel();
+                store.write(
+                    turn(next),
+                    Some(Box::new(move |r| {
+                        let _ = tx.send(r.is_ok());
+                    })),
+                );
+                assert!(rx.recv().unwrap());
+            }
+            start.elapsed()
+        })
+    });
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

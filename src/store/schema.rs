@@ -1,0 +1,69 @@
+//! The SQLite schema and its migrations. The version is SQLite's `PRAGMA user_version`
+//! (0 in a new file); `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
+//! Migrations only go forward and run at start-up, all in one transaction with the
+//! version bump, so a crash mid-way leaves the old version intact. A file whose version
+//! is above `SCHEMA_VERSION` was written by a newer clawgate and is refused.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// `MIGRATIONS[n]`: version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions and their messages. Times are ms since the Unix epoch. `appended`
+    // is the next message's `seq`; `extra` is `chat::MessageExtra` as JSON (NULL for
+    // plain text).
+    "CREATE TABLE sessions (
+        id TEXT NOT NULL PRIMARY KEY,
+        channel TEXT NOT NULL,
+        model TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        appended INTEGER NOT NULL,
+        message_count INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_created ON sessions (created_at, id);
+    CREATE INDEX sessions_by_updated ON sessions (updated_at);
+    CREATE TABLE messages (
+        session TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        extra TEXT,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (session, seq)
+    ) WITHOUT ROWID;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings `conn` to `SCHEMA_VERSION`. Errors name `path` and, for a newer file, both
+/// versions.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let fail = |what: &str, e: rusqlite::Error| format!("session store {shown}: {what}: {e}");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| fail("cannot start the schema check", e))?;
+    let version: i64 =
+        tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| fail("cannot read the schema", e))?;
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "session store {shown} has schema version {version}, written by a newer clawgate; this clawgate \
+             ({}) knows versions up to {SCHEMA_VERSION}. Run the newer clawgate, or point [store] path at \
+             another file",
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let from = usize::try_from(version).map_err(|_| format!("session store {shown}: bad schema version {version}"))?;
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+        tx.execute_batch(sql).map_err(|e| fail(&format!("migration to version {} failed", n + 1), e))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| fail("cannot set the schema version", e))?;
+    tx.commit().map_err(|e| fail("cannot commit the schema", e))
+}

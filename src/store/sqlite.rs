@@ -1,0 +1,591 @@
+//! `[store] backend = "sqlite"`: the sessions in one SQLite file (WAL mode), written
+//! by one storage thread that owns the connection.
+//!
+//! The thread takes every operation waiting in its queue (up to `MAX_BATCH`), applies
+//! the writes among them in one transaction and commits once, then runs their
+//! callbacks: turns arriving together share one fsync (group commit), and a lone turn
+//! is not delayed waiting for company. A read waits for the writes queued before it to
+//! be committed, so it never returns what might still be rolled back. A failed commit
+//! fails every write of its batch (their turns get 503) and marks the store
+//! `degraded` until a commit succeeds again. With `[sessions] retention_days`, old
+//! sessions are purged `PURGE_BATCH` at a time, each batch its own short transaction,
+//! with queued operations served in between.
+//!
+//! `durability = "ack"` runs SQLite with `synchronous = FULL` (the commit is on disk
+//! when the callback runs); `"async"` with `NORMAL` (a commit survives a crash of the
+//! process but not of the machine) and turns acknowledged before it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::chat::{Message, MessageExtra, MessageRole};
+use crate::config::{Durability, SessionsConfig, StoreConfig};
+use crate::log;
+
+use super::{Done, ListQuery, LoadedSession, MessageRow, SessionRow, Store, StoreError, StoreStatus, Write};
+
+/// Most operations taken from the queue for one transaction.
+const MAX_BATCH: usize = 1024;
+/// Most operations waiting; beyond it a write fails at once (`StoreError::Busy`).
+const MAX_QUEUE: usize = 65_536;
+/// Sessions deleted per retention transaction.
+const PURGE_BATCH: usize = 256;
+/// How often retention looks for old sessions.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// How long an operation waits for a lock another process holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An operation for the storage thread.
+enum Op {
+    Write(Write, Option<Done<()>>),
+    Load(String, Done<Option<LoadedSession>>),
+    List(ListQuery, Done<Vec<SessionRow>>),
+}
+
+/// Counters the storage thread writes and `status` reads.
+#[derive(Default)]
+struct Metrics {
+    commits: AtomicU64,
+    writes: AtomicU64,
+    write_errors: AtomicU64,
+    /// Exponentially weighted commit time, microseconds.
+    commit_us: AtomicU64,
+    commit_us_max: AtomicU64,
+    degraded: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+/// The SQLite store: the queue to its storage thread.
+pub struct SqliteStore {
+    tx: Option<flume::Sender<Op>>,
+    metrics: Arc<Metrics>,
+    path: PathBuf,
+    durability: Durability,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Held for the store's life: a second clawgate on the same file is refused.
+    _lock: File,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the file `[store] path` names, migrates its schema
+    /// and starts the storage thread. Errors name the path and the cause: directory not
+    /// writable, file locked by another process, not a database, schema too new.
+    pub fn open(cfg: &StoreConfig, sessions: &SessionsConfig) -> Result<SqliteStore, String> {
+        let path = std::path::absolute(&cfg.path).unwrap_or_else(|_| cfg.path.clone());
+        let shown = path.display().to_string();
+        probe_writable(&path)?;
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| format!("cannot open the session store {shown}: {e}"))?;
+        let lock = File::open(&path).map_err(|e| format!("cannot open the session store {shown}: {e}"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "session store {shown} is in use by another process (another clawgate?); each instance \
+                     needs its own [store] path"
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock the session store {shown}: {e}")),
+        }
+        let fail = |what: &str, e: rusqlite::Error| format!("session store {shown}: {what}: {e}");
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail("cannot set the busy timeout", e))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| fail("cannot switch to WAL mode", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(format!("session store {shown}: SQLite refused WAL mode (journal_mode is {mode})"));
+        }
+        let sync = match cfg.durability {
+            Durability::Ack => "FULL",
+            Durability::Async => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync).map_err(|e| fail("cannot set synchronous", e))?;
+        // The WAL file is truncated back to this after a checkpoint (bytes).
+        conn.pragma_update(None, "journal_size_limit", 64i64 << 20).map_err(|e| fail("cannot set the WAL limit", e))?;
+        super::schema::migrate(&mut conn, &path)?;
+        let metrics = Arc::new(Metrics::default());
+        let (tx, rx) = flume::bounded(MAX_QUEUE);
+        let retention_ms = u64::from(sessions.retention_days) * 86_400_000;
+        let thread_metrics = metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name("clawgate-store".into())
+            .spawn(move || StorageThread { conn, metrics: thread_metrics, retention_ms }.run(&rx))
+            .map_err(|e| format!("cannot start the storage thread: {e}"))?;
+        Ok(SqliteStore { tx: Some(tx), metrics, path, durability: cfg.durability, thread: Some(thread), _lock: lock })
+    }
+
+    fn queue(&self, op: Op) {
+        let Some(tx) = &self.tx else {
+            fail_op(op, StoreError::Closed);
+            return;
+        };
+        match tx.try_send(op) {
+            Ok(()) => {}
+            Err(flume::TrySendError::Full(op)) => fail_op(op, StoreError::Busy(tx.len())),
+            Err(flume::TrySendError::Disconnected(op)) => fail_op(op, StoreError::Closed),
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Lets the storage thread commit what is queued, then waits for it.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Fails `op` without running it.
+fn fail_op(op: Op, e: StoreError) {
+    match op {
+        Op::Write(_, done) => {
+            if let Some(done) = done {
+                done(Err(e));
+            }
+        }
+        Op::Load(_, done) => done(Err(e)),
+        Op::List(_, done) => done(Err(e)),
+    }
+}
+
+/// Start-up check that the file's directory takes new files (SQLite needs its `-wal`
+/// and `-shm` beside the database): the OS's own error, with the path, rather than
+/// SQLite's "unable to open database file".
+fn probe_writable(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "cannot open the session store {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ));
+    }
+    let probe = dir.join(format!(".clawgate-probe-{}", std::process::id()));
+    match File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "cannot open the session store {}: directory {} is not writable ({e}); set [store] path to a \
+             writable place",
+            path.display(),
+            dir.display()
+        )),
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn acks_after_commit(&self) -> bool {
+        self.durability == Durability::Ack
+    }
+
+    fn write(&self, write: Write, done: Option<Done<()>>) {
+        self.queue(Op::Write(write, done));
+    }
+
+    fn load(&self, id: String, done: Done<Option<LoadedSession>>) {
+        self.queue(Op::Load(id, done));
+    }
+
+    fn list(&self, query: ListQuery, done: Done<Vec<SessionRow>>) {
+        self.queue(Op::List(query, done));
+    }
+
+    fn status(&self) -> StoreStatus {
+        let m = &self.metrics;
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        StoreStatus {
+            backend: "sqlite",
+            state: if m.degraded.load(Ordering::Relaxed) { "degraded" } else { "ok" },
+            durability: self.durability.as_str(),
+            path: Some(self.path.display().to_string()),
+            size_bytes: size(&self.path) + size(Path::new(&wal)),
+            queue_depth: self.tx.as_ref().map_or(0, flume::Sender::len),
+            commits: m.commits.load(Ordering::Relaxed),
+            writes: m.writes.load(Ordering::Relaxed),
+            write_errors: m.write_errors.load(Ordering::Relaxed),
+            commit_latency_ms: m.commit_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            commit_latency_max_ms: m.commit_us_max.load(Ordering::Relaxed) as f64 / 1000.0,
+            last_error: m.last_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+}
+
+/// The thread that owns the connection.
+struct StorageThread {
+    conn: Connection,
+    metrics: Arc<Metrics>,
+    /// `retention_days` in ms; 0 = keep forever.
+    retention_ms: u64,
+}
+
+impl StorageThread {
+    fn run(mut self, rx: &flume::Receiver<Op>) {
+        let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+        let mut next_purge = Instant::now();
+        let mut purging = false;
+        loop {
+            let first = if self.retention_ms == 0 {
+                rx.recv().map_err(|_| flume::RecvTimeoutError::Disconnected)
+            } else {
+                let wait = if purging { Duration::ZERO } else { next_purge.saturating_duration_since(Instant::now()) };
+                rx.recv_timeout(wait)
+            };
+            match first {
+                Ok(op) => {
+                    batch.push(op);
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(op) => batch.push(op),
+                            Err(_) => break,
+                        }
+                    }
+                    self.run_batch(&mut batch);
+                }
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    if !purging {
+                        next_purge = Instant::now() + PURGE_EVERY;
+                    }
+                    purging = self.purge_step() == PURGE_BATCH;
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Applies `batch` in order: runs of writes in one transaction each, reads after
+    /// the writes before them are committed.
+    fn run_batch(&mut self, batch: &mut Vec<Op>) {
+        let mut writes: Vec<(Write, Option<Done<()>>)> = Vec::new();
+        for op in batch.drain(..) {
+            match op {
+                Op::Write(w, done) => writes.push((w, done)),
+                Op::Load(id, done) => {
+                    self.commit(&mut writes);
+                    done(load(&self.conn, &id).map_err(|e| StoreError::Read(e.to_string())));
+                }
+                Op::List(q, done) => {
+                    self.commit(&mut writes);
+                    done(list(&self.conn, &q).map_err(|e| StoreError::Read(e.to_string())));
+                }
+            }
+        }
+        self.commit(&mut writes);
+    }
+
+    /// Commits `writes` in one transaction and runs their callbacks.
+    fn commit(&mut self, writes: &mut Vec<(Write, Option<Done<()>>)>) {
+        if writes.is_empty() {
+            return;
+        }
+        let start = Instant::now();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (w, _) in writes.iter() {
+                apply(&tx, w)?;
+            }
+            tx.commit()
+        })();
+        let m = &self.metrics;
+        let result = match result {
+            Ok(()) => {
+                let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let old = m.commit_us.load(Ordering::Relaxed);
+                m.commit_us.store(if old == 0 { us } else { (old * 7 + us) / 8 }, Ordering::Relaxed);
+                m.commit_us_max.fetch_max(us, Ordering::Relaxed);
+                m.commits.fetch_add(1, Ordering::Relaxed);
+                m.writes.fetch_add(writes.len() as u64, Ordering::Relaxed);
+                if m.degraded.swap(false, Ordering::Relaxed) {
+                    log::info("session store: writes succeed again (state ok)");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let text = e.to_string();
+                m.write_errors.fetch_add(writes.len() as u64, Ordering::Relaxed);
+                if !m.degraded.swap(true, Ordering::Relaxed) {
+                    log::info(&format!("session store: a write failed, state degraded: {text}"));
+                }
+                if let Ok(mut last) = m.last_error.lock() {
+                    *last = Some(text.clone());
+                }
+                Err(StoreError::Write(text))
+            }
+        };
+        for (_, done) in writes.drain(..) {
+            if let Some(done) = done {
+                done(result.clone());
+            }
+        }
+    }
+
+    /// Deletes up to `PURGE_BATCH` sessions not updated within the retention period, in
+    /// one transaction; returns how many.
+    fn purge_step(&mut self) -> usize {
+        let cutoff = crate::clock::now_unix_ms().saturating_sub(self.retention_ms);
+        let result = (|| -> rusqlite::Result<usize> {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ids: Vec<String> = {
+                let mut st = tx.prepare_cached("SELECT id FROM sessions WHERE updated_at < ?1 LIMIT ?2")?;
+                let rows = st.query_map(params![sql_int(cutoff), PURGE_BATCH as i64], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for id in &ids {
+                delete(&tx, id)?;
+            }
+            tx.commit()?;
+            Ok(ids.len())
+        })();
+        match result {
+            Ok(n) => {
+                if n > 0 {
+                    log::info(&format!("session store: retention purged {n} sessions"));
+                }
+                n
+            }
+            Err(e) => {
+                log::info(&format!("session store: retention purge failed: {e}"));
+                0
+            }
+        }
+    }
+}
+
+/// SQLite integers are `i64`; times and counters stay far below its limit.
+fn sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
+    match w {
+        Write::Turn { row, messages, trim } => {
+            conn.prepare_cached(
+                "INSERT INTO sessions (id, channel, model, owner, created_at, updated_at, appended, message_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at,
+                   appended = excluded.appended, message_count = excluded.message_count",
+            )?
+            .execute(params![
+                row.id,
+                row.channel,
+                row.model,
+                row.owner,
+                sql_int(row.created_at_ms),
+                sql_int(row.updated_at_ms),
+                sql_int(row.appended),
+                sql_int(row.message_count),
+            ])?;
+            let mut insert = conn.prepare_cached(
+                "INSERT OR REPLACE INTO messages (session, seq, role, content, extra, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for m in messages {
+                let extra = m.message.extra.as_deref().and_then(|e| sonic_rs::to_string(e).ok());
+                insert.execute(params![
+                    row.id,
+                    sql_int(m.seq),
+                    role_name(m.message.role),
+                    &*m.message.content,
+                    extra,
+                    sql_int(m.at_ms),
+                ])?;
+            }
+            if let Some(first_kept) = trim {
+                conn.prepare_cached("DELETE FROM messages WHERE session = ?1 AND seq < ?2")?
+                    .execute(params![row.id, sql_int(*first_kept)])?;
+            }
+        }
+        Write::Reset { id, at_ms } => {
+            conn.prepare_cached("UPDATE sessions SET message_count = 0, updated_at = ?2 WHERE id = ?1")?
+                .execute(params![id, sql_int(*at_ms)])?;
+            conn.prepare_cached("DELETE FROM messages WHERE session = ?1")?.execute(params![id])?;
+        }
+        Write::SetModel { id, model, at_ms } => {
+            conn.prepare_cached("UPDATE sessions SET model = ?2, updated_at = ?3 WHERE id = ?1")?.execute(params![
+                id,
+                model,
+                sql_int(*at_ms)
+            ])?;
+        }
+        Write::Delete { id } => delete(conn, id)?,
+    }
+    Ok(())
+}
+
+fn delete(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM messages WHERE session = ?1")?.execute(params![id])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute(params![id])?;
+    Ok(())
+}
+
+const ROW_COLUMNS: &str = "id, channel, model, owner, created_at, updated_at, appended, message_count";
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    let n = |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
+    Ok(SessionRow {
+        id: r.get(0)?,
+        channel: r.get(1)?,
+        model: r.get(2)?,
+        owner: r.get(3)?,
+        created_at_ms: n(4)?,
+        updated_at_ms: n(5)?,
+        appended: n(6)?,
+        message_count: n(7)?,
+    })
+}
+
+fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<LoadedSession>> {
+    let row = conn
+        .prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM sessions WHERE id = ?1"))?
+        .query_row(params![id], read_row)
+        .optional()?;
+    let Some(row) = row else { return Ok(None) };
+    let mut st =
+        conn.prepare_cached("SELECT seq, role, content, extra, at FROM messages WHERE session = ?1 ORDER BY seq")?;
+    let messages = st
+        .query_map(params![id], |r| {
+            let extra: Option<String> = r.get(3)?;
+            // A stored `extra` this build cannot read keeps the text (and is logged).
+            let extra = extra.and_then(|text| match sonic_rs::from_str::<MessageExtra>(&text) {
+                Ok(e) => Some(Arc::new(e)),
+                Err(e) => {
+                    log::info(&format!("session store: a message of session {id} has unreadable parts: {e}"));
+                    None
+                }
+            });
+            let role: String = r.get(1)?;
+            let content: String = r.get(2)?;
+            Ok(MessageRow {
+                seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                message: Message { role: parse_role(&role), content: content.into(), extra },
+                at_ms: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(LoadedSession { row, messages }))
+}
+
+fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<SessionRow>> {
+    let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+    let filters = "(?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR channel = ?2)";
+    let order = "ORDER BY created_at DESC, id DESC";
+    let rows = match &q.before {
+        None => conn
+            .prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM sessions WHERE {filters} {order} LIMIT ?3"))?
+            .query_map(params![q.owner, q.channel, limit], read_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        Some((ms, id)) => conn
+            .prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM sessions WHERE {filters} AND (created_at, id) < (?3, ?4) {order} LIMIT ?5"
+            ))?
+            .query_map(params![q.owner, q.channel, sql_int(*ms), id, limit], read_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    Ok(rows)
+}
+
+fn role_name(role: MessageRole) -> &'static str {
+    match role {
+        MessageRole::System => "system",
+        MessageRole::User => "user",
+        MessageRole::Assistant => "assistant",
+        MessageRole::Tool => "tool",
+    }
+}
+
+fn parse_role(name: &str) -> MessageRole {
+    match name {
+        "system" => MessageRole::System,
+        "assistant" => MessageRole::Assistant,
+        "tool" => MessageRole::Tool,
+        _ => MessageRole::User,
+    }
+}
+
+/// What `clawgate backup` made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    pub sessions: u64,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// Copies the store at `source` into `dest` with SQLite's online backup API, in one
+/// step (one read transaction: a consistent snapshot even while clawgate writes), into
+/// `dest.partial` first and renamed when the copy passed `PRAGMA quick_check`, so a
+/// file at `dest` is always a whole backup. Errors name the file at fault.
+pub fn backup(source: &Path, dest: &Path) -> Result<BackupReport, String> {
+    if !source.exists() {
+        return Err(format!("no session store at {}", source.display()));
+    }
+    let src = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| format!("cannot open {}: {e}", source.display()))?;
+    src.busy_timeout(Duration::from_secs(10)).map_err(|e| format!("{}: {e}", source.display()))?;
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    let mut dst = Connection::open(&partial).map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    {
+        let copy = rusqlite::backup::Backup::new(&src, &mut dst)
+            .map_err(|e| format!("cannot back up {} to {}: {e}", source.display(), partial.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            match copy.step(-1).map_err(|e| format!("backup of {} failed: {e}", source.display()))? {
+                rusqlite::backup::StepResult::Done => break,
+                _ if Instant::now() > deadline => {
+                    return Err(format!("backup of {} did not finish within 10 minutes", source.display()))
+                }
+                // Busy or locked: another connection holds a lock for a moment. (The
+                // `backup` command's own thread, never a worker.)
+                #[allow(clippy::disallowed_methods)]
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+    let check: String = dst
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| format!("cannot check the backup {}: {e}", partial.display()))?;
+    if check != "ok" {
+        return Err(format!("the backup {} failed its check: {check}", partial.display()));
+    }
+    let count = |sql: &str| -> Result<u64, String> {
+        dst.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| format!("cannot read the backup {}: {e}", partial.display()))
+    };
+    let (sessions, messages) = (count("SELECT count(*) FROM sessions")?, count("SELECT count(*) FROM messages")?);
+    drop(dst);
+    std::fs::rename(&partial, dest).map_err(|e| format!("cannot move the backup to {}: {e}", dest.display()))?;
+    let bytes = std::fs::metadata(dest).map_or(0, |m| m.len());
+    Ok(BackupReport { sessions, messages, bytes })
+}

@@ -1,0 +1,213 @@
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::*;
+use crate::chat::{MessageExtra, MessageRole, ToolCall};
+use crate::config::{SessionsConfig, StoreConfig};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clawgate-store-{tag}-{}-{}", std::process::id(), fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn open_at(path: &std::path::Path) -> SqliteStore {
+    let cfg = StoreConfig { path: path.to_path_buf(), ..StoreConfig::default() };
+    SqliteStore::open(&cfg, &SessionsConfig::default()).unwrap()
+}
+
+fn wait<T: Send + 'static>(start: impl FnOnce(Done<T>)) -> Result<T, StoreError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    start(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap()
+}
+
+fn row(id: &str, appended: u64, count: u64) -> SessionRow {
+    SessionRow {
+        id: id.into(),
+        channel: "api".into(),
+        model: "mock".into(),
+        owner: "alice".into(),
+        created_at_ms: 1000 + appended,
+        updated_at_ms: 2000 + appended,
+        appended,
+        message_count: count,
+    }
+}
+
+fn msg(seq: u64, role: MessageRole, text: &str) -> MessageRow {
+    MessageRow { seq, message: Message::text(role, text), at_ms: 5 + seq }
+}
+
+fn turn(store: &dyn Store, id: &str, first: u64, trim: Option<u64>, count: u64) {
+    let messages =
+        vec![msg(first, MessageRole::User, &format!("q{first}")), msg(first + 1, MessageRole::Assistant, "a")];
+    let w = Write::Turn { row: row(id, first + 2, count), messages, trim };
+    wait(|d| store.write(w, Some(d))).unwrap();
+}
+
+#[test]
+fn turns_round_trip_in_order_with_their_parts_and_trim() {
+    let dir = temp_dir("round");
+    let store = open_at(&dir.join("s.db"));
+    turn(&store, "s1", 0, None, 2);
+    turn(&store, "s1", 2, None, 4);
+    // A tool call and reasoning survive the trip.
+    let extra = MessageExtra {
+        tool_calls: vec![ToolCall { id: "c1".into(), name: "f".into(), arguments: "{\"a\":1}".into() }],
+        reasoning: Some(crate::chat::Reasoning { text: "hmm".into(), signature: Some("sig".into()) }),
+        ..MessageExtra::default()
+    };
+    let rich = MessageRow {
+        seq: 4,
+        message: Message { role: MessageRole::Assistant, content: "x".into(), extra: Some(Arc::new(extra)) },
+        at_ms: 9,
+    };
+    let w = Write::Turn { row: row("s1", 5, 3), messages: vec![rich.clone()], trim: Some(2) };
+    wait(|d| store.write(w, Some(d))).unwrap();
+    let loaded = wait(|d| store.load("s1".into(), d)).unwrap().unwrap();
+    // `created_at` is the first write's; the rest is the latest.
+    assert_eq!(loaded.row, SessionRow { created_at_ms: 1002, ..row("s1", 5, 3) });
+    let seqs: Vec<u64> = loaded.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [2, 3, 4], "trimmed below 2, in order");
+    assert_eq!(loaded.messages[0].message.content.as_ref(), "q2");
+    assert_eq!(loaded.messages[2], rich);
+    assert!(wait(|d| store.load("nope".into(), d)).unwrap().is_none());
+    // Writing the same turn twice stores it once.
+    turn(&store, "s1", 2, None, 3);
+    let again = wait(|d| store.load("s1".into(), d)).unwrap().unwrap();
+    assert_eq!(again.messages.len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reset_set_model_delete_and_list_pages() {
+    let dir = temp_dir("acts");
+    let store = open_at(&dir.join("s.db"));
+    for i in 0..5u64 {
+        let mut r = row(&format!("s{i}"), 2, 2);
+        r.created_at_ms = 100 + i;
+        if i == 4 {
+            r.owner = "bob".into();
+        }
+        let w = Write::Turn {
+            row: r,
+            messages: vec![msg(0, MessageRole::User, "q"), msg(1, MessageRole::Assistant, "a")],
+            trim: None,
+        };
+        wait(|d| store.write(w, Some(d))).unwrap();
+    }
+    let q = |owner: Option<&str>, before: Option<(u64, String)>, limit| ListQuery {
+        owner: owner.map(str::to_string),
+        channel: None,
+        before,
+        limit,
+    };
+    let all = wait(|d| store.list(q(None, None, 10), d)).unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["s4", "s3", "s2", "s1", "s0"]);
+    let alice = wait(|d| store.list(q(Some("alice"), None, 2), d)).unwrap();
+    assert_eq!(alice.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["s3", "s2"]);
+    let next = wait(|d| store.list(q(Some("alice"), Some((102, "s2".into())), 10), d)).unwrap();
+    assert_eq!(next.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["s1", "s0"]);
+
+    wait(|d| store.write(Write::Reset { id: "s1".into(), at_ms: 7 }, Some(d))).unwrap();
+    let s1 = wait(|d| store.load("s1".into(), d)).unwrap().unwrap();
+    assert!(s1.messages.is_empty());
+    assert_eq!((s1.row.message_count, s1.row.appended), (0, 2), "numbering goes on after a reset");
+    wait(|d| store.write(Write::SetModel { id: "s1".into(), model: "m2".into(), at_ms: 8 }, Some(d))).unwrap();
+    assert_eq!(wait(|d| store.load("s1".into(), d)).unwrap().unwrap().row.model, "m2");
+    wait(|d| store.write(Write::Delete { id: "s1".into() }, Some(d))).unwrap();
+    assert!(wait(|d| store.load("s1".into(), d)).unwrap().is_none());
+    let st = store.status();
+    assert_eq!(st.state, "ok");
+    assert!(st.commits >= 1 && st.writes >= 8, "{st:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_second_opener_a_newer_schema_and_a_non_database_are_refused_naming_the_file() {
+    let dir = temp_dir("refuse");
+    let path = dir.join("s.db");
+    let store = open_at(&path);
+    let cfg = StoreConfig { path: path.clone(), ..StoreConfig::default() };
+    let e = SqliteStore::open(&cfg, &SessionsConfig::default()).unwrap_err();
+    assert!(e.contains("in use by another process") && e.contains("s.db"), "{e}");
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    drop(conn);
+    let e = SqliteStore::open(&cfg, &SessionsConfig::default()).unwrap_err();
+    assert!(e.contains("newer clawgate") && e.contains(&format!("version {}", SCHEMA_VERSION + 1)), "{e}");
+    assert!(e.contains(&format!("up to {SCHEMA_VERSION}")) && e.contains("s.db"), "{e}");
+
+    let junk = dir.join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 8192]).unwrap();
+    let e = SqliteStore::open(&StoreConfig { path: junk, ..StoreConfig::default() }, &SessionsConfig::default())
+        .unwrap_err();
+    assert!(e.contains("junk.db") && e.contains("not a database"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn backup_copies_a_consistent_snapshot() {
+    let dir = temp_dir("backup");
+    let store = open_at(&dir.join("s.db"));
+    for i in 0..20 {
+        turn(&store, &format!("b{i}"), 0, None, 2);
+    }
+    let report = backup(&dir.join("s.db"), &dir.join("copy.db")).unwrap();
+    assert_eq!((report.sessions, report.messages), (20, 40));
+    drop(store);
+    let copy = open_at(&dir.join("copy.db"));
+    let loaded = wait(|d| copy.load("b7".into(), d)).unwrap().unwrap();
+    assert_eq!(loaded.messages.len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn retention_purges_old_sessions_in_batches_and_keeps_recent_ones() {
+    let dir = temp_dir("retention");
+    let path = dir.join("s.db");
+    let store = open_at(&path);
+    // More old sessions than one purge batch, and one recent.
+    for i in 0..300u64 {
+        let mut r = row(&format!("old{i}"), 2, 2);
+        r.updated_at_ms = 1_000 + i;
+        let w = Write::Turn {
+            row: r,
+            messages: vec![msg(0, MessageRole::User, "q"), msg(1, MessageRole::Assistant, "a")],
+            trim: None,
+        };
+        store.write(w, None);
+    }
+    let mut fresh = row("fresh", 2, 2);
+    fresh.updated_at_ms = crate::clock::now_unix_ms();
+    let w = Write::Turn { row: fresh, messages: vec![msg(0, MessageRole::User, "q")], trim: None };
+    wait(|d| store.write(w, Some(d))).unwrap();
+    drop(store);
+    let cfg = StoreConfig { path: path.clone(), ..StoreConfig::default() };
+    let store = SqliteStore::open(&cfg, &SessionsConfig { retention_days: 1, ..SessionsConfig::default() }).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let all = wait(|d| store.list(ListQuery { owner: None, channel: None, before: None, limit: 1000 }, d)).unwrap();
+        if all.len() == 1 {
+            assert_eq!(all[0].id, "fresh");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} sessions left", all.len());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(wait(|d| store.load("old7".into(), d)).unwrap().is_none());
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let n: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1, "their messages went too");
+    let _ = std::fs::remove_dir_all(&dir);
+}
