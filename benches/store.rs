@@ -5,7 +5,7 @@
 //! cargo bench --bench store
 //! ```
 //!
-//! - `store/turns_queued/{ack,async}`: a burst of turn writes (a new session each: its
+//! - `store/turns_queued/{ack,async}`: bursts of up to 4,096 turn writes (a new session each: its
 //!   row, a user message and a reply of ~100 bytes) queued at once, as many workers'
 //!   finished turns arrive together; time until the last is committed. Group commit
 //!   puts many in each transaction.
@@ -23,6 +23,9 @@ use clawgate::chat::{Message, MessageRole};
 use clawgate::config::{Durability, SessionsConfig, StoreConfig};
 use clawgate::store::{MessageRow, SessionRow, SqliteStore, Store, Write};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// Most writes queued at once: as many turns as 4,096 connections finishing together.
+const BURST: u64 = 4096;
 
 fn turn(n: u64) -> Write {
     let id = format!("bench-{n}");
@@ -72,18 +75,25 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let (tx, rx) = mpsc::channel();
                 let start = Instant::now();
-                for _ in 0..iters {
-                    next += 1;
-                    let tx = tx.clone();
-                    store.write(
-                        turn(next),
-                        Some(Box::new(move |r| {
-                            let _ = tx.send(r.is_ok());
-                        })),
-                    );
-                }
-                for _ in 0..iters {
-                    assert!(rx.recv().unwrap(), "a write failed");
+                // Bursts of at most BURST: the store's queue is bounded (a write past
+                // it fails at once, as a turn would get 503).
+                let mut left = iters;
+                while left > 0 {
+                    let burst = left.min(BURST);
+                    for _ in 0..burst {
+                        next += 1;
+                        let tx = tx.clone();
+                        store.write(
+                            turn(next),
+                            Some(Box::new(move |r| {
+                                let _ = tx.send(r.is_ok());
+                            })),
+                        );
+                    }
+                    for _ in 0..burst {
+                        assert!(rx.recv().unwrap(), "a write failed");
+                    }
+                    left -= burst;
                 }
                 start.elapsed()
             })

@@ -10,7 +10,10 @@
 # Scenarios: chat-v1 and chat-api (non-stream /v1/chat/completions and /api/chat, 64
 # connections), ws-64 (64 sockets, 20 chunks a turn), stream-api and stream-v1 (64 SSE
 # streams of 20 chunks 10 ms apart), latency-api (/api/chat on one connection).
-# SCENARIOS="chat-v1 chat-api" runs only those.
+# SCENARIOS="chat-v1 chat-api" runs only those. STORE_A / STORE_B (sqlite | memory) add
+# `[store] backend = ...` to that side's config (for a binary that knows `[store]`);
+# each side runs in its own directory (its own clawgate.db), so the same binary twice
+# compares the stores: STORE_A=memory STORE_B=sqlite bash loadtest/ab.sh BIN BIN.
 # Everything started here is stopped by PID at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -45,8 +48,13 @@ id = "gpt-4o-mini"
 provider = "mockai"
 default = true
 TOML
-"$A" --config "$work/cg.toml" 2> "$work/a.log" & ap=$!
-"$B" --config "$work/cg.toml" 2> "$work/b.log" & bp=$!
+mkdir -p "$work/a" "$work/b"
+cp "$work/cg.toml" "$work/a.toml"; cp "$work/cg.toml" "$work/b.toml"
+[ -n "${STORE_A:-}" ] && printf '\n[store]\nbackend = "%s"\n' "$STORE_A" >> "$work/a.toml"
+[ -n "${STORE_B:-}" ] && printf '\n[store]\nbackend = "%s"\n' "$STORE_B" >> "$work/b.toml"
+A=$(realpath "$A"); B=$(realpath "$B")
+(cd "$work/a" && exec "$A" --config "$work/a.toml" 2> "$work/a.log") & ap=$!
+(cd "$work/b" && exec "$B" --config "$work/b.toml" 2> "$work/b.log") & bp=$!
 trap 'kill $ap $bp $mp 2>/dev/null; wait 2>/dev/null' EXIT
 sleep 1
 aaddr=$(grep -o 'listening on http://[0-9.:]*' "$work/a.log" | cut -d/ -f3)

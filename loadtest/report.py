@@ -95,6 +95,7 @@ def main():
     ap.add_argument("--commands", required=True)
     ap.add_argument("--clawgate-config")
     ap.add_argument("--nginx-config")
+    ap.add_argument("--store-windows", help="lines: scen round commits writes commits writes t0 t1")
     a = ap.parse_args()
 
     meta = {}
@@ -194,6 +195,41 @@ def main():
     w(f"| throughput workers=2 / workers=1 | {fmt(ratio(rps_cg, rps_w1), 2)} ({fmt(rps_cg)}/s vs {fmt(rps_w1)}/s) | | stated | - |")
     w("")
 
+    # ---- the durable store (issue 13): /api/chat with SQLite vs the memory store
+    windows = []
+    if a.store_windows and os.path.exists(a.store_windows):
+        with open(a.store_windows) as f:
+            for line in f:
+                p = line.split()
+                if len(p) == 8:
+                    windows.append((p[0], int(p[1]), int(p[4]) - int(p[2]), int(p[5]) - int(p[3]), float(p[7]) - float(p[6])))
+    cpu_mem = med(c64.get("clawgate-api-mem", {}), "cpu:server")
+    l1 = runs.get("latency-1", {})
+    w("## Summary: the issue 13 targets (durable store)")
+    w("")
+    w("`/api/chat` non-stream at 64 connections, one session per connection, on the default")
+    w("store (SQLite, `durability = \"ack\"`: every turn committed with fsync before its")
+    w("answer) and on `[store] backend = \"memory\"`, same run, same rounds.")
+    w("")
+    w("| target | sqlite | memory | goal | verdict |")
+    w("|---|---|---|---|---|")
+    r13 = ratio(cpu_api, cpu_mem)
+    w(f"| CPU per request | {fmt(cpu_api, 1)} µs | {fmt(cpu_mem, 1)} µs | ≤ 1.15× memory (ratio {fmt(r13, 2)}) | {verdict(le(r13, 1.15))} |")
+    for scen, rs_all, label in (("chat-64", c64, "64 conns"), ("latency-1", l1, "1 conn")):
+        a_, m_ = rs_all.get("clawgate-api", {}), rs_all.get("clawgate-api-mem", {})
+        w(f"| {label}: throughput | {fmt(med(a_, 'throughput_rps'))}/s | {fmt(med(m_, 'throughput_rps'))}/s | stated | - |")
+        w(f"| {label}: latency p50 / p99 | {fmt(med(a_, 'latency_us.p50'))} / {fmt(med(a_, 'latency_us.p99'))} µs | {fmt(med(m_, 'latency_us.p50'))} / {fmt(med(m_, 'latency_us.p99'))} µs | stated | - |")
+    for scen, label in (("chat-64", "64 conns"), ("latency-1", "1 conn")):
+        ws_ = [x for x in windows if x[0] == scen]
+        if ws_:
+            cps = statistics.median(c / t for _, _, c, _, t in ws_ if t > 0)
+            tpc = statistics.median(wr / c for _, _, c, wr, _ in ws_ if c > 0)
+            w(f"| {label}: commits (fsyncs) per second / turns per commit | {cps:.0f}/s / {tpc:.1f} | - | stated | - |")
+    w("")
+    w("Commits and turns are the store's own counters (`/api/status` `store.commits`,")
+    w("`store.writes`) read before and after each window (warm-up included).")
+    w("")
+
     # ---- scenario tables
     current = {"scen": ""}
     def table(scen, title, intro, cols):
@@ -208,7 +244,7 @@ def main():
         w("")
         w("| " + " | ".join(c[0] for c in cols) + " |")
         w("|" + "---|" * len(cols))
-        order = ["clawgate", "clawgate-api", "clawgate-anthropic", "clawgate-w1", "nginx", "direct"]
+        order = ["clawgate", "clawgate-api", "clawgate-api-mem", "clawgate-anthropic", "clawgate-w1", "nginx", "direct"]
         for target in sorted(rs, key=lambda t: order.index(t) if t in order else 99):
             w("| " + " | ".join(c[1](target, rs[target]) for c in cols) + " |")
         w("")
@@ -216,7 +252,8 @@ def main():
     def col_target(t, _):
         if current["scen"] == "ws-64":
             return "clawgate `/ws`"
-        names = {"clawgate": "clawgate `/v1/chat/completions`", "clawgate-api": "clawgate `/api/chat`",
+        names = {"clawgate": "clawgate `/v1/chat/completions`", "clawgate-api": "clawgate `/api/chat` (SQLite store)",
+                 "clawgate-api-mem": "clawgate `/api/chat` (memory store)",
                  "clawgate-w1": "clawgate workers=1 `/v1/chat/completions`", "nginx": "nginx → mock `/v1/chat/completions`",
                  "clawgate-anthropic": "clawgate `/v1/chat/completions` → Anthropic model (translated)",
                  "clawgate-messages": "clawgate `/v1/messages` → OpenAI model (translated)",

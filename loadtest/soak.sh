@@ -118,6 +118,10 @@ auth_failures_per_minute = 0
 max_messages = 20
 max_sessions = 4000
 idle_ttl_secs = 60
+
+# The default durable store, in the run's directory.
+[store]
+path = "$work/clawgate.db"
 EOF
   provider mockai 10000 2
   provider hostile-reset 10000 1
