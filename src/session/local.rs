@@ -667,7 +667,7 @@ pub(super) fn record(s: &mut Session, new: Vec<StoredMessage>, model: String, no
 /// The store write for a turn adding `new` to `s` (not applied yet): the messages not
 /// stored yet that the trim keeps, the row after the turn, and where the trim cuts.
 pub(super) fn turn_write(s: &Session, new: &[StoredMessage], model: &str, now: u64, limits: &SessionsConfig) -> Write {
-    let first_in_memory = s.appended - s.messages.len() as u64;
+    let first_in_memory = s.appended.saturating_sub(s.messages.len() as u64);
     let appended = s.appended + new.len() as u64;
     // The trim `record` will do: the oldest go while over either bound.
     let mut kept = s.messages.len() + new.len();
@@ -677,7 +677,7 @@ pub(super) fn turn_write(s: &Session, new: &[StoredMessage], model: &str, now: u
         bytes -= sizes.next().unwrap_or(0);
         kept -= 1;
     }
-    let first_kept = appended - kept as u64;
+    let first_kept = appended.saturating_sub(kept as u64);
     let messages = s
         .messages
         .iter()
@@ -711,6 +711,8 @@ pub(super) fn turn_write(s: &Session, new: &[StoredMessage], model: &str, now: u
 /// should they have shrunk since it was written).
 pub(super) fn from_store(found: LoadedSession, limits: &SessionsConfig) -> Session {
     let row = found.row;
+    // The numbering goes on after the last stored message, whatever the row says.
+    let appended = found.messages.last().map_or(row.appended, |m| row.appended.max(m.seq + 1));
     let mut messages: VecDeque<StoredMessage> = found
         .messages
         .into_iter()
@@ -738,8 +740,8 @@ pub(super) fn from_store(found: LoadedSession, limits: &SessionsConfig) -> Sessi
             updated_at_ms: row.updated_at_ms,
         },
         messages,
-        appended: row.appended,
-        stored: row.appended,
+        appended,
+        stored: appended,
         epoch: 0,
         bytes,
         busy: None,

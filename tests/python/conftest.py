@@ -68,11 +68,14 @@ provider = "slowmock"
 class Gateway:
     """A running clawgate process."""
 
-    def __init__(self, server_extra: str = "", slow_delay: int = 60):
+    def __init__(self, server_extra: str = "", slow_delay: int = 60, workdir: str | None = None):
         binary = os.environ.get("CLAWGATE_BIN", str(ROOT / "target" / "debug" / "clawgate"))
         if not Path(binary).exists():
             raise RuntimeError(f"{binary} does not exist: build it first (cargo build)")
         self.dir = tempfile.TemporaryDirectory()
+        # The working directory, where the default store (clawgate.db) goes: the
+        # caller's (kept across restarts) or the temporary one.
+        self.workdir = workdir or self.dir.name
         cfg = Path(self.dir.name) / "clawgate.toml"
         cfg.write_text(
             BASE_CONFIG.format(
@@ -84,7 +87,7 @@ class Gateway:
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
-            cwd=self.dir.name,  # the default store, clawgate.db, goes here
+            cwd=self.workdir,
         )
         self.addr = None
         deadline = time.time() + 15
