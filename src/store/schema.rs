@@ -12,7 +12,8 @@ use rusqlite::{Connection, TransactionBehavior};
 const MIGRATIONS: &[&str] = &[
     // 1: sessions and their messages. Times are ms since the Unix epoch. `appended`
     // is the next message's `seq`; `extra` is `chat::MessageExtra` as JSON (NULL for
-    // plain text).
+    // plain text). No index on `updated_at`: every turn would move its entry; the
+    // retention pass walks the sessions by id instead.
     "CREATE TABLE sessions (
         id TEXT NOT NULL PRIMARY KEY,
         channel TEXT NOT NULL,
@@ -24,7 +25,6 @@ const MIGRATIONS: &[&str] = &[
         message_count INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX sessions_by_created ON sessions (created_at, id);
-    CREATE INDEX sessions_by_updated ON sessions (updated_at);
     CREATE TABLE messages (
         session TEXT NOT NULL,
         seq INTEGER NOT NULL,

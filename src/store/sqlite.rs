@@ -3,8 +3,10 @@
 //!
 //! The thread takes every operation waiting in its queue (up to `MAX_BATCH`), applies
 //! the writes among them in one transaction and commits once, then runs their
-//! callbacks: turns arriving together share one fsync (group commit), and a lone turn
-//! is not delayed waiting for company. A read waits for the writes queued before it to
+//! callbacks: turns arriving together share one fsync (group commit). When idle it
+//! blocks on the queue, so a lone turn is committed at once; under load (the last
+//! batch had `BUSY_BATCH` writes or more) it sleeps `COMMIT_INTERVAL` between batches
+//! instead, so writers never pay a wake-up and each fsync serves more turns. A read waits for the writes queued before it to
 //! be committed, so it never returns what might still be rolled back. A failed commit
 //! fails every write of its batch (their turns get 503) and marks the store
 //! `degraded` until a commit succeeds again. With `[sessions] retention_days`, old
@@ -33,7 +35,12 @@ use super::{Done, ListQuery, LoadedSession, MessageRow, SessionRow, Store, Store
 const MAX_BATCH: usize = 1024;
 /// Most operations waiting; beyond it a write fails at once (`StoreError::Busy`).
 const MAX_QUEUE: usize = 65_536;
-/// Sessions deleted per retention transaction.
+/// Under load, the pause between batches (a turn waits at most this for its commit to
+/// start).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(1);
+/// A batch this large means load: the next one is taken after `COMMIT_INTERVAL`.
+const BUSY_BATCH: usize = 8;
+/// Sessions looked at (and the old ones deleted) per retention transaction.
 const PURGE_BATCH: usize = 256;
 /// How often retention looks for old sessions.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -123,7 +130,7 @@ impl SqliteStore {
         let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("clawgate-store".into())
-            .spawn(move || StorageThread { conn, metrics: thread_metrics, retention_ms }.run(&rx))
+            .spawn(move || StorageThread { conn, metrics: thread_metrics, retention_ms, purge_cursor: String::new() }.run(&rx))
             .map_err(|e| format!("cannot start the storage thread: {e}"))?;
         Ok(SqliteStore { tx: Some(tx), metrics, path, durability: cfg.durability, thread: Some(thread), _lock: lock })
     }
@@ -247,6 +254,8 @@ struct StorageThread {
     metrics: Arc<Metrics>,
     /// `retention_days` in ms; 0 = keep forever.
     retention_ms: u64,
+    /// Where the retention pass goes on (the last session id looked at).
+    purge_cursor: String,
 }
 
 impl StorageThread {
@@ -254,8 +263,21 @@ impl StorageThread {
         let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
         let mut next_purge = Instant::now();
         let mut purging = false;
+        let mut busy = false;
         loop {
-            let first = if self.retention_ms == 0 {
+            let first = if busy {
+                // Under load: let the next batch gather without anyone waking us.
+                #[allow(clippy::disallowed_methods)] // the storage thread, not a worker
+                std::thread::sleep(COMMIT_INTERVAL);
+                match rx.try_recv() {
+                    Ok(op) => Ok(op),
+                    Err(flume::TryRecvError::Empty) => {
+                        busy = false;
+                        continue;
+                    }
+                    Err(flume::TryRecvError::Disconnected) => Err(flume::RecvTimeoutError::Disconnected),
+                }
+            } else if self.retention_ms == 0 {
                 rx.recv().map_err(|_| flume::RecvTimeoutError::Disconnected)
             } else {
                 let wait = if purging { Duration::ZERO } else { next_purge.saturating_duration_since(Instant::now()) };
@@ -270,13 +292,14 @@ impl StorageThread {
                             Err(_) => break,
                         }
                     }
+                    busy = batch.len() >= BUSY_BATCH;
                     self.run_batch(&mut batch);
                 }
                 Err(flume::RecvTimeoutError::Timeout) => {
                     if !purging {
                         next_purge = Instant::now() + PURGE_EVERY;
                     }
-                    purging = self.purge_step() == PURGE_BATCH;
+                    purging = self.purge_step();
                 }
                 Err(flume::RecvTimeoutError::Disconnected) => return,
             }
@@ -349,33 +372,46 @@ impl StorageThread {
         }
     }
 
-    /// Deletes up to `PURGE_BATCH` sessions not updated within the retention period, in
-    /// one transaction; returns how many.
-    fn purge_step(&mut self) -> usize {
-        let cutoff = crate::clock::now_unix_ms().saturating_sub(self.retention_ms);
-        let result = (|| -> rusqlite::Result<usize> {
+    /// One step of a retention pass: looks at the next `PURGE_BATCH` sessions in id
+    /// order and deletes those not updated within the retention period, in one
+    /// transaction. Returns whether the pass goes on (more sessions after these).
+    fn purge_step(&mut self) -> bool {
+        let cutoff = sql_int(crate::clock::now_unix_ms().saturating_sub(self.retention_ms));
+        let after = std::mem::take(&mut self.purge_cursor);
+        let result = (|| -> rusqlite::Result<(usize, usize, Option<String>)> {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let ids: Vec<String> = {
-                let mut st = tx.prepare_cached("SELECT id FROM sessions WHERE updated_at < ?1 LIMIT ?2")?;
-                let rows = st.query_map(params![sql_int(cutoff), PURGE_BATCH as i64], |r| r.get(0))?;
+            let rows: Vec<(String, i64)> = {
+                let mut st =
+                    tx.prepare_cached("SELECT id, updated_at FROM sessions WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+                let rows = st.query_map(params![after, PURGE_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
-            for id in &ids {
-                delete(&tx, id)?;
+            let mut purged = 0;
+            for (id, updated) in &rows {
+                if *updated < cutoff {
+                    delete(&tx, id)?;
+                    purged += 1;
+                }
             }
             tx.commit()?;
-            Ok(ids.len())
+            Ok((rows.len(), purged, rows.last().map(|r| r.0.clone())))
         })();
         match result {
-            Ok(n) => {
-                if n > 0 {
-                    log::info(&format!("session store: retention purged {n} sessions"));
+            Ok((seen, purged, last)) => {
+                if purged > 0 {
+                    log::info(&format!("session store: retention purged {purged} sessions"));
                 }
-                n
+                match last {
+                    Some(id) if seen == PURGE_BATCH => {
+                        self.purge_cursor = id;
+                        true
+                    }
+                    _ => false,
+                }
             }
             Err(e) => {
                 log::info(&format!("session store: retention purge failed: {e}"));
-                0
+                false
             }
         }
     }
@@ -389,36 +425,36 @@ fn sql_int(v: u64) -> i64 {
 fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
     match w {
         Write::Turn { row, messages, trim } => {
-            conn.prepare_cached(
-                "INSERT INTO sessions (id, channel, model, owner, created_at, updated_at, appended, message_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (id) DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at,
-                   appended = excluded.appended, message_count = excluded.message_count",
-            )?
-            .execute(params![
-                row.id,
-                row.channel,
-                row.model,
-                row.owner,
-                sql_int(row.created_at_ms),
-                sql_int(row.updated_at_ms),
-                sql_int(row.appended),
-                sql_int(row.message_count),
-            ])?;
-            let mut insert = conn.prepare_cached(
-                "INSERT OR REPLACE INTO messages (session, seq, role, content, extra, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for m in messages {
-                let extra = m.message.extra.as_deref().and_then(|e| sonic_rs::to_string(e).ok());
-                insert.execute(params![
+            // Most turns continue a stored session: an update in place; a new one is
+            // inserted.
+            let updated = conn
+                .prepare_cached(
+                    "UPDATE sessions SET model = ?2, updated_at = ?3, appended = ?4, message_count = ?5 WHERE id = ?1",
+                )?
+                .execute(params![
                     row.id,
-                    sql_int(m.seq),
-                    role_name(m.message.role),
-                    &*m.message.content,
-                    extra,
-                    sql_int(m.at_ms),
+                    row.model,
+                    sql_int(row.updated_at_ms),
+                    sql_int(row.appended),
+                    sql_int(row.message_count),
+                ])?;
+            if updated == 0 {
+                conn.prepare_cached(
+                    "INSERT INTO sessions (id, channel, model, owner, created_at, updated_at, appended, message_count)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    row.id,
+                    row.channel,
+                    row.model,
+                    row.owner,
+                    sql_int(row.created_at_ms),
+                    sql_int(row.updated_at_ms),
+                    sql_int(row.appended),
+                    sql_int(row.message_count),
                 ])?;
             }
+            insert_messages(conn, &row.id, messages)?;
             if let Some(first_kept) = trim {
                 conn.prepare_cached("DELETE FROM messages WHERE session = ?1 AND seq < ?2")?
                     .execute(params![row.id, sql_int(*first_kept)])?;
@@ -437,6 +473,39 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
             ])?;
         }
         Write::Delete { id } => delete(conn, id)?,
+    }
+    Ok(())
+}
+
+/// Inserts a turn's messages: a turn's usual two (user, reply) in one statement.
+fn insert_messages(conn: &Connection, id: &str, messages: &[MessageRow]) -> rusqlite::Result<()> {
+    let extra = |m: &MessageRow| m.message.extra.as_deref().and_then(|e| sonic_rs::to_string(e).ok());
+    if let [a, b] = messages {
+        return conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO messages (session, seq, role, content, extra, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6), (?1, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                id,
+                sql_int(a.seq),
+                role_name(a.message.role),
+                &*a.message.content,
+                extra(a),
+                sql_int(a.at_ms),
+                sql_int(b.seq),
+                role_name(b.message.role),
+                &*b.message.content,
+                extra(b),
+                sql_int(b.at_ms),
+            ])
+            .map(drop);
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO messages (session, seq, role, content, extra, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for m in messages {
+        insert.execute(params![id, sql_int(m.seq), role_name(m.message.role), &*m.message.content, extra(m), sql_int(m.at_ms)])?;
     }
     Ok(())
 }
