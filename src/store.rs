@@ -13,11 +13,12 @@
 //! - `redis` (several instances sharing sessions): the trait is shaped for it (owned
 //!   values, callbacks from another thread, no SQL in the interface), not built yet.
 //!
-//! What is stored: one row per session (`SessionRow`) and its messages, each with a
-//! sequence number (`MessageRow::seq`: 0 for the first message the session ever
-//! recorded, so trimmed messages leave a gap at the front and never a renumbering).
-//! The messages kept are those the session keeps in memory (`[sessions] max_messages`,
-//! `max_bytes`): a write says which sequence numbers the trim dropped.
+//! What is stored: each session (`SessionRow`) and its messages, each with a sequence
+//! number (`MessageRow::seq`: 0 for the first message the session ever recorded, so
+//! trimmed messages leave a gap at the front and never a renumbering). The messages
+//! kept are those the session keeps in memory (`[sessions] max_messages`, `max_bytes`):
+//! a write says which sequence numbers the trim dropped. (SQLite keeps a turn's
+//! messages in one row: see `schema.rs`.)
 //!
 //! ```text
 //! worker (session holder) --Write::Turn + callback--> storage thread

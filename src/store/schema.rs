@@ -10,10 +10,14 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// `MIGRATIONS[n]`: version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
-    // 1: sessions and their messages. Times are ms since the Unix epoch. `appended`
-    // is the next message's `seq`; `extra` is `chat::MessageExtra` as JSON (NULL for
-    // plain text). No index on `updated_at`: every turn would move its entry; the
-    // retention pass walks the sessions by id instead.
+    // 1: sessions and their turns. Times are ms since the Unix epoch. A session's row
+    // is written when it is made and by reset and set-model; each turn adds one `turns`
+    // row (one insert per turn, the cheapest durable write): its messages as a JSON
+    // array (numbered from `seq`; `{role, content, extra?, at}`, `extra` being
+    // `chat::MessageExtra`), the session's numbering after it (`end_seq`), the first
+    // message the history keeps (`kept_from`), and the turn's model and time, which
+    // the latest turn row says for the session. No index on times: every turn would
+    // move its entry; the retention pass walks the sessions by id instead.
     "CREATE TABLE sessions (
         id TEXT NOT NULL PRIMARY KEY,
         channel TEXT NOT NULL,
@@ -21,17 +25,17 @@ const MIGRATIONS: &[&str] = &[
         owner TEXT NOT NULL,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
-        appended INTEGER NOT NULL,
-        message_count INTEGER NOT NULL
+        appended INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX sessions_by_created ON sessions (created_at, id);
-    CREATE TABLE messages (
+    CREATE TABLE turns (
         session TEXT NOT NULL,
         seq INTEGER NOT NULL,
-        role TEXT NOT NULL,
-        content TEXT NOT NULL,
-        extra TEXT,
+        end_seq INTEGER NOT NULL,
+        kept_from INTEGER NOT NULL,
+        model TEXT NOT NULL,
         at INTEGER NOT NULL,
+        messages TEXT NOT NULL,
         PRIMARY KEY (session, seq)
     ) WITHOUT ROWID;",
 ];

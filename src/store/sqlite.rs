@@ -130,7 +130,9 @@ impl SqliteStore {
         let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("clawgate-store".into())
-            .spawn(move || StorageThread { conn, metrics: thread_metrics, retention_ms, purge_cursor: String::new() }.run(&rx))
+            .spawn(move || {
+                StorageThread { conn, metrics: thread_metrics, retention_ms, purge_cursor: String::new() }.run(&rx)
+            })
             .map_err(|e| format!("cannot start the storage thread: {e}"))?;
         Ok(SqliteStore { tx: Some(tx), metrics, path, durability: cfg.durability, thread: Some(thread), _lock: lock })
     }
@@ -381,8 +383,11 @@ impl StorageThread {
         let result = (|| -> rusqlite::Result<(usize, usize, Option<String>)> {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let rows: Vec<(String, i64)> = {
-                let mut st =
-                    tx.prepare_cached("SELECT id, updated_at FROM sessions WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+                let mut st = tx.prepare_cached(
+                    "SELECT s.id, max(s.updated_at, coalesce(
+                       (SELECT at FROM turns WHERE session = s.id ORDER BY seq DESC LIMIT 1), 0))
+                     FROM sessions s WHERE s.id > ?1 ORDER BY s.id LIMIT ?2",
+                )?;
                 let rows = st.query_map(params![after, PURGE_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
@@ -422,48 +427,79 @@ fn sql_int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A message inside a turn row's `messages` JSON array (its number is the row's `seq`
+/// plus its index).
+#[derive(serde::Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a MessageExtra>,
+    at: u64,
+}
+
+/// `MessageOut` read back.
+#[derive(serde::Deserialize)]
+struct MessageIn {
+    role: String,
+    content: String,
+    #[serde(default)]
+    extra: Option<MessageExtra>,
+    #[serde(default)]
+    at: u64,
+}
+
+/// One statement for what most turns write: the turn's messages as one row.
 fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
     match w {
         Write::Turn { row, messages, trim } => {
-            // Most turns continue a stored session: an update in place; a new one is
-            // inserted.
-            let updated = conn
-                .prepare_cached(
-                    "UPDATE sessions SET model = ?2, updated_at = ?3, appended = ?4, message_count = ?5 WHERE id = ?1",
-                )?
-                .execute(params![
-                    row.id,
-                    row.model,
-                    sql_int(row.updated_at_ms),
-                    sql_int(row.appended),
-                    sql_int(row.message_count),
-                ])?;
-            if updated == 0 {
+            // The session's row is written once, when it is new (a no-op lookup after);
+            // its changing metadata lives in its latest turn row.
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO sessions (id, channel, model, owner, created_at, updated_at, appended)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0)",
+            )?
+            .execute(params![row.id, row.channel, row.model, row.owner, sql_int(row.created_at_ms)])?;
+            if let Some(first) = messages.first() {
+                let out: Vec<MessageOut<'_>> = messages
+                    .iter()
+                    .map(|m| MessageOut {
+                        role: role_name(m.message.role),
+                        content: &m.message.content,
+                        extra: m.message.extra.as_deref(),
+                        at: m.at_ms,
+                    })
+                    .collect();
+                let json = sonic_rs::to_string(&out).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
                 conn.prepare_cached(
-                    "INSERT INTO sessions (id, channel, model, owner, created_at, updated_at, appended, message_count)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR REPLACE INTO turns (session, seq, end_seq, kept_from, model, at, messages)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
                 .execute(params![
                     row.id,
-                    row.channel,
-                    row.model,
-                    row.owner,
-                    sql_int(row.created_at_ms),
-                    sql_int(row.updated_at_ms),
+                    sql_int(first.seq),
                     sql_int(row.appended),
-                    sql_int(row.message_count),
+                    sql_int(row.appended.saturating_sub(row.message_count)),
+                    row.model,
+                    sql_int(row.updated_at_ms),
+                    json,
                 ])?;
             }
-            insert_messages(conn, &row.id, messages)?;
             if let Some(first_kept) = trim {
-                conn.prepare_cached("DELETE FROM messages WHERE session = ?1 AND seq < ?2")?
+                // Turn rows whose messages all fall before the first kept one.
+                conn.prepare_cached("DELETE FROM turns WHERE session = ?1 AND seq < ?2 AND end_seq <= ?2")?
                     .execute(params![row.id, sql_int(*first_kept)])?;
             }
         }
         Write::Reset { id, at_ms } => {
-            conn.prepare_cached("UPDATE sessions SET message_count = 0, updated_at = ?2 WHERE id = ?1")?
-                .execute(params![id, sql_int(*at_ms)])?;
-            conn.prepare_cached("DELETE FROM messages WHERE session = ?1")?.execute(params![id])?;
+            // The numbering goes on after a reset: the row keeps where it was.
+            conn.prepare_cached(
+                "UPDATE sessions SET updated_at = ?2,
+                   appended = max(appended, coalesce((SELECT max(end_seq) FROM turns WHERE session = ?1), 0))
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, sql_int(*at_ms)])?;
+            conn.prepare_cached("DELETE FROM turns WHERE session = ?1")?.execute(params![id])?;
         }
         Write::SetModel { id, model, at_ms } => {
             conn.prepare_cached("UPDATE sessions SET model = ?2, updated_at = ?3 WHERE id = ?1")?.execute(params![
@@ -477,104 +513,93 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Inserts a turn's messages: a turn's usual two (user, reply) in one statement.
-fn insert_messages(conn: &Connection, id: &str, messages: &[MessageRow]) -> rusqlite::Result<()> {
-    let extra = |m: &MessageRow| m.message.extra.as_deref().and_then(|e| sonic_rs::to_string(e).ok());
-    if let [a, b] = messages {
-        return conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO messages (session, seq, role, content, extra, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6), (?1, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                id,
-                sql_int(a.seq),
-                role_name(a.message.role),
-                &*a.message.content,
-                extra(a),
-                sql_int(a.at_ms),
-                sql_int(b.seq),
-                role_name(b.message.role),
-                &*b.message.content,
-                extra(b),
-                sql_int(b.at_ms),
-            ])
-            .map(drop);
-    }
-    let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO messages (session, seq, role, content, extra, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for m in messages {
-        insert.execute(params![id, sql_int(m.seq), role_name(m.message.role), &*m.message.content, extra(m), sql_int(m.at_ms)])?;
-    }
-    Ok(())
-}
-
 fn delete(conn: &Connection, id: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM messages WHERE session = ?1")?.execute(params![id])?;
+    conn.prepare_cached("DELETE FROM turns WHERE session = ?1")?.execute(params![id])?;
     conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute(params![id])?;
     Ok(())
 }
 
-const ROW_COLUMNS: &str = "id, channel, model, owner, created_at, updated_at, appended, message_count";
+/// A session's row joined with its latest turn row (`t.*` NULL when it has none).
+const ROW_SELECT: &str = "SELECT s.id, s.channel, s.model, s.owner, s.created_at, s.updated_at, s.appended,
+    t.model, t.at, t.end_seq, t.kept_from
+  FROM sessions s LEFT JOIN turns t
+    ON t.session = s.id AND t.seq = (SELECT max(seq) FROM turns WHERE session = s.id)";
 
+/// A `ROW_SELECT` row as a `SessionRow`: the latest of the session row (reset,
+/// set-model) and its latest turn row says the model, the time and the numbering.
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     let n = |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
+    let on = |i: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(r.get::<_, Option<i64>>(i)?.map(|v| u64::try_from(v).unwrap_or(0)))
+    };
+    let (row_model, row_updated, row_appended): (String, u64, u64) = (r.get(2)?, n(5)?, n(6)?);
+    let turn_model: Option<String> = r.get(7)?;
+    let (model, updated_at_ms, appended, message_count) = match (turn_model, on(8)?, on(9)?, on(10)?) {
+        (Some(tm), Some(at), Some(end), Some(kept)) => (
+            if row_updated > at { row_model } else { tm },
+            row_updated.max(at),
+            row_appended.max(end),
+            end.saturating_sub(kept),
+        ),
+        _ => (row_model, row_updated, row_appended, 0),
+    };
     Ok(SessionRow {
         id: r.get(0)?,
         channel: r.get(1)?,
-        model: r.get(2)?,
+        model,
         owner: r.get(3)?,
         created_at_ms: n(4)?,
-        updated_at_ms: n(5)?,
-        appended: n(6)?,
-        message_count: n(7)?,
+        updated_at_ms,
+        appended,
+        message_count,
     })
 }
 
 fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<LoadedSession>> {
-    let row = conn
-        .prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM sessions WHERE id = ?1"))?
-        .query_row(params![id], read_row)
-        .optional()?;
+    let row =
+        conn.prepare_cached(&format!("{ROW_SELECT} WHERE s.id = ?1"))?.query_row(params![id], read_row).optional()?;
     let Some(row) = row else { return Ok(None) };
-    let mut st =
-        conn.prepare_cached("SELECT seq, role, content, extra, at FROM messages WHERE session = ?1 ORDER BY seq")?;
-    let messages = st
-        .query_map(params![id], |r| {
-            let extra: Option<String> = r.get(3)?;
-            // A stored `extra` this build cannot read keeps the text (and is logged).
-            let extra = extra.and_then(|text| match sonic_rs::from_str::<MessageExtra>(&text) {
-                Ok(e) => Some(Arc::new(e)),
-                Err(e) => {
-                    log::info(&format!("session store: a message of session {id} has unreadable parts: {e}"));
-                    None
-                }
+    let first_kept = row.appended.saturating_sub(row.message_count);
+    let mut st = conn.prepare_cached("SELECT seq, messages FROM turns WHERE session = ?1 ORDER BY seq")?;
+    let mut rows = st.query(params![id])?;
+    let mut messages = Vec::new();
+    while let Some(r) = rows.next()? {
+        let seq = u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0);
+        let text: String = r.get(1)?;
+        // A turn row this build cannot read is skipped (and logged), not fatal.
+        let stored: Vec<MessageIn> = match sonic_rs::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                log::info(&format!("session store: a turn of session {id} is unreadable: {e}"));
+                continue;
+            }
+        };
+        for (m, seq) in stored.into_iter().zip(seq..) {
+            if seq < first_kept {
+                continue;
+            }
+            messages.push(MessageRow {
+                seq,
+                message: Message { role: parse_role(&m.role), content: m.content.into(), extra: m.extra.map(Arc::new) },
+                at_ms: m.at,
             });
-            let role: String = r.get(1)?;
-            let content: String = r.get(2)?;
-            Ok(MessageRow {
-                seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-                message: Message { role: parse_role(&role), content: content.into(), extra },
-                at_ms: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        }
+    }
     Ok(Some(LoadedSession { row, messages }))
 }
 
 fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<SessionRow>> {
     let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-    let filters = "(?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR channel = ?2)";
-    let order = "ORDER BY created_at DESC, id DESC";
+    let filters = "(?1 IS NULL OR s.owner = ?1) AND (?2 IS NULL OR s.channel = ?2)";
+    let order = "ORDER BY s.created_at DESC, s.id DESC";
     let rows = match &q.before {
         None => conn
-            .prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM sessions WHERE {filters} {order} LIMIT ?3"))?
+            .prepare_cached(&format!("{ROW_SELECT} WHERE {filters} {order} LIMIT ?3"))?
             .query_map(params![q.owner, q.channel, limit], read_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?,
         Some((ms, id)) => conn
             .prepare_cached(&format!(
-                "SELECT {ROW_COLUMNS} FROM sessions WHERE {filters} AND (created_at, id) < (?3, ?4) {order} LIMIT ?5"
+                "{ROW_SELECT} WHERE {filters} AND (s.created_at, s.id) < (?3, ?4) {order} LIMIT ?5"
             ))?
             .query_map(params![q.owner, q.channel, sql_int(*ms), id, limit], read_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?,
@@ -652,7 +677,10 @@ pub fn backup(source: &Path, dest: &Path) -> Result<BackupReport, String> {
             .map(|n| u64::try_from(n).unwrap_or(0))
             .map_err(|e| format!("cannot read the backup {}: {e}", partial.display()))
     };
-    let (sessions, messages) = (count("SELECT count(*) FROM sessions")?, count("SELECT count(*) FROM messages")?);
+    let (sessions, messages) = (
+        count("SELECT count(*) FROM sessions")?,
+        count("SELECT coalesce(sum(json_array_length(messages)), 0) FROM turns")?,
+    );
     drop(dst);
     std::fs::rename(&partial, dest).map_err(|e| format!("cannot move the backup to {}: {e}", dest.display()))?;
     let bytes = std::fs::metadata(dest).map_or(0, |m| m.len());

@@ -207,7 +207,7 @@ fn retention_purges_old_sessions_in_batches_and_keeps_recent_ones() {
     assert!(wait(|d| store.load("old7".into(), d)).unwrap().is_none());
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let n: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
-    assert_eq!(n, 1, "their messages went too");
+    let n: i64 = conn.query_row("SELECT count(*) FROM turns", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1, "their turns went too");
     let _ = std::fs::remove_dir_all(&dir);
 }

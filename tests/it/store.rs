@@ -204,8 +204,9 @@ fn kill_9_during_24_busy_sessions_loses_no_acknowledged_turn() {
     assert_eq!(check, "ok");
     let dupes: i64 = conn
         .query_row(
-            "SELECT count(*) FROM (SELECT session, content FROM messages WHERE role = 'user' \
-             GROUP BY session, content HAVING count(*) > 1)",
+            "SELECT count(*) FROM (SELECT t.session, m.value ->> 'content' AS content \
+             FROM turns t, json_each(t.messages) m WHERE m.value ->> 'role' = 'user' \
+             GROUP BY t.session, content HAVING count(*) > 1)",
             [],
             |r| r.get(0),
         )
