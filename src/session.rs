@@ -243,6 +243,9 @@ pub struct Session {
     appended: u64,
     /// Messages numbered below this are in the store (a new session's seed is not yet).
     stored: u64,
+    /// Messages numbered below this are deleted from the store (trimmed ones above it
+    /// may still be there, unread: `TRIM_SLACK`).
+    disk_from: u64,
     /// Resets so far: a turn committed after a reset is kept out of the history.
     epoch: u64,
     bytes: usize,

@@ -432,6 +432,9 @@ impl LocalSessions {
             .collect();
         if self.store.durable() {
             let write = turn_write(s, &new, &model, now, limits);
+            if let Write::Turn { trim: Some(from), .. } = &write {
+                s.disk_from = *from;
+            }
             if self.store.acks_after_commit() {
                 let (peers, me, epoch, id) = (self.peers.clone(), self.me, s.epoch, id.to_string());
                 self.store.write(
@@ -597,6 +600,7 @@ pub(super) fn new_session(id: &str, req: &BeginTurn) -> Session {
         },
         appended: messages.len() as u64,
         stored: 0,
+        disk_from: 0,
         epoch: 0,
         messages,
         bytes,
@@ -664,8 +668,14 @@ pub(super) fn record(s: &mut Session, new: Vec<StoredMessage>, model: String, no
     s.created_by = None;
 }
 
+/// Trimmed messages are deleted from the store once this many have gathered (one range
+/// delete then, instead of one per turn); until then they stay on disk unread (a load
+/// starts at the kept ones).
+pub(super) const TRIM_SLACK: u64 = 16;
+
 /// The store write for a turn adding `new` to `s` (not applied yet): the messages not
-/// stored yet that the trim keeps, the row after the turn, and where the trim cuts.
+/// stored yet that the trim keeps, the row after the turn, and, once `TRIM_SLACK`
+/// trimmed messages have gathered, where the store deletes up to.
 pub(super) fn turn_write(s: &Session, new: &[StoredMessage], model: &str, now: u64, limits: &SessionsConfig) -> Write {
     let first_in_memory = s.appended.saturating_sub(s.messages.len() as u64);
     let appended = s.appended + new.len() as u64;
@@ -703,7 +713,7 @@ pub(super) fn turn_write(s: &Session, new: &[StoredMessage], model: &str, now: u
             message_count: kept as u64,
         },
         messages,
-        trim: (first_kept > first_in_memory).then_some(first_kept),
+        trim: (first_kept >= s.disk_from + TRIM_SLACK).then_some(first_kept),
     }
 }
 
@@ -742,6 +752,9 @@ pub(super) fn from_store(found: LoadedSession, limits: &SessionsConfig) -> Sessi
         messages,
         appended,
         stored: appended,
+        // What lies below the kept messages on disk is not known: the first trim
+        // deletes all of it.
+        disk_from: 0,
         epoch: 0,
         bytes,
         busy: None,

@@ -297,8 +297,8 @@ fn ids_are_validated_and_owners_stable() {
 #[test]
 fn the_store_write_trims_exactly_as_memory_does() {
     // Whatever the sizes, the write made before a turn is recorded says what memory
-    // keeps after it: the same count, the same first sequence number, the new messages
-    // (and a seed not stored yet) with consecutive numbers.
+    // keeps after it: the same count, the new messages (and a seed not stored yet)
+    // with consecutive numbers, and a delete of the trimmed ones once enough gathered.
     let limits = SessionsConfig { max_messages: 7, max_bytes: 400, ..SessionsConfig::default() };
     let req = BeginTurn {
         id: Some("s".into()),
@@ -316,8 +316,8 @@ fn the_store_write_trims_exactly_as_memory_does() {
             .into_iter()
             .map(|m| StoredMessage { role: m.role, content: m.content, extra: None, at: turn })
             .collect();
-        let first_before = s.appended - s.messages.len() as u64;
         let stored_before = s.stored;
+        let disk_before = s.disk_from;
         let crate::store::Write::Turn { row, messages, trim } = local::turn_write(&s, &new, "m", turn, &limits) else {
             panic!("a turn write")
         };
@@ -325,7 +325,12 @@ fn the_store_write_trims_exactly_as_memory_does() {
         let first_after = s.appended - s.messages.len() as u64;
         assert_eq!(row.message_count, s.messages.len() as u64, "turn {turn}");
         assert_eq!(row.appended, s.appended);
-        assert_eq!(trim, (first_after > first_before).then_some(first_after), "turn {turn}");
+        // Trimmed messages are deleted in ranges of at least TRIM_SLACK.
+        assert_eq!(trim, (first_after >= disk_before + local::TRIM_SLACK).then_some(first_after), "turn {turn}");
+        if let Some(t) = trim {
+            s.disk_from = t;
+        }
+        assert!(first_after < s.disk_from + local::TRIM_SLACK, "turn {turn}: stale rows stay bounded");
         let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
         let expected: Vec<u64> = (stored_before.max(first_after)..s.appended).collect();
         assert_eq!(seqs, expected, "turn {turn}");
