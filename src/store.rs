@@ -159,6 +159,107 @@ pub trait Store: Send + Sync {
     fn list(&self, query: ListQuery, done: Done<Vec<SessionRow>>);
     /// Size, queue, commits and state, for `/api/status` and `/health/detailed`.
     fn status(&self) -> StoreStatus;
+
+    // The webhook spool and outbox (channel webhooks): a verified delivery is spooled
+    // before its `200`, its turn's reply parts enter the outbox in the same transaction
+    // that marks the delivery answered, and each part leaves the outbox once the
+    // platform accepted it (or is dead-lettered).
+
+    /// Spools a verified delivery, unless one with the same (channel, key) is there:
+    /// the unique key is the only deduplication (a platform's retry may arrive while
+    /// the first delivery is still being answered).
+    fn spool(&self, delivery: Delivery, done: Done<Spooled>);
+    /// Up to `limit` spooled deliveries whose turn is not recorded yet, oldest first
+    /// (after a restart, and as a sweep).
+    fn spooled(&self, limit: usize, done: Done<Vec<SpoolEntry>>);
+    /// Records the answer to spooled delivery `id`: marks it answered and puts `parts`
+    /// in the outbox, in one transaction (exactly once: answering twice adds nothing).
+    fn answer(&self, id: u64, parts: Vec<OutboxPart>, done: Done<()>);
+    /// Up to `limit` outbox parts due at `now_ms` (pending, `next_at_ms` reached), in
+    /// order of delivery and part.
+    fn outbox_due(&self, now_ms: u64, limit: usize, done: Done<Vec<OutboxEntry>>);
+    /// What became of one send of outbox part `id`.
+    fn outbox_result(&self, id: u64, outcome: SendOutcome, done: Option<Done<()>>);
+    /// Outbox parts by state, for `/api/channels`.
+    fn outbox_counts(&self, done: Done<OutboxCounts>);
+}
+
+/// A verified webhook delivery, as spooled before its `200`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The configured channel's name.
+    pub channel: String,
+    /// The platform's id of the delivery (Telegram `update_id`, Slack `event_id`,
+    /// Discord interaction `id`, WhatsApp message `id`, generic `messageId`): unique
+    /// per channel.
+    pub key: String,
+    /// The session its turn runs in (`<channel>:<chat id>`, or per user).
+    pub session: String,
+    /// The platform's id of the sender.
+    pub sender: String,
+    pub text: String,
+    /// Where the reply goes, in the channel type's own terms (JSON: chat id, thread,
+    /// interaction token, ...).
+    pub reply_to: String,
+    pub received_at_ms: u64,
+}
+
+/// A spooled delivery waiting for its turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolEntry {
+    pub id: u64,
+    pub delivery: Delivery,
+}
+
+/// What `spool` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spooled {
+    /// Stored under this id.
+    New(u64),
+    /// The (channel, key) was already spooled: acknowledge, do nothing.
+    Duplicate,
+}
+
+/// One part of a reply (replies longer than the platform's limit are split).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxPart {
+    pub channel: String,
+    /// 0, 1, ...: sent in this order.
+    pub part: u32,
+    /// `Delivery::reply_to`.
+    pub target: String,
+    pub text: String,
+}
+
+/// An outbox part and its sending state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub id: u64,
+    /// The spooled delivery it answers.
+    pub spool_id: u64,
+    pub part: OutboxPart,
+    /// Sends tried so far.
+    pub attempts: u32,
+}
+
+/// The result of one send of an outbox part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The platform accepted it: it leaves the outbox.
+    Sent,
+    /// Try again at `at_ms` (backoff, or the platform's `retry_after`).
+    Retry { at_ms: u64, error: String },
+    /// No more tries: kept as dead-lettered, with the last error.
+    Dead { error: String },
+}
+
+/// Outbox parts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub sent: u64,
+    pub dead: u64,
 }
 
 /// Awaits a store operation from async code: `ask(|done| store.list(q, done)).await`.
@@ -201,7 +302,7 @@ pub struct StoreStatus {
 /// (unwritable directory, locked or corrupt file, schema from a newer clawgate).
 pub fn open(cfg: &Config) -> Result<Arc<dyn Store>, String> {
     Ok(match cfg.store.backend {
-        StoreBackend::Memory => Arc::new(MemoryStore),
+        StoreBackend::Memory => Arc::new(MemoryStore::default()),
         StoreBackend::Sqlite => Arc::new(SqliteStore::open(&cfg.store, &cfg.sessions)?),
         StoreBackend::Redis => return Err("store.backend = \"redis\" is not available in this build".into()),
     })

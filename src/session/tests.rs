@@ -43,7 +43,7 @@ impl Cluster {
                     limits.clone(),
                     peers.for_worker(i),
                     Arc::new(AtomicUsize::new(0)),
-                    Arc::new(crate::store::MemoryStore),
+                    Arc::new(crate::store::MemoryStore::default()),
                 )))
             })
             .collect();

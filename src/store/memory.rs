@@ -1,12 +1,44 @@
 //! `[store] backend = "memory"`: the sessions in memory are all there is (lost at
-//! exit). Writes succeed at once, loads find nothing, listings come from the workers'
-//! shards (`Store::durable` is `false`).
+//! exit). Session writes succeed at once, loads find nothing, listings come from the
+//! workers' shards (`Store::durable` is `false`). The webhook spool and outbox are kept
+//! here in memory (behind a mutex: webhooks are not the chat hot path), with the same
+//! rules as SQLite's, so channels work on this backend too, without durability.
 
-use super::{Done, ListQuery, LoadedSession, SessionRow, Store, StoreStatus, Write};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
 
-/// The store that keeps nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MemoryStore;
+use super::{
+    Delivery, Done, ListQuery, LoadedSession, OutboxCounts, OutboxEntry, OutboxPart, SendOutcome, SessionRow,
+    SpoolEntry, Spooled, Store, StoreError, StoreStatus, Write,
+};
+
+/// Most delivery keys remembered for deduplication (the oldest are forgotten first).
+const MAX_KEYS: usize = 100_000;
+
+/// The store that keeps nothing beyond the process (and the webhook queues in memory).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    queues: Mutex<Queues>,
+}
+
+#[derive(Debug, Default)]
+struct Queues {
+    next_id: u64,
+    keys: HashMap<(String, String), u64>,
+    key_order: VecDeque<(String, String)>,
+    /// Spooled deliveries not answered yet.
+    spool: BTreeMap<u64, Delivery>,
+    answered: std::collections::HashSet<u64>,
+    /// Outbox parts: (entry, state, next_at_ms).
+    outbox: BTreeMap<u64, (OutboxEntry, &'static str, u64)>,
+    counts: OutboxCounts,
+}
+
+impl MemoryStore {
+    fn with<T>(&self, f: impl FnOnce(&mut Queues) -> T) -> Result<T, StoreError> {
+        self.queues.lock().map(|mut q| f(&mut q)).map_err(|_| StoreError::Write("the memory store is poisoned".into()))
+    }
+}
 
 impl Store for MemoryStore {
     fn backend(&self) -> &'static str {
@@ -37,5 +69,105 @@ impl Store for MemoryStore {
 
     fn status(&self) -> StoreStatus {
         StoreStatus { backend: "memory", state: "ok", durability: "none", ..StoreStatus::default() }
+    }
+
+    fn spool(&self, delivery: Delivery, done: Done<Spooled>) {
+        done(self.with(|q| {
+            let key = (delivery.channel.clone(), delivery.key.clone());
+            if q.keys.contains_key(&key) {
+                return Spooled::Duplicate;
+            }
+            q.next_id += 1;
+            let id = q.next_id;
+            q.keys.insert(key.clone(), id);
+            q.key_order.push_back(key);
+            if q.key_order.len() > MAX_KEYS {
+                if let Some(old) = q.key_order.pop_front() {
+                    q.keys.remove(&old);
+                }
+            }
+            q.spool.insert(id, delivery);
+            Spooled::New(id)
+        }));
+    }
+
+    fn spooled(&self, limit: usize, done: Done<Vec<SpoolEntry>>) {
+        done(
+            self.with(|q| {
+                q.spool.iter().take(limit).map(|(id, d)| SpoolEntry { id: *id, delivery: d.clone() }).collect()
+            }),
+        );
+    }
+
+    fn answer(&self, id: u64, parts: Vec<OutboxPart>, done: Done<()>) {
+        done(self.with(|q| {
+            if q.spool.remove(&id).is_none() || !q.answered.insert(id) {
+                return;
+            }
+            for part in parts {
+                q.next_id += 1;
+                let entry = OutboxEntry { id: q.next_id, spool_id: id, part, attempts: 0 };
+                q.outbox.insert(entry.id, (entry, "pending", 0));
+                q.counts.pending += 1;
+            }
+        }));
+    }
+
+    fn outbox_due(&self, now_ms: u64, limit: usize, done: Done<Vec<OutboxEntry>>) {
+        done(self.with(|q| {
+            let mut blocked = std::collections::HashSet::new();
+            let mut out = Vec::new();
+            let mut all: Vec<&(OutboxEntry, &'static str, u64)> = q.outbox.values().collect();
+            all.sort_by_key(|(e, _, _)| (e.spool_id, e.part.part));
+            for (e, state, next_at) in all {
+                if *state == "sent" {
+                    continue;
+                }
+                // A part goes only after every earlier part of its reply was sent.
+                if blocked.contains(&e.spool_id) {
+                    continue;
+                }
+                blocked.insert(e.spool_id);
+                if *state == "pending" && *next_at <= now_ms && out.len() < limit {
+                    out.push(e.clone());
+                }
+            }
+            out
+        }));
+    }
+
+    fn outbox_result(&self, id: u64, outcome: SendOutcome, done: Option<Done<()>>) {
+        let r = self.with(|q| {
+            let Some((e, state, next_at)) = q.outbox.get_mut(&id) else { return };
+            if *state != "pending" {
+                return;
+            }
+            e.attempts += 1;
+            match outcome {
+                SendOutcome::Sent => {
+                    *state = "sent";
+                    q.counts.pending -= 1;
+                    q.counts.sent += 1;
+                    // A reply whose parts are all sent leaves memory.
+                    let spool_id = e.spool_id;
+                    if q.outbox.values().filter(|(o, _, _)| o.spool_id == spool_id).all(|(_, s, _)| *s == "sent") {
+                        q.outbox.retain(|_, (o, _, _)| o.spool_id != spool_id);
+                    }
+                }
+                SendOutcome::Retry { at_ms, .. } => *next_at = at_ms,
+                SendOutcome::Dead { .. } => {
+                    *state = "dead";
+                    q.counts.pending -= 1;
+                    q.counts.dead += 1;
+                }
+            }
+        });
+        if let Some(done) = done {
+            done(r);
+        }
+    }
+
+    fn outbox_counts(&self, done: Done<OutboxCounts>) {
+        done(self.with(|q| q.counts));
     }
 }

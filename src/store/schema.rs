@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// `MIGRATIONS[n]`: version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: sessions and their turns. Times are ms since the Unix epoch. A session's row
     // is written when it is made and by reset and set-model; each turn adds one `turns`
     // row (one insert per turn, the cheapest durable write): its messages as a JSON
@@ -38,6 +38,37 @@ const MIGRATIONS: &[&str] = &[
         messages TEXT NOT NULL,
         PRIMARY KEY (session, seq)
     ) WITHOUT ROWID;",
+    // 2: the webhook spool and outbox. A delivery is unique per (channel, key) (the
+    // platform's id); `answered` once its turn's reply parts are in the outbox (one
+    // transaction). An outbox part is `pending` (due at `next_at`), `sent` or `dead`;
+    // parts of one reply go out in `part` order.
+    "CREATE TABLE spool (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        key TEXT NOT NULL,
+        session TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        reply_to TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        answered INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (channel, key)
+    );
+    CREATE INDEX spool_unanswered ON spool (id) WHERE answered = 0;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        spool_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        text TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        UNIQUE (spool_id, part)
+    );
+    CREATE INDEX outbox_pending ON outbox (next_at) WHERE state = 'pending';",
 ];
 
 /// The schema version this build writes.

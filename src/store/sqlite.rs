@@ -29,7 +29,10 @@ use crate::chat::{Message, MessageExtra, MessageRole};
 use crate::config::{Durability, SessionsConfig, StoreConfig};
 use crate::log;
 
-use super::{Done, ListQuery, LoadedSession, MessageRow, SessionRow, Store, StoreError, StoreStatus, Write};
+use super::{
+    Delivery, Done, ListQuery, LoadedSession, MessageRow, OutboxCounts, OutboxEntry, OutboxPart, SendOutcome,
+    SessionRow, SpoolEntry, Spooled, Store, StoreError, StoreStatus, Write,
+};
 
 /// Most operations taken from the queue for one transaction.
 const MAX_BATCH: usize = 1024;
@@ -49,9 +52,54 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An operation for the storage thread.
 enum Op {
-    Write(Write, Option<Done<()>>),
-    Load(String, Done<Option<LoadedSession>>),
-    List(ListQuery, Done<Vec<SessionRow>>),
+    /// Applied in the batch's transaction; answered after its commit.
+    Write(Pending),
+    /// Runs after the writes queued before it are committed (`Err` if it could not be
+    /// queued at all).
+    Read(Read),
+}
+
+/// A read run on the storage thread's connection.
+type Read = Box<dyn FnOnce(Result<&Connection, StoreError>) + Send>;
+
+/// A write waiting for its batch's commit, with where its result goes.
+enum Pending {
+    Session(Write, Option<Done<()>>),
+    /// `outcome` is filled in by the transaction.
+    Spool {
+        delivery: Delivery,
+        done: Done<Spooled>,
+        outcome: Spooled,
+    },
+    Answer(u64, Vec<OutboxPart>, Done<()>),
+    OutboxResult(u64, SendOutcome, Option<Done<()>>),
+}
+
+impl Pending {
+    /// Answers with the batch's result (`Ok`: committed).
+    fn finish(self, result: &Result<(), StoreError>) {
+        match self {
+            Pending::Session(_, done) | Pending::OutboxResult(_, _, done) => {
+                if let Some(done) = done {
+                    done(result.clone());
+                }
+            }
+            Pending::Spool { done, outcome, .. } => done(result.clone().map(|()| outcome)),
+            Pending::Answer(_, _, done) => done(result.clone()),
+        }
+    }
+
+    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        match self {
+            Pending::Session(w, _) => apply(conn, w),
+            Pending::Spool { delivery, outcome, .. } => {
+                *outcome = spool(conn, delivery)?;
+                Ok(())
+            }
+            Pending::Answer(id, parts, _) => answer(conn, *id, parts),
+            Pending::OutboxResult(id, outcome, _) => outbox_result(conn, *id, outcome),
+        }
+    }
 }
 
 /// Counters the storage thread writes and `status` reads.
@@ -163,14 +211,13 @@ impl Drop for SqliteStore {
 /// Fails `op` without running it.
 fn fail_op(op: Op, e: StoreError) {
     match op {
-        Op::Write(_, done) => {
-            if let Some(done) = done {
-                done(Err(e));
-            }
-        }
-        Op::Load(_, done) => done(Err(e)),
-        Op::List(_, done) => done(Err(e)),
+        Op::Write(p) => p.finish(&Err(e)),
+        Op::Read(f) => f(Err(e)),
     }
+}
+
+fn read_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Read(e.to_string())
 }
 
 /// Start-up check that the file's directory takes new files (SQLite needs its `-wal`
@@ -217,15 +264,15 @@ impl Store for SqliteStore {
     }
 
     fn write(&self, write: Write, done: Option<Done<()>>) {
-        self.queue(Op::Write(write, done));
+        self.queue(Op::Write(Pending::Session(write, done)));
     }
 
     fn load(&self, id: String, done: Done<Option<LoadedSession>>) {
-        self.queue(Op::Load(id, done));
+        self.queue(Op::Read(Box::new(move |conn| done(conn.and_then(|c| load(c, &id).map_err(read_err))))));
     }
 
     fn list(&self, query: ListQuery, done: Done<Vec<SessionRow>>) {
-        self.queue(Op::List(query, done));
+        self.queue(Op::Read(Box::new(move |conn| done(conn.and_then(|c| list(c, &query).map_err(read_err))))));
     }
 
     fn status(&self) -> StoreStatus {
@@ -247,6 +294,32 @@ impl Store for SqliteStore {
             commit_latency_max_ms: m.commit_us_max.load(Ordering::Relaxed) as f64 / 1000.0,
             last_error: m.last_error.lock().ok().and_then(|e| e.clone()),
         }
+    }
+
+    fn spool(&self, delivery: Delivery, done: Done<Spooled>) {
+        self.queue(Op::Write(Pending::Spool { delivery, done, outcome: Spooled::Duplicate }));
+    }
+
+    fn spooled(&self, limit: usize, done: Done<Vec<SpoolEntry>>) {
+        self.queue(Op::Read(Box::new(move |conn| done(conn.and_then(|c| spooled(c, limit).map_err(read_err))))));
+    }
+
+    fn answer(&self, id: u64, parts: Vec<OutboxPart>, done: Done<()>) {
+        self.queue(Op::Write(Pending::Answer(id, parts, done)));
+    }
+
+    fn outbox_due(&self, now_ms: u64, limit: usize, done: Done<Vec<OutboxEntry>>) {
+        self.queue(Op::Read(Box::new(move |conn| {
+            done(conn.and_then(|c| outbox_due(c, now_ms, limit).map_err(read_err)))
+        })));
+    }
+
+    fn outbox_result(&self, id: u64, outcome: SendOutcome, done: Option<Done<()>>) {
+        self.queue(Op::Write(Pending::OutboxResult(id, outcome, done)));
+    }
+
+    fn outbox_counts(&self, done: Done<OutboxCounts>) {
+        self.queue(Op::Read(Box::new(move |conn| done(conn.and_then(|c| outbox_counts(c).map_err(read_err))))));
     }
 }
 
@@ -311,17 +384,13 @@ impl StorageThread {
     /// Applies `batch` in order: runs of writes in one transaction each, reads after
     /// the writes before them are committed.
     fn run_batch(&mut self, batch: &mut Vec<Op>) {
-        let mut writes: Vec<(Write, Option<Done<()>>)> = Vec::new();
+        let mut writes: Vec<Pending> = Vec::new();
         for op in batch.drain(..) {
             match op {
-                Op::Write(w, done) => writes.push((w, done)),
-                Op::Load(id, done) => {
+                Op::Write(p) => writes.push(p),
+                Op::Read(read) => {
                     self.commit(&mut writes);
-                    done(load(&self.conn, &id).map_err(|e| StoreError::Read(e.to_string())));
-                }
-                Op::List(q, done) => {
-                    self.commit(&mut writes);
-                    done(list(&self.conn, &q).map_err(|e| StoreError::Read(e.to_string())));
+                    read(Ok(&self.conn));
                 }
             }
         }
@@ -329,15 +398,15 @@ impl StorageThread {
     }
 
     /// Commits `writes` in one transaction and runs their callbacks.
-    fn commit(&mut self, writes: &mut Vec<(Write, Option<Done<()>>)>) {
+    fn commit(&mut self, writes: &mut Vec<Pending>) {
         if writes.is_empty() {
             return;
         }
         let start = Instant::now();
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for (w, _) in writes.iter() {
-                apply(&tx, w)?;
+            for w in writes.iter_mut() {
+                w.apply(&tx)?;
             }
             tx.commit()
         })();
@@ -367,10 +436,8 @@ impl StorageThread {
                 Err(StoreError::Write(text))
             }
         };
-        for (_, done) in writes.drain(..) {
-            if let Some(done) = done {
-                done(result.clone());
-            }
+        for w in writes.drain(..) {
+            w.finish(&result);
         }
     }
 
@@ -605,6 +672,114 @@ fn list(conn: &Connection, q: &ListQuery) -> rusqlite::Result<Vec<SessionRow>> {
             .collect::<rusqlite::Result<Vec<_>>>()?,
     };
     Ok(rows)
+}
+
+fn spool(conn: &Connection, d: &Delivery) -> rusqlite::Result<Spooled> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO spool (channel, key, session, sender, text, reply_to, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (channel, key) DO NOTHING",
+        )?
+        .execute(params![d.channel, d.key, d.session, d.sender, d.text, d.reply_to, sql_int(d.received_at_ms)])?;
+    Ok(if n == 1 { Spooled::New(u64::try_from(conn.last_insert_rowid()).unwrap_or(0)) } else { Spooled::Duplicate })
+}
+
+fn spooled(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<SpoolEntry>> {
+    conn.prepare_cached(
+        "SELECT id, channel, key, session, sender, text, reply_to, received_at FROM spool
+         WHERE answered = 0 ORDER BY id LIMIT ?1",
+    )?
+    .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        Ok(SpoolEntry {
+            id: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+            delivery: Delivery {
+                channel: r.get(1)?,
+                key: r.get(2)?,
+                session: r.get(3)?,
+                sender: r.get(4)?,
+                text: r.get(5)?,
+                reply_to: r.get(6)?,
+                received_at_ms: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+            },
+        })
+    })?
+    .collect()
+}
+
+/// Marks delivery `id` answered and queues `parts`, unless it was answered already.
+fn answer(conn: &Connection, id: u64, parts: &[OutboxPart]) -> rusqlite::Result<()> {
+    let n = conn
+        .prepare_cached("UPDATE spool SET answered = 1 WHERE id = ?1 AND answered = 0")?
+        .execute(params![sql_int(id)])?;
+    if n == 0 {
+        return Ok(());
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO outbox (spool_id, channel, part, target, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for p in parts {
+        insert.execute(params![sql_int(id), p.channel, p.part, p.target, p.text])?;
+    }
+    Ok(())
+}
+
+/// Due parts whose earlier parts (of the same reply) were all sent.
+fn outbox_due(conn: &Connection, now_ms: u64, limit: usize) -> rusqlite::Result<Vec<OutboxEntry>> {
+    conn.prepare_cached(
+        "SELECT o.id, o.spool_id, o.channel, o.part, o.target, o.text, o.attempts FROM outbox o
+         WHERE o.state = 'pending' AND o.next_at <= ?1
+           AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.spool_id = o.spool_id AND e.part < o.part
+                           AND e.state != 'sent')
+         ORDER BY o.spool_id, o.part LIMIT ?2",
+    )?
+    .query_map(params![sql_int(now_ms), i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        Ok(OutboxEntry {
+            id: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+            spool_id: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            part: OutboxPart { channel: r.get(2)?, part: r.get(3)?, target: r.get(4)?, text: r.get(5)? },
+            attempts: r.get(6)?,
+        })
+    })?
+    .collect()
+}
+
+fn outbox_result(conn: &Connection, id: u64, outcome: &SendOutcome) -> rusqlite::Result<()> {
+    let id = sql_int(id);
+    match outcome {
+        SendOutcome::Sent => conn
+            .prepare_cached(
+                "UPDATE outbox SET state = 'sent', attempts = attempts + 1 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![id]),
+        SendOutcome::Retry { at_ms, error } => conn
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3
+                 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![id, sql_int(*at_ms), error]),
+        SendOutcome::Dead { error } => conn
+            .prepare_cached(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2
+                 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![id, error]),
+    }
+    .map(drop)
+}
+
+fn outbox_counts(conn: &Connection) -> rusqlite::Result<OutboxCounts> {
+    let mut counts = OutboxCounts::default();
+    let mut st = conn.prepare_cached("SELECT state, count(*) FROM outbox GROUP BY state")?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let n = u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0);
+        match r.get::<_, String>(0)?.as_str() {
+            "pending" => counts.pending = n,
+            "sent" => counts.sent = n,
+            _ => counts.dead += n,
+        }
+    }
+    Ok(counts)
 }
 
 fn role_name(role: MessageRole) -> &'static str {

@@ -211,3 +211,86 @@ fn retention_purges_old_sessions_in_batches_and_keeps_recent_ones() {
     assert_eq!(n, 1, "their turns went too");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn delivery(channel: &str, key: &str, text: &str) -> Delivery {
+    Delivery {
+        channel: channel.into(),
+        key: key.into(),
+        session: format!("{channel}:chat-1"),
+        sender: "user-1".into(),
+        text: text.into(),
+        reply_to: r#"{"chat_id":1}"#.into(),
+        received_at_ms: 42,
+    }
+}
+
+fn part(n: u32, text: &str) -> OutboxPart {
+    OutboxPart { channel: "tg".into(), part: n, target: r#"{"chat_id":1}"#.into(), text: text.into() }
+}
+
+/// The spool and outbox rules, the same on every backend.
+fn spool_and_outbox_rules(store: &dyn Store) {
+    // A delivery is spooled once per (channel, key); another channel may reuse a key.
+    let Spooled::New(a) = wait(|d| store.spool(delivery("tg", "100", "hello"), d)).unwrap() else { panic!("new") };
+    assert_eq!(wait(|d| store.spool(delivery("tg", "100", "hello again"), d)).unwrap(), Spooled::Duplicate);
+    let Spooled::New(b) = wait(|d| store.spool(delivery("slack", "100", "hi"), d)).unwrap() else { panic!("new") };
+    let pending = wait(|d| store.spooled(10, d)).unwrap();
+    assert_eq!(pending.iter().map(|e| e.id).collect::<Vec<_>>(), [a, b], "oldest first");
+    assert_eq!(pending[0].delivery, delivery("tg", "100", "hello"));
+
+    // Answering queues the parts once, however often it is repeated.
+    wait(|d| store.answer(a, vec![part(0, "one"), part(1, "two")], d)).unwrap();
+    wait(|d| store.answer(a, vec![part(0, "again")], d)).unwrap();
+    assert_eq!(wait(|d| store.spooled(10, d)).unwrap().iter().map(|e| e.id).collect::<Vec<_>>(), [b]);
+    // Parts go in order: the second is not due before the first is sent.
+    let due = wait(|d| store.outbox_due(1_000, 10, d)).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].spool_id, due[0].part.part, due[0].part.text.as_str(), due[0].attempts), (a, 0, "one", 0));
+    // A retry waits for its time.
+    store.outbox_result(due[0].id, SendOutcome::Retry { at_ms: 5_000, error: "429".into() }, None);
+    assert!(wait(|d| store.outbox_due(4_999, 10, d)).unwrap().is_empty());
+    let due = wait(|d| store.outbox_due(5_000, 10, d)).unwrap();
+    assert_eq!((due[0].part.part, due[0].attempts), (0, 1));
+    wait(|d| store.outbox_result(due[0].id, SendOutcome::Sent, Some(d))).unwrap();
+    let due = wait(|d| store.outbox_due(5_000, 10, d)).unwrap();
+    assert_eq!((due.len(), due[0].part.text.as_str()), (1, "two"));
+    wait(|d| store.outbox_result(due[0].id, SendOutcome::Dead { error: "400 chat not found".into() }, Some(d)))
+        .unwrap();
+    assert!(wait(|d| store.outbox_due(u64::MAX / 2, 10, d)).unwrap().is_empty());
+    assert_eq!(wait(|d| store.outbox_counts(d)).unwrap(), OutboxCounts { pending: 0, sent: 1, dead: 1 });
+}
+
+#[test]
+fn spool_and_outbox_on_sqlite_and_in_memory() {
+    spool_and_outbox_rules(&MemoryStore::default());
+    let dir = temp_dir("spool");
+    let path = dir.join("s.db");
+    let store = open_at(&path);
+    spool_and_outbox_rules(&store);
+    // What was spooled and not answered is there after a restart; so is the dedup key.
+    drop(store);
+    let store = open_at(&path);
+    let pending = wait(|d| store.spooled(10, d)).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].delivery.channel, "slack");
+    assert_eq!(wait(|d| store.spool(delivery("tg", "100", "late retry"), d)).unwrap(), Spooled::Duplicate);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_version_1_database_is_migrated_to_the_current_schema() {
+    let dir = temp_dir("migrate");
+    let path = dir.join("s.db");
+    // A file as version 1 left it: sessions and turns only.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    drop(conn);
+    let store = open_at(&path);
+    assert!(matches!(wait(|d| store.spool(delivery("tg", "1", "x"), d)).unwrap(), Spooled::New(_)));
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let _ = std::fs::remove_dir_all(&dir);
+}
