@@ -40,7 +40,8 @@ pub struct Ctx<'a> {
 /// `/ws` is not served here: the upgrade belongs to `ws`.
 pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> Result<Response, ApiError> {
     match (route, who) {
-        (Route::Health, _) => Ok(health::health(ctx)),
+        (Route::Health, _) | (Route::HealthLive, _) => Ok(health::health(ctx)),
+        (Route::HealthReady, _) => health::ready(ctx),
         (Route::HealthDetailed, who) => health::detailed(ctx, who.as_ref()),
         (Route::Status, Some(who)) => catalog::status(ctx, &who),
         (Route::Models, Some(_)) => catalog::models(ctx),

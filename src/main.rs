@@ -2,7 +2,9 @@
 //! `clawgate::runtime::run`.
 //!
 //! ```text
-//! clawgate [--config FILE]          serve (FILE also from CLAWGATE_CONFIG)
+//! clawgate [--config FILE] [--listen ADDR]
+//!                                   serve (FILE also from CLAWGATE_CONFIG; ADDR overrides
+//!                                   server.listen)
 //! clawgate check-config FILE        validate a config file and exit
 //! clawgate [--config FILE] backup DEST
 //!                                   copy the session store to DEST (online, while serving)
@@ -16,7 +18,9 @@ use clawgate::config::Config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: clawgate [--config FILE]              serve (FILE also from CLAWGATE_CONFIG)
+const USAGE: &str = "usage: clawgate [--config FILE] [--listen ADDR]
+                                         serve (FILE also from CLAWGATE_CONFIG; ADDR, an
+                                         IP:port, overrides server.listen)
        clawgate check-config FILE        validate a config file
        clawgate [--config FILE] backup DEST
                                          copy the session store ([store] path) to DEST,
@@ -24,9 +28,17 @@ const USAGE: &str = "usage: clawgate [--config FILE]              serve (FILE al
        clawgate --version | --help";
 
 fn main() -> ExitCode {
+    if let Some(missing) = missing_cpu_features() {
+        eprintln!(
+            "clawgate: this build needs an x86-64-v3 CPU (AVX2, BMI2, FMA, MOVBE); this one lacks {missing}. \
+             Rebuild without `-C target-cpu=x86-64-v3` (.cargo/config.toml) to run here."
+        );
+        return ExitCode::FAILURE;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut config_path: Option<PathBuf> = std::env::var_os("CLAWGATE_CONFIG").map(PathBuf::from);
     let mut backup_to: Option<PathBuf> = None;
+    let mut listen: Option<std::net::SocketAddr> = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -54,6 +66,22 @@ fn main() -> ExitCode {
                 backup_to = Some(PathBuf::from(dest));
                 i += 1;
             }
+            "--listen" | "-l" => {
+                let Some(addr) = args.get(i + 1) else {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                };
+                match addr.parse() {
+                    Ok(a) => listen = Some(a),
+                    Err(_) => {
+                        eprintln!(
+                            "clawgate: --listen {addr:?}: expected an IP:port such as 0.0.0.0:8080 or [::1]:8080"
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+                i += 1;
+            }
             "--config" | "-c" => {
                 let Some(path) = args.get(i + 1) else {
                     eprintln!("{USAGE}");
@@ -79,13 +107,23 @@ fn main() -> ExitCode {
         Some(path) => Config::load(path),
         None => Config::builtin_from_env(),
     };
-    let config = match config {
+    let mut config = match config {
         Ok(c) => c,
         Err(e) => {
             eprintln!("clawgate: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(addr) = listen {
+        // The same rule as the file's server.listen: open mode only on loopback.
+        if config.keys.is_empty() && !addr.ip().to_canonical().is_loopback() {
+            eprintln!(
+                "clawgate: --listen {addr}: no [[keys]] configured: open mode is only allowed on a loopback address"
+            );
+            return ExitCode::FAILURE;
+        }
+        config.server.listen = addr;
+    }
     if let Some(dest) = backup_to {
         return backup(&config, &dest);
     }
@@ -128,5 +166,27 @@ fn backup(config: &Config, dest: &std::path::Path) -> ExitCode {
             eprintln!("clawgate: backup: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The first x86-64-v3 feature this CPU lacks, when the binary was built for x86-64-v3
+/// (`.cargo/config.toml`): checked first thing in `main`, so an older CPU gets a
+/// message instead of dying on SIGILL at the first AVX2 instruction.
+fn missing_cpu_features() -> Option<&'static str> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    {
+        let checks: [(&'static str, bool); 6] = [
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("bmi1", std::arch::is_x86_feature_detected!("bmi1")),
+            ("bmi2", std::arch::is_x86_feature_detected!("bmi2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("lzcnt", std::arch::is_x86_feature_detected!("lzcnt")),
+            ("movbe", std::arch::is_x86_feature_detected!("movbe")),
+        ];
+        checks.iter().find(|(_, ok)| !ok).map(|(name, _)| *name)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    {
+        None
     }
 }

@@ -10,6 +10,10 @@ use crate::http::Method;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
     Health,
+    /// `GET /health/live`: the process serves.
+    HealthLive,
+    /// `GET /health/ready`: config loaded, store reachable, a provider not down.
+    HealthReady,
     HealthDetailed,
     Metrics,
     Status,
@@ -41,7 +45,13 @@ impl Route<'_> {
     pub fn needs_auth(&self) -> bool {
         !matches!(
             self,
-            Route::Health | Route::HealthDetailed | Route::Metrics | Route::Webhook(_) | Route::WebhookVerify(_)
+            Route::Health
+                | Route::HealthLive
+                | Route::HealthReady
+                | Route::HealthDetailed
+                | Route::Metrics
+                | Route::Webhook(_)
+                | Route::WebhookVerify(_)
         )
     }
 
@@ -68,6 +78,8 @@ impl Route<'_> {
     pub fn label(&self) -> &'static str {
         match self {
             Route::Health => "health",
+            Route::HealthLive => "health_live",
+            Route::HealthReady => "health_ready",
             Route::HealthDetailed => "health_detailed",
             Route::Metrics => "metrics",
             Route::Status => "status",
@@ -113,6 +125,8 @@ pub fn route(method: Method, path: &str) -> Result<Route<'_>, ApiError> {
     let post = |r| only(method, Method::Post, "POST", r);
     match path {
         "/health" => get(Route::Health),
+        "/health/live" => get(Route::HealthLive),
+        "/health/ready" => get(Route::HealthReady),
         "/health/detailed" => get(Route::HealthDetailed),
         "/metrics" => get(Route::Metrics),
         "/ws" => get(Route::WebSocket),

@@ -1,4 +1,5 @@
-//! `/health` (liveness for load balancers: `ok`, or 503 `draining` during shutdown) and
+//! `/health` and `/health/live` (liveness for load balancers: `ok`, or 503 `draining`
+//! during shutdown), `/health/ready` (readiness: store and providers) and
 //! `/health/detailed` (workers, providers, channels, memory), which config can restrict
 //! to admin keys.
 
@@ -12,6 +13,47 @@ use crate::worker::WorkerStats;
 
 const OK: &[u8] = br#"{"status":"ok"}"#;
 const DRAINING: &[u8] = br#"{"status":"draining"}"#;
+
+/// `GET /health/ready` (PROTOCOL.md "Health"): 200 `{"status":"ready"}` when the
+/// config is loaded (it is: this worker answers with it), the store takes writes (not
+/// `degraded`) and at least one provider is not `down`; otherwise 503
+/// `{"status":"not_ready","reasons":[..]}`; 503 `{"status":"draining"}` during a drain.
+pub fn ready(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let shared = &ctx.worker.shared;
+    if shared.draining() {
+        return Ok(Response::json(503, DRAINING));
+    }
+    let mut reasons = Vec::new();
+    let store = ctx.worker.turns.sessions.store().status();
+    if store.state != "ok" {
+        reasons.push(format!(
+            "store {} is {}: {}",
+            store.backend,
+            store.state,
+            store.last_error.as_deref().unwrap_or("writes fail")
+        ));
+    }
+    let providers = &ctx.snap.config.providers;
+    let down: Vec<&str> = providers
+        .iter()
+        .filter(|p| provider_view(shared, &p.name, p.kind.as_str()).state == "down")
+        .map(|p| p.name.as_str())
+        .collect();
+    if !providers.is_empty() && down.len() == providers.len() {
+        reasons.push(format!("every provider is down: {}", down.join(", ")));
+    }
+    #[derive(Serialize)]
+    struct NotReady {
+        status: &'static str,
+        reasons: Vec<String>,
+    }
+    if reasons.is_empty() {
+        return Ok(Response::json(200, &br#"{"status":"ready"}"#[..]));
+    }
+    let body = sonic_rs::to_vec(&NotReady { status: "not_ready", reasons })
+        .map_err(|e| ApiError::internal(format!("cannot render readiness: {e}")))?;
+    Ok(Response::json(503, body))
+}
 
 pub fn health(ctx: &Ctx<'_>) -> Response {
     if ctx.worker.shared.draining() {

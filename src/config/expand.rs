@@ -1,7 +1,10 @@
 //! `${VAR}` expansion in config string values.
 //!
 //! One pass, left to right: `${NAME}` (NAME = `[A-Za-z_][A-Za-z0-9_]*`) is replaced
-//! by the variable's value, `$${` is a literal `${`, and any other `$` is kept as is.
+//! by the variable's value, `$${` is a literal `${`, and any other `$` is kept as is,
+//! except that a whole value of the form `$NAME` is refused (`BareName`): it is
+//! nearly always a forgotten `${NAME}`, and would otherwise be sent as the literal
+//! string (an API key `"$OPENAI_API_KEY"`).
 //! Substituted values are not expanded again, so a secret containing `${` stays
 //! intact. The lookup is a parameter so tests need not touch the process
 //! environment. Runs only at load time.
@@ -15,12 +18,17 @@ pub(super) enum ExpandError {
     Unterminated,
     /// `${...}` whose content is not a variable name.
     BadName(String),
+    /// The whole value is `$NAME`: a reference without braces.
+    BareName(String),
 }
 
 /// Expands `${VAR}` references in `value` through `lookup`.
 pub(super) fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
     if !value.contains('$') {
         return Ok(value.to_owned());
+    }
+    if let Some(name) = value.strip_prefix('$').filter(|n| is_var_name(n)) {
+        return Err(ExpandError::BareName(name.to_owned()));
     }
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -65,6 +73,14 @@ mod tests {
             "TRICKY" => Some("${A}".to_owned()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_whole_value_of_dollar_name_is_refused_as_a_forgotten_brace() {
+        assert_eq!(expand("$OPENAI_API_KEY", &env), Err(ExpandError::BareName("OPENAI_API_KEY".into())));
+        // `$` elsewhere in a value stays literal.
+        assert_eq!(expand("pa$$word", &env), Ok("pa$$word".to_owned()));
+        assert_eq!(expand("$1abc", &env), Ok("$1abc".to_owned()));
     }
 
     #[test]

@@ -118,6 +118,10 @@ impl Ctx<'_> {
             ExpandError::BadName(name) => {
                 self.err(key, format!("${{{name}}} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"))
             }
+            ExpandError::BareName(name) => self.err(
+                key,
+                format!("\"${name}\" is not expanded: write \"${{{name}}}\" to read the environment variable {name}"),
+            ),
         })
     }
 

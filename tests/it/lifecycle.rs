@@ -262,3 +262,23 @@ fn unknown_arguments_are_refused_with_usage() {
     assert_eq!(status.code(), Some(0));
     assert!(stdout.starts_with("usage: clawgate") && stdout.contains("backup DEST"), "{stdout}");
 }
+
+#[test]
+fn listen_on_the_command_line_overrides_the_config() {
+    // The file says a port this test cannot use; --listen wins.
+    let file = TempFile::new(&Cfg::new().listen("127.0.0.1:1").toml());
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config").arg(file.path()).args(["--listen", "127.0.0.1:0"]);
+    let gw = Gateway::spawn(cmd, None);
+    assert_ne!(gw.addr().port(), 1);
+    assert_eq!(gw.get("/health/live", None).status(), 200);
+    // Open mode stays loopback-only, whatever the flag says.
+    let open = TempFile::new(&Cfg::new().open_mode().toml());
+    let (status, stderr) =
+        run_bin(&["--config", &open.display(), "--listen", "0.0.0.0:0"], &[], Duration::from_secs(5));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("open mode is only allowed on a loopback address"), "{stderr}");
+    let (status, stderr) = run_bin(&["--listen", "localhost:80"], &[], Duration::from_secs(5));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("expected an IP:port"), "{stderr}");
+}

@@ -34,6 +34,16 @@ fn head_health_sends_the_length_but_no_body() {
 }
 
 #[test]
+fn live_and_ready_probes_answer_without_a_key() {
+    let gw = Cfg::new().start();
+    let live = gw.get("/health/live", None);
+    assert_eq!((live.status(), live.text().as_str()), (200, r#"{"status":"ok"}"#));
+    let ready = gw.get("/health/ready", None);
+    assert_eq!((ready.status(), ready.text().as_str()), (200, r#"{"status":"ready"}"#));
+    assert_eq!(gw.send(&req("POST", "/health/ready")).status(), 405);
+}
+
+#[test]
 fn detailed_health_reports_workers_providers_channels_and_memory() {
     let gw = Cfg::new().start();
     // RSS is sampled by the main thread; give it its first sample.

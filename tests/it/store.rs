@@ -294,6 +294,12 @@ fn a_full_disk_fails_turns_with_503_keeps_reads_and_recovers_by_itself() {
     let health = gw.get("/health/detailed", Some(ADMIN)).json();
     assert_eq!(health["data"]["store"]["state"], "degraded", "{health}");
     assert_eq!(health["data"]["status"], "degraded");
+    // Not ready for new traffic while writes fail; still alive.
+    let ready = gw.get("/health/ready", None);
+    assert_eq!(ready.status(), 503, "{}", ready.text());
+    assert_eq!(ready.json()["status"], "not_ready");
+    assert!(ready.json()["reasons"][0].as_str().unwrap().starts_with("store sqlite is degraded"), "{}", ready.text());
+    assert_eq!(gw.get("/health/live", None).status(), 200);
     // Reads keep working; the refused turn is in no history.
     let h = history(&gw, "full");
     assert_eq!(user_texts(&h).len(), n + 1, "only the acknowledged turns");
@@ -303,6 +309,7 @@ fn a_full_disk_fails_turns_with_503_keeps_reads_and_recovers_by_itself() {
     gw.chat(USER, json!({"sessionId": "full", "message": "after"}));
     let health = gw.get("/health/detailed", Some(ADMIN)).json();
     assert_eq!(health["data"]["store"]["state"], "ok", "{health}");
+    assert_eq!(gw.get("/health/ready", None).text(), r#"{"status":"ready"}"#);
     let users = user_texts(&history(&gw, "full"));
     assert_eq!(users.len(), n + 2);
     assert_eq!(users.last().map(String::as_str), Some("after"));

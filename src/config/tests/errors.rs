@@ -79,6 +79,11 @@ fn every_validation_error_names_its_key_and_the_file() {
         ("[server]\naccess_log = \"xml\"".into(), "server.access_log", "off | text | json"),
         ("[sessions]\nmax_messages = 0".into(), "sessions.max_messages", "at least 1"),
         ("[store]\nbackend = \"disk\"".into(), "store.backend", "sqlite | memory | redis"),
+        (
+            "[[providers]]\nname = \"o\"\nkind = \"openai\"\napi_key = \"$OPENAI_API_KEY\"".into(),
+            "providers[0].api_key",
+            "\"$OPENAI_API_KEY\" is not expanded: write \"${OPENAI_API_KEY}\"",
+        ),
         ("[store]\nbackend = \"redis\"".into(), "store.backend", "not available in this build"),
         ("[store]\ndurability = \"sometimes\"".into(), "store.durability", "ack | async"),
         ("[store]\npath = \"\"".into(), "store.path", "must not be empty"),
