@@ -97,6 +97,9 @@ pub struct ServerConfig {
     pub max_connections_per_worker: usize,
     /// Drain deadline on SIGTERM; 0 closes at once.
     pub shutdown_timeout_ms: u64,
+    /// On SIGTERM, how long `/health` and `/health/ready` answer 503 while the listener
+    /// still accepts (so a load balancer sees the drain before connections are refused).
+    pub drain_delay_ms: u64,
     /// Access log format.
     pub access_log: AccessLog,
     /// Restrict `/health/detailed` to admin keys.
@@ -185,6 +188,7 @@ impl Default for ServerConfig {
             write_timeout_ms: 30_000,
             max_connections_per_worker: 10_000,
             shutdown_timeout_ms: 10_000,
+            drain_delay_ms: 1000,
             access_log: AccessLog::Off,
             health_detailed_admin_only: false,
             ws_auth_timeout_ms: 10_000,

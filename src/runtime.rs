@@ -102,7 +102,11 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpLi
 
 /// Runs the gateway until a shutdown signal; returns after the drain.
 pub fn run(config: Config) -> Result<(), String> {
+    // The CPUs the administrator gave the process (taskset, a cgroup cpuset): one worker
+    // per allowed CPU by default, each pinned inside the set.
+    let cpus = allowed_cpus();
     let workers = match config.server.workers {
+        0 if !cpus.is_empty() => cpus.len(),
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
@@ -130,8 +134,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let (ready_tx, ready_rx) = flume::unbounded::<Result<(), String>>();
     let mut controls = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
-    let pin = snapshot.config.server.pin_workers;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = snapshot.config.server.pin_workers && !cpus.is_empty();
     for (id, (listener, session_rx)) in listeners.into_iter().zip(session_rxs).enumerate() {
         let (control_tx, control_rx) = flume::unbounded::<Control>();
         controls.push(control_tx);
@@ -153,11 +156,14 @@ pub fn run(config: Config) -> Result<(), String> {
             // The guard behind the JSON depth limit (`json`): every parse is bounded
             // far below what this stack holds, so an overflow can only be a bug.
             .stack_size(WORKER_STACK_BYTES)
-            .spawn(move || {
-                if pin {
-                    let _ = monoio::utils::bind_to_cpu_set([id % cores]);
+            .spawn({
+                let cpu = cpus.get(id % cpus.len().max(1)).copied();
+                move || {
+                    if let (true, Some(cpu)) = (pin, cpu) {
+                        let _ = monoio::utils::bind_to_cpu_set([cpu]);
+                    }
+                    run_worker(driver, args)
                 }
-                run_worker(driver, args)
             })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         threads.push(thread);
@@ -202,17 +208,43 @@ fn supervise(
     first: &Arc<Snapshot>,
 ) {
     let source = first.config.source.clone();
+    let mut current = first.clone();
     loop {
         let rss = rss_bytes();
         shared.rss_bytes.store(rss, Ordering::Relaxed);
         crate::stats::set_rss_bytes(rss);
         for sig in signals.pending() {
             match sig {
-                signal_hook::consts::SIGHUP => reload(source.as_deref(), controls),
+                signal_hook::consts::SIGHUP => {
+                    if let Some(snap) = reload(source.as_deref(), controls) {
+                        current = snap;
+                    }
+                }
                 signal_hook::consts::SIGXFSZ => {}
                 _ => {
-                    log::info("draining: no new connections; waiting for requests in flight");
+                    // The health probes answer 503 at once; the listener keeps accepting
+                    // for `drain_delay_ms` so a balancer sees the drain before connections
+                    // are refused. A second signal cuts the delay short.
                     shared.draining.store(true, Ordering::Relaxed);
+                    let delay = Duration::from_millis(current.config.server.drain_delay_ms);
+                    log::info(&format!(
+                        "draining: health answers 503; the listener closes in {} ms",
+                        delay.as_millis()
+                    ));
+                    let until = Instant::now() + delay;
+                    'delay: while Instant::now() < until {
+                        for sig in signals.pending() {
+                            if sig != signal_hook::consts::SIGHUP && sig != signal_hook::consts::SIGXFSZ {
+                                break 'delay;
+                            }
+                        }
+                        #[allow(clippy::disallowed_methods)] // the main thread is not a worker
+                        std::thread::sleep(
+                            Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())),
+                        );
+                    }
+                    log::info("draining: no new connections; waiting for requests in flight");
+                    shared.closing.store(true, Ordering::Relaxed);
                     for c in controls {
                         let _ = c.send(Control::Drain);
                     }
@@ -225,10 +257,12 @@ fn supervise(
     }
 }
 
-fn reload(source: Option<&std::path::Path>, controls: &[flume::Sender<Control>]) {
+/// Reloads the config file and hands it to the workers; the new snapshot, or `None`
+/// when the file is refused (the running config stays).
+fn reload(source: Option<&std::path::Path>, controls: &[flume::Sender<Control>]) -> Option<Arc<Snapshot>> {
     let Some(path) = source else {
         log::info("SIGHUP: running on built-in defaults, nothing to reload");
-        return;
+        return None;
     };
     match Config::load(path) {
         Ok(cfg) => match Snapshot::new(Arc::new(cfg)) {
@@ -237,12 +271,50 @@ fn reload(source: Option<&std::path::Path>, controls: &[flume::Sender<Control>])
                 for c in controls {
                     let _ = c.send(Control::Reload(snap.clone()));
                 }
-                log::info(&format!("reloaded {} (listen address and workers apply at restart)", path.display()));
+                log::info(&format!(
+                    "reloaded {} (listen address, workers and [store] apply at restart)",
+                    path.display()
+                ));
+                Some(snap)
             }
-            Err(e) => log::info(&format!("reload refused, keeping the running config: {e}")),
+            Err(e) => {
+                log::info(&format!("reload refused, keeping the running config: {e}"));
+                None
+            }
         },
-        Err(e) => log::info(&format!("reload refused, keeping the running config: {e}")),
+        Err(e) => {
+            log::info(&format!("reload refused, keeping the running config: {e}"));
+            None
+        }
     }
+}
+
+/// The CPUs this process may run on, in order: `Cpus_allowed_list` of
+/// `/proc/self/status` (what `taskset` or a cgroup cpuset allows, the same set
+/// `sched_getaffinity` reports). Empty if unreadable.
+pub fn allowed_cpus() -> Vec<usize> {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|list| parse_cpu_list(list.trim()))
+        .unwrap_or_default()
+}
+
+/// Parses the kernel's CPU list format (`0-3,8,10-11`); an unreadable part yields an
+/// empty list (no pinning rather than a wrong one).
+pub fn parse_cpu_list(list: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let range = match part.split_once('-') {
+            Some((a, b)) => a.parse::<usize>().ok().zip(b.parse::<usize>().ok()),
+            None => part.parse::<usize>().ok().map(|n| (n, n)),
+        };
+        match range {
+            Some((a, b)) if a <= b && b - a < 4096 => out.extend(a..=b),
+            _ => return Vec::new(),
+        }
+    }
+    out
 }
 
 /// RSS from `/proc/self/statm` (pages * page size); 0 if unreadable.
@@ -360,5 +432,20 @@ async fn control_loop(worker: Rc<Worker>, rx: flume::Receiver<Control>, cancelle
             }
             Control::Reload(snap) => worker.reload(snap),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpu_list;
+
+    #[test]
+    fn cpu_lists_parse_as_the_kernel_writes_them() {
+        assert_eq!(parse_cpu_list("0-1"), [0, 1]);
+        assert_eq!(parse_cpu_list("1"), [1]);
+        assert_eq!(parse_cpu_list("0-2,8,10-11"), [0, 1, 2, 8, 10, 11]);
+        assert!(parse_cpu_list("x").is_empty());
+        assert!(parse_cpu_list("3-1").is_empty());
+        assert!(parse_cpu_list("").is_empty());
     }
 }

@@ -70,7 +70,10 @@ pub struct Shared {
     pub io_driver: &'static str,
     /// Each worker's counters (index = worker id); its turn engine holds its own.
     pub workers: Box<[Arc<WorkerStats>]>,
+    /// SIGTERM came: the health probes answer 503, responses close their connections.
     pub draining: AtomicBool,
+    /// The drain delay is over: the listener is closed and idle connections close.
+    pub closing: AtomicBool,
     /// Resident set size in bytes, sampled once a second by the main thread.
     pub rss_bytes: AtomicU64,
     /// Each worker's health record per provider name. A mutex, not the hot path:
@@ -88,6 +91,7 @@ impl Shared {
             io_driver,
             workers: (0..workers).map(|_| Arc::new(WorkerStats::default())).collect(),
             draining: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             rss_bytes: AtomicU64::new(0),
             provider_health: Mutex::new(Vec::new()),
             limits: Arc::new(crate::ratelimit::Global::new(workers, crate::ratelimit::SystemClock::shared())),
@@ -107,6 +111,11 @@ impl Shared {
 
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Whether idle connections should close now (after `server.drain_delay_ms`).
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     /// Sum of one counter over all workers.

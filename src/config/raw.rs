@@ -91,6 +91,8 @@ pub(super) struct RawServer {
     pub max_connections_per_worker: Option<usize>,
     /// Drain deadline on SIGTERM, ms.
     pub shutdown_timeout_ms: Option<u64>,
+    /// On SIGTERM, 503 on the health probes this long before the listener closes, ms.
+    pub drain_delay_ms: Option<u64>,
     /// `off | text | json`.
     pub access_log: Option<String>,
     /// Restrict `/health/detailed` to admin keys.

@@ -238,6 +238,13 @@ impl Ctx<'_> {
                 None,
             )?,
             shutdown_timeout_ms: raw.shutdown_timeout_ms.unwrap_or(d.shutdown_timeout_ms),
+            drain_delay_ms: self.ranged(
+                "server.drain_delay_ms",
+                raw.drain_delay_ms,
+                d.drain_delay_ms,
+                0,
+                Some(600_000),
+            )?,
             access_log: self.choice(
                 "server.access_log",
                 raw.access_log,

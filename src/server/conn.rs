@@ -183,7 +183,7 @@ impl Conn {
                 return Ok(None);
             }
             let idle = self.rbuf.is_empty();
-            if idle && self.worker.shared.draining() {
+            if idle && self.worker.shared.closing() {
                 return Ok(None);
             }
             let deadline = match started {

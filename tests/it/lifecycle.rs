@@ -282,3 +282,47 @@ fn listen_on_the_command_line_overrides_the_config() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("expected an IP:port"), "{stderr}");
 }
+
+#[test]
+fn sigterm_turns_the_probes_to_503_while_the_listener_accepts_for_drain_delay_ms() {
+    let mut gw = Cfg::new().server("drain_delay_ms = 2000").start();
+    gw.signal("TERM");
+    let signalled = Instant::now();
+    assert!(gw.wait_for_log("draining: health answers 503", Duration::from_secs(3)), "{:?}", gw.logs());
+    // During the delay new connections are still accepted: the probes say draining,
+    // everything else is served.
+    for probe in ["/health", "/health/live", "/health/ready"] {
+        let resp = gw.get(probe, None);
+        assert_eq!((resp.status(), resp.body.as_slice()), (503, &br#"{"status":"draining"}"#[..]), "{probe}");
+    }
+    assert_eq!(gw.get("/api/models", Some(USER)).status(), 200);
+    // Then the listener closes, not before the delay, and the process exits 0.
+    assert!(wait_until_refused(&gw, Duration::from_secs(8)), "the listener never closed");
+    assert!(signalled.elapsed() >= Duration::from_millis(1500), "closed after {:?}", signalled.elapsed());
+    assert!(gw.wait_exit(Duration::from_secs(15)).success());
+}
+
+#[test]
+fn workers_default_to_the_allowed_cpus_and_pin_inside_them() {
+    // The last CPU this test may use, given to the gateway alone with taskset.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
+    let cpu = clawgate::runtime::parse_cpu_list(&list).last().copied().expect("an allowed CPU");
+    let file = TempFile::new(&Cfg::new().workers(0).toml());
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &cpu.to_string()]).arg(bin()).arg("--config").arg(file.path());
+    let gw = Gateway::spawn(cmd, None);
+    assert_eq!(gw.get("/api/status", Some(ADMIN)).json()["data"]["workers"], 1, "one worker per allowed CPU");
+    let mut workers = 0;
+    for task in std::fs::read_dir(format!("/proc/{}/task", gw.pid())).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if name.trim().starts_with("clawgate-w") {
+            workers += 1;
+            let st = std::fs::read_to_string(dir.join("status")).unwrap();
+            let allowed = st.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
+            assert_eq!(allowed, cpu.to_string(), "worker {} pinned inside the set", name.trim());
+        }
+    }
+    assert_eq!(workers, 1);
+}

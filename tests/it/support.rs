@@ -173,6 +173,10 @@ impl Cfg {
             s.push_str(line);
             s.push('\n');
         }
+        // Tests stop gateways often: no drain delay unless a test asks for one.
+        if !self.server.iter().any(|l| l.starts_with("drain_delay_ms")) {
+            s.push_str("drain_delay_ms = 0\n");
+        }
         s.push_str(&self.keys);
         s.push_str(&format!(
             r#"

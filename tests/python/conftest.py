@@ -23,6 +23,7 @@ BASE_CONFIG = """
 listen = "127.0.0.1:0"
 workers = 2
 pin_workers = false
+drain_delay_ms = 0
 {server_extra}
 
 [[keys]]
