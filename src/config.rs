@@ -424,8 +424,37 @@ pub struct ChannelConfig {
     pub public_key: Option<[u8; 32]>,
     /// Model used for this channel's turns; `None` = the config's default model.
     pub model: Option<String>,
+    /// The credential for sending replies (Telegram bot token, Slack bot token,
+    /// WhatsApp access token).
+    pub bot_token: Option<Secret>,
+    /// Where replies go: the platform's API (`ChannelKind::default_api_base` unless set;
+    /// tests point it at a fake platform). No trailing `/`.
+    pub api_base: String,
+    /// `generic` only: where replies are POSTed.
+    pub callback_url: Option<String>,
+    /// One session per chat, or per user in group chats.
+    pub session_scope: SessionScope,
     /// Derived: `/webhooks/<name>`.
     pub webhook_path: String,
+}
+
+config_enum! {
+    /// Which conversation a channel message belongs to (`[[channels]] session_scope`):
+    /// `chat` (`<channel>:<chat id>`) or `user` (`<channel>:<chat id>:<user id>`).
+    SessionScope { Chat = "chat", User = "user" }
+}
+
+impl ChannelKind {
+    /// The platform's public API, where replies go by default (`api_base`).
+    pub fn default_api_base(self) -> &'static str {
+        match self {
+            ChannelKind::Telegram => "https://api.telegram.org",
+            ChannelKind::Slack => "https://slack.com/api",
+            ChannelKind::Discord => "https://discord.com/api/v10",
+            ChannelKind::WhatsApp => "https://graph.facebook.com/v21.0",
+            ChannelKind::Generic => "",
+        }
+    }
 }
 
 /// `[sessions]`: conversation memory limits.

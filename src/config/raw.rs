@@ -254,6 +254,14 @@ pub(super) struct RawChannel {
     pub public_key: Option<String>,
     /// Model for this channel.
     pub model: Option<String>,
+    /// Credential for sending replies (telegram, slack, whatsapp).
+    pub bot_token: Option<String>,
+    /// Where replies go (default: the platform's public API).
+    pub api_base: Option<String>,
+    /// generic only: where replies are POSTed.
+    pub callback_url: Option<String>,
+    /// `chat | user`.
+    pub session_scope: Option<String>,
 }
 
 /// `[sessions]`.

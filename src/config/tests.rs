@@ -329,6 +329,34 @@ public_key = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
     let key = c.channel("dc").unwrap().public_key.unwrap();
     assert_eq!((key[0], key[1], key[31]), (0x00, 0x11, 0xff));
     assert!(c.channel("api").is_none());
+    // Reply settings default to the platform's public API, per chat.
+    assert_eq!(tg.api_base, "https://api.telegram.org");
+    assert_eq!(c.channel("dc").unwrap().api_base, "https://discord.com/api/v10");
+    assert_eq!((tg.session_scope, tg.bot_token.is_none(), tg.callback_url.is_none()), (SessionScope::Chat, true, true));
+}
+
+#[test]
+fn channels_take_the_reply_keys_of_the_design() {
+    let c = parse_ok(
+        r#"
+[[channels]]
+name = "tg"
+type = "telegram"
+secret = "s"
+bot_token = "123:abc"
+api_base = "http://127.0.0.1:9999/"
+session_scope = "user"
+[[channels]]
+name = "hook"
+type = "generic"
+secret = "s"
+callback_url = "https://example.com/replies"
+"#,
+    );
+    let tg = c.channel("tg").unwrap();
+    assert_eq!(tg.bot_token.as_ref().unwrap().expose(), "123:abc");
+    assert_eq!((tg.api_base.as_str(), tg.session_scope), ("http://127.0.0.1:9999", SessionScope::User));
+    assert_eq!(c.channel("hook").unwrap().callback_url.as_deref(), Some("https://example.com/replies"));
 }
 
 #[test]

@@ -17,7 +17,7 @@ use super::raw::{RawChannel, RawFile, RawKey, RawLimits, RawModel, RawServer, Ra
 use super::{
     builtin_mock_model, builtin_mock_provider, hash_key, io_override, AccessLog, ChannelConfig, ChannelKind, Config,
     ConfigError, Durability, IoMode, KeyConfig, LimitsConfig, ModelConfig, ProviderConfig, RedisFail, Role, Secret,
-    ServerConfig, SessionsConfig, StoreBackend, StoreConfig, IO_ENV_VAR,
+    ServerConfig, SessionScope, SessionsConfig, StoreBackend, StoreConfig, IO_ENV_VAR,
 };
 
 mod cors;
@@ -560,8 +560,52 @@ impl Ctx<'_> {
                     return Err(self.err(&key("model"), format!("unknown model {id:?}; not in [[models]]")));
                 }
             }
+            let bot_token = self.non_empty(&key("bot_token"), raw.bot_token)?.map(Secret::new);
+            if bot_token.is_some() && matches!(kind, ChannelKind::Discord | ChannelKind::Generic) {
+                return Err(self.err(
+                    &key("bot_token"),
+                    "only valid with type = \"telegram\", \"slack\" or \"whatsapp\" (discord replies with the \
+                     interaction's own token; generic signs with its secret)",
+                ));
+            }
+            let api_base = match self.non_empty(&key("api_base"), raw.api_base)? {
+                Some(url) if !providers::is_http_url(&url) => {
+                    return Err(self.err(&key("api_base"), format!("{url:?} must be an http:// or https:// URL")))
+                }
+                Some(url) => url.trim_end_matches('/').to_string(),
+                None => kind.default_api_base().to_string(),
+            };
+            let callback_url = self.non_empty(&key("callback_url"), raw.callback_url)?;
+            if let Some(url) = &callback_url {
+                if kind != ChannelKind::Generic {
+                    return Err(self.err(&key("callback_url"), type_is("generic")));
+                }
+                if !providers::is_http_url(url) {
+                    return Err(self.err(&key("callback_url"), format!("{url:?} must be an http:// or https:// URL")));
+                }
+            }
+            let session_scope = self.choice(
+                &key("session_scope"),
+                raw.session_scope,
+                SessionScope::parse,
+                SessionScope::CHOICES,
+                SessionScope::Chat,
+            )?;
             let webhook_path = format!("/webhooks/{name}");
-            out.push(ChannelConfig { name, kind, enabled, secret, verify_token, public_key, model, webhook_path });
+            out.push(ChannelConfig {
+                name,
+                kind,
+                enabled,
+                secret,
+                verify_token,
+                public_key,
+                model,
+                bot_token,
+                api_base,
+                callback_url,
+                session_scope,
+                webhook_path,
+            });
         }
         Ok(out)
     }

@@ -242,6 +242,15 @@ fn every_validation_error_names_its_key_and_the_file() {
             "telegram | slack | discord | whatsapp | generic",
         ),
         ("[[channels]]\nname = \"c\"\ntype = \"slack\"".into(), "channels[0].secret", "required"),
+        (format!("{gen}bot_token = \"t\""), "channels[0].bot_token", "only valid with type"),
+        (format!("{gen}api_base = \"ftp://x\""), "channels[0].api_base", "must be an http"),
+        (format!("{gen}callback_url = \"nope\""), "channels[0].callback_url", "must be an http"),
+        (format!("{gen}session_scope = \"room\""), "channels[0].session_scope", "chat | user"),
+        (
+            "[[channels]]\nname = \"c\"\ntype = \"telegram\"\nsecret = \"s\"\ncallback_url = \"https://x\"".into(),
+            "channels[0].callback_url",
+            "only valid with type = \"generic\"",
+        ),
         ("[[channels]]\nname = \"c\"\ntype = \"generic\"\nsecret = \"\"".into(), "channels[0].secret", "empty"),
         ("[[channels]]\nname = \"c\"\ntype = \"discord\"".into(), "channels[0].public_key", "required"),
         (

@@ -181,7 +181,7 @@ impl Ctx<'_> {
 }
 
 /// `http://` or `https://` followed by a host, no whitespace or control characters.
-fn is_http_url(url: &str) -> bool {
+pub(super) fn is_http_url(url: &str) -> bool {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/'))
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
