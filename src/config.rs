@@ -50,6 +50,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// `[store]`: the session store.
     pub store: StoreConfig,
+    /// `[log]`: the log level (`CLAWGATE_LOG` overrides it).
+    pub log: LogConfig,
     /// `[limits]`: rate-limit defaults, per-client limits and limiter tuning.
     pub limits: LimitsConfig,
     /// The file this came from; `None` for built-in defaults or inline text.
@@ -277,6 +279,27 @@ config_enum! {
     /// What the Redis backend does when Redis is unreachable (`[store] redis_fail`).
     RedisFail { Open = "open", Closed = "closed" }
 }
+
+config_enum! {
+    /// How much is logged (`[log] level`, `CLAWGATE_LOG`): each level includes those
+    /// before it.
+    LogLevel { Error = "error", Warn = "warn", Info = "info", Debug = "debug" }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    pub level: LogLevel,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: LogLevel::Info }
+    }
+}
+
+/// The environment variable that overrides `[log] level`.
+pub const LOG_ENV_VAR: &str = "CLAWGATE_LOG";
 
 config_enum! {
     /// Access log format.
@@ -676,6 +699,7 @@ impl Config {
             channels: Vec::new(),
             sessions: SessionsConfig::default(),
             store: StoreConfig::default(),
+            log: LogConfig::default(),
             limits: LimitsConfig::default(),
             source: None,
         }
@@ -686,6 +710,11 @@ impl Config {
     pub fn builtin_from_env() -> Result<Config, ConfigError> {
         let mut config = Config::builtin_default();
         config.server.io = io_override(config.server.io, process_env(IO_ENV_VAR).as_deref())?;
+        if let Some(v) = process_env(LOG_ENV_VAR).filter(|v| !v.is_empty()) {
+            config.log.level = LogLevel::parse(v.trim()).ok_or_else(|| {
+                ConfigError(format!("{LOG_ENV_VAR}: invalid value {v:?} (environment), expected {}", LogLevel::CHOICES))
+            })?;
+        }
         Ok(config)
     }
 

@@ -124,6 +124,7 @@ fn main() -> ExitCode {
         }
         config.server.listen = addr;
     }
+    clawgate::log::set_level(config.log.level);
     if let Some(dest) = backup_to {
         return backup(&config, &dest);
     }

@@ -176,7 +176,7 @@ pub fn run(config: Config) -> Result<(), String> {
             Err(_) => return Err("a worker died during start-up".into()),
         }
     }
-    log::info(&format!(
+    log::always(&format!(
         "listening on http://{local} (workers={workers}, io={}, open_mode={})",
         driver.as_str(),
         snapshot.keys.open_mode()
@@ -278,12 +278,12 @@ fn reload(source: Option<&std::path::Path>, controls: &[flume::Sender<Control>])
                 Some(snap)
             }
             Err(e) => {
-                log::info(&format!("reload refused, keeping the running config: {e}"));
+                log::warn(&format!("reload refused, keeping the running config: {e}"));
                 None
             }
         },
         Err(e) => {
-            log::info(&format!("reload refused, keeping the running config: {e}"));
+            log::warn(&format!("reload refused, keeping the running config: {e}"));
             None
         }
     }

@@ -41,7 +41,7 @@ pub async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>, handle: Ca
             }
             Err(_) if worker.shared.draining() => return,
             Err(e) => {
-                log::info(&format!("worker {}: accept failed: {e}", worker.id));
+                log::warn(&format!("worker {}: accept failed: {e}", worker.id));
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }

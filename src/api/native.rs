@@ -276,7 +276,7 @@ pub async fn forward<F: Format + 'static>(
             }
             Err(e) => {
                 if !e.is_client_fault() {
-                    log::info(&format!("request {}: model {} failed: {}", ctx.request_id, m.id, e.cause));
+                    log::warn(&format!("request {}: model {} failed: {}", ctx.request_id, m.id, e.cause));
                 }
                 failures.push(format!("{}: {}", m.id, e.message));
                 let falls_back = e.kind.falls_back();

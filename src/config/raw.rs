@@ -41,6 +41,17 @@ pub(super) struct RawFile {
     /// `[store]`: where sessions are kept.
     #[serde(default)]
     pub store: RawStore,
+    /// `[log]`: the log level.
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    /// `error | warn | info | debug`.
+    pub level: Option<String>,
 }
 
 /// `[store]`.

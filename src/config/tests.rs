@@ -336,6 +336,16 @@ public_key = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
 }
 
 #[test]
+fn log_level_defaults_to_info_and_takes_the_four_levels() {
+    assert_eq!(parse_ok("").log.level, LogLevel::Info);
+    for (text, level) in [("error", LogLevel::Error), ("warn", LogLevel::Warn), ("debug", LogLevel::Debug)] {
+        assert_eq!(parse_ok(&format!("[log]\nlevel = \"{text}\"\n")).log.level, level);
+    }
+    let e = parse("[log]\nlevel = \"loud\"\n").unwrap_err().to_string();
+    assert!(e.contains("log.level") && e.contains("error | warn | info | debug"), "{e}");
+}
+
+#[test]
 fn channels_take_the_reply_keys_of_the_design() {
     let c = parse_ok(
         r#"

@@ -19,6 +19,7 @@ use super::{
     ConfigError, Durability, IoMode, KeyConfig, LimitsConfig, ModelConfig, ProviderConfig, RedisFail, Role, Secret,
     ServerConfig, SessionScope, SessionsConfig, StoreBackend, StoreConfig, IO_ENV_VAR,
 };
+use super::{LogConfig, LogLevel, LOG_ENV_VAR};
 
 mod cors;
 mod providers;
@@ -76,6 +77,15 @@ pub(super) fn validate(
     let sessions = ctx.sessions(raw.sessions)?;
     let limits = ctx.limits(raw.limits)?;
     let store = ctx.store(raw.store)?;
+    let level = ctx.choice("log.level", raw.log.level, LogLevel::parse, LogLevel::CHOICES, LogLevel::Info)?;
+    // The environment wins over the file, like CLAWGATE_IO.
+    let level = match (ctx.env)(LOG_ENV_VAR).filter(|v| !v.is_empty()) {
+        None => level,
+        Some(v) => LogLevel::parse(v.trim()).ok_or_else(|| {
+            ConfigError(format!("{LOG_ENV_VAR}: invalid value {v:?} (environment), expected {}", LogLevel::CHOICES))
+        })?,
+    };
+    let log = LogConfig { level };
 
     if keys.is_empty() && !server.listen.ip().to_canonical().is_loopback() {
         return Err(ConfigError(format!(
@@ -93,6 +103,7 @@ pub(super) fn validate(
         channels,
         sessions,
         store,
+        log,
         limits,
         source: source.map(Path::to_path_buf),
     })

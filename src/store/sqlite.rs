@@ -428,7 +428,7 @@ impl StorageThread {
                 let text = e.to_string();
                 m.write_errors.fetch_add(writes.len() as u64, Ordering::Relaxed);
                 if !m.degraded.swap(true, Ordering::Relaxed) {
-                    log::info(&format!("session store: a write failed, state degraded: {text}"));
+                    log::error(&format!("session store: a write failed, state degraded: {text}"));
                 }
                 if let Ok(mut last) = m.last_error.lock() {
                     *last = Some(text.clone());
@@ -482,7 +482,7 @@ impl StorageThread {
                 }
             }
             Err(e) => {
-                log::info(&format!("session store: retention purge failed: {e}"));
+                log::warn(&format!("session store: retention purge failed: {e}"));
                 false
             }
         }

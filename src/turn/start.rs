@@ -262,7 +262,7 @@ pub async fn start_turn(
             }
             Err(e) => {
                 if !e.is_client_fault() {
-                    log::info(&format!("request {}: model {} failed: {}", turn.request_id, m.id, e.cause));
+                    log::warn(&format!("request {}: model {} failed: {}", turn.request_id, m.id, e.cause));
                 }
                 failures.push(format!("{}: {}", m.id, e.message));
                 match e.kind {

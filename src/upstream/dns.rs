@@ -34,7 +34,7 @@ fn resolver() -> &'static flume::Sender<Query> {
             }
         });
         if spawned.is_err() {
-            crate::log::info("cannot start the DNS thread; only IP literals will resolve");
+            crate::log::error("cannot start the DNS thread; only IP literals will resolve");
         }
         tx
     })

@@ -326,3 +326,30 @@ fn workers_default_to_the_allowed_cpus_and_pin_inside_them() {
     }
     assert_eq!(workers, 1);
 }
+
+#[test]
+fn the_log_level_filters_warnings_and_clawgate_log_overrides_the_file() {
+    let dead = "[[providers]]\nname = \"dead\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\napi_key = \"k\"\nmax_retries = 0\n\n[[models]]\nid = \"dead-only\"\nprovider = \"dead\"\n";
+    let fail = |gw: &Gateway| {
+        let r = gw.post("/api/chat", Some(USER), &json!({"message": "hi", "model": "dead-only"}));
+        assert_eq!(r.status(), 502, "{}", r.text());
+        r.request_id().to_string()
+    };
+    // The file says warn: the provider failure is logged, marked as a warning.
+    let gw = Cfg::new().extra(&format!("{dead}\n[log]\nlevel = \"warn\"\n")).start();
+    let id = fail(&gw);
+    assert!(gw.wait_for_log(&format!("warn: request {id}: model dead-only failed"), Duration::from_secs(5)));
+    drop(gw);
+    // CLAWGATE_LOG=error wins over the file: no warnings, and still the listening line.
+    let file = TempFile::new(&Cfg::new().extra(&format!("{dead}\n[log]\nlevel = \"warn\"\n")).toml());
+    let mut cmd = Command::new(bin());
+    cmd.env("CLAWGATE_LOG", "error").arg("--config").arg(file.path());
+    let gw = Gateway::spawn(cmd, None);
+    let id = fail(&gw);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!gw.logs().iter().any(|l| l.contains(&id)), "{:?}", gw.logs());
+    // A bad value is refused naming the variable.
+    let (status, stderr) = run_bin(&["--config", &file.display()], &[("CLAWGATE_LOG", "loud")], Duration::from_secs(5));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("CLAWGATE_LOG") && stderr.contains("error | warn | info | debug"), "{stderr}");
+}

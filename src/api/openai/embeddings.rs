@@ -173,7 +173,7 @@ pub async fn embeddings(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiErr
             Err(Failure::Client(e)) => return Err(e),
             Err(Failure::Provider(e)) => {
                 if !e.is_client_fault() {
-                    log::info(&format!("request {}: model {} failed: {}", ctx.request_id, m.id, e.cause));
+                    log::warn(&format!("request {}: model {} failed: {}", ctx.request_id, m.id, e.cause));
                 }
                 failures.push(format!("{}: {}", m.id, e.message));
                 match e.kind {
