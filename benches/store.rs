@@ -54,6 +54,7 @@ fn turn(n: u64) -> Write {
             },
         ],
         trim: None,
+        answer: None,
     }
 }
 

@@ -33,7 +33,7 @@ use crate::auth::Identity;
 use crate::chat::{Message, MessageExtra, MessageRole};
 use crate::error::ApiError;
 use crate::peers::Peers;
-use crate::store::{LoadedSession, StoreError};
+use crate::store::{LoadedSession, SpoolAnswer, StoreError};
 
 mod hub;
 mod id;
@@ -170,6 +170,8 @@ pub enum Cmd {
         model: String,
         /// Answered once the turn is recorded (committed, with `durability = "ack"`).
         ack: Option<Reply<()>>,
+        /// The reply to a spooled webhook delivery, recorded with the turn.
+        answer: Option<SpoolAnswer>,
     },
     /// Storage thread → holder: the write of a finished turn is committed (or failed).
     Committed {

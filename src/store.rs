@@ -81,11 +81,15 @@ pub enum Write {
     /// messages not stored yet (a new session's seed, the turn's user messages and
     /// reply), and `trim`: when the history bound dropped messages, the first sequence
     /// number still kept (older ones are deleted). Messages are keyed by (session,
-    /// seq): writing one twice stores it once.
+    /// seq): writing one twice stores it once. `answer`: the turn answers a spooled
+    /// webhook delivery; marking it answered and queueing the reply parts commit in
+    /// the same transaction as the turn, so after a crash the turn and its reply are
+    /// both there or neither is (exactly once).
     Turn {
         row: SessionRow,
         messages: Vec<MessageRow>,
         trim: Option<u64>,
+        answer: Option<SpoolAnswer>,
     },
     /// Clears a session's messages, keeping its id and sequence numbering.
     Reset {
@@ -218,6 +222,13 @@ pub enum Spooled {
     New(u64),
     /// The (channel, key) was already spooled: acknowledge, do nothing.
     Duplicate,
+}
+
+/// The reply to a spooled delivery, recorded with the turn that made it (`Write::Turn`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolAnswer {
+    pub spool_id: u64,
+    pub parts: Vec<OutboxPart>,
 }
 
 /// One part of a reply (replies longer than the platform's limit are split).

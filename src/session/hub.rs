@@ -14,7 +14,7 @@ use crate::chat::Message;
 use crate::clock;
 use crate::error::ApiError;
 use crate::peers::{self, Peers};
-use crate::store::{self, ListQuery, Store};
+use crate::store::{self, ListQuery, SpoolAnswer, Store};
 
 use super::id::{new_id, owner_of};
 use super::local::{sort_key, LocalSessions};
@@ -124,9 +124,21 @@ impl SessionHub {
     /// results and a user message, in order).
     pub fn finish_turn(
         &self,
+        grant: TurnGrant,
+        user: Vec<Message>,
+        assistant: Message,
+    ) -> impl Future<Output = Result<(), ApiError>> {
+        self.finish_answering(grant, user, assistant, None)
+    }
+
+    /// `finish_turn` for a turn that answers a spooled webhook delivery: the answer is
+    /// recorded in the same store transaction as the turn (`store::Write::Turn`).
+    pub fn finish_answering(
+        &self,
         mut grant: TurnGrant,
         user: Vec<Message>,
         assistant: Message,
+        spool_answer: Option<SpoolAnswer>,
     ) -> impl Future<Output = Result<(), ApiError>> {
         grant.finished = true;
         let (ack, answer) = if self.store.acks_after_commit() {
@@ -142,6 +154,7 @@ impl SessionHub {
             assistant,
             model: std::mem::take(&mut grant.model),
             ack,
+            answer: spool_answer,
         };
         self.send(grant.holder, cmd);
         async move {

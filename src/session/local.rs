@@ -14,7 +14,7 @@ use crate::clock;
 use crate::config::SessionsConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::peers::Peers;
-use crate::store::{LoadedSession, MessageRow, SessionRow, Store, Write};
+use crate::store::{LoadedSession, MessageRow, SessionRow, SpoolAnswer, Store, Write};
 
 use super::id::owner_of;
 use super::{
@@ -233,8 +233,8 @@ impl LocalSessions {
                     }
                 }
             }
-            Cmd::Finish { id, token, user, assistant, model, ack } => {
-                self.finish(&id, token, user, assistant, model, ack)
+            Cmd::Finish { id, token, user, assistant, model, ack, answer } => {
+                self.finish(&id, token, user, assistant, model, ack, answer)
             }
             Cmd::Committed { id, token, epoch, messages, model, result, ack } => {
                 self.committed(&id, token, epoch, messages, model, result, ack)
@@ -404,6 +404,7 @@ impl LocalSessions {
     /// pair the trim keeps fits the bound too) are written to the store and recorded.
     /// With `durability = "ack"` they enter memory, and the session is released, only
     /// once committed (`committed`); otherwise at once.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn finish(
         &mut self,
         id: &str,
@@ -412,12 +413,21 @@ impl LocalSessions {
         assistant: Message,
         model: String,
         ack: Option<Reply<()>>,
+        answer: Option<SpoolAnswer>,
     ) {
         let now = clock::now_unix_ms();
         let limits = &self.limits;
         let Some(s) = self.sessions.get_mut(id).filter(|s| s.busy == Some(token)) else {
-            // Deleted while the turn ran: nothing to record.
-            if let Some(ack) = ack {
+            // Deleted while the turn ran: nothing to record but a webhook's reply.
+            if let Some(a) = answer {
+                let done: crate::store::Done<()> = match ack {
+                    Some(ack) => Box::new(move |r| {
+                        let _ = ack.send(r.map_err(|e| e.to_api()));
+                    }),
+                    None => Box::new(|_| {}),
+                };
+                self.store.answer(a.spool_id, a.parts, done);
+            } else if let Some(ack) = ack {
                 let _ = ack.send(Ok(()));
             }
             return;
@@ -430,8 +440,15 @@ impl LocalSessions {
                 StoredMessage { role: m.role, content: m.content, extra: m.extra, at: now }
             })
             .collect();
-        if self.store.durable() {
-            let write = turn_write(s, &new, &model, now, limits);
+        if !self.store.durable() {
+            if let Some(a) = answer {
+                self.store.answer(a.spool_id, a.parts, Box::new(|_| {}));
+            }
+        } else {
+            let mut write = turn_write(s, &new, &model, now, limits);
+            if let Write::Turn { answer: slot, .. } = &mut write {
+                *slot = answer;
+            }
             if let Write::Turn { trim: Some(from), .. } = &write {
                 s.disk_from = *from;
             }
@@ -714,6 +731,7 @@ pub(super) fn turn_write(s: &Session, new: &[StoredMessage], model: &str, now: u
         },
         messages,
         trim: (first_kept >= s.disk_from + TRIM_SLACK).then_some(first_kept),
+        answer: None,
     }
 }
 

@@ -318,7 +318,8 @@ fn the_store_write_trims_exactly_as_memory_does() {
             .collect();
         let stored_before = s.stored;
         let disk_before = s.disk_from;
-        let crate::store::Write::Turn { row, messages, trim } = local::turn_write(&s, &new, "m", turn, &limits) else {
+        let crate::store::Write::Turn { row, messages, trim, .. } = local::turn_write(&s, &new, "m", turn, &limits)
+        else {
             panic!("a turn write")
         };
         local::record(&mut s, new, "m".into(), turn, &limits);

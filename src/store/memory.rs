@@ -53,7 +53,11 @@ impl Store for MemoryStore {
         false
     }
 
-    fn write(&self, _write: Write, done: Option<Done<()>>) {
+    fn write(&self, write: Write, done: Option<Done<()>>) {
+        // Only a webhook turn's answer is kept here (the sessions are in memory).
+        if let Write::Turn { answer: Some(a), .. } = write {
+            self.answer(a.spool_id, a.parts, Box::new(|_| {}));
+        }
         if let Some(done) = done {
             done(Ok(()));
         }

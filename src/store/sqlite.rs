@@ -519,7 +519,7 @@ struct MessageIn {
 /// One statement for what most turns write: the turn's messages as one row.
 fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
     match w {
-        Write::Turn { row, messages, trim } => {
+        Write::Turn { row, messages, trim, answer: spool_answer } => {
             // The session's row is written once, when it is new (a no-op lookup after);
             // its changing metadata lives in its latest turn row.
             conn.prepare_cached(
@@ -556,6 +556,9 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
                 // Turn rows whose messages all fall before the first kept one.
                 conn.prepare_cached("DELETE FROM turns WHERE session = ?1 AND seq < ?2 AND end_seq <= ?2")?
                     .execute(params![row.id, sql_int(*first_kept)])?;
+            }
+            if let Some(a) = spool_answer {
+                answer(conn, a.spool_id, &a.parts)?;
             }
         }
         Write::Reset { id, at_ms } => {

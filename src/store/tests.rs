@@ -47,7 +47,7 @@ fn msg(seq: u64, role: MessageRole, text: &str) -> MessageRow {
 fn turn(store: &dyn Store, id: &str, first: u64, trim: Option<u64>, count: u64) {
     let messages =
         vec![msg(first, MessageRole::User, &format!("q{first}")), msg(first + 1, MessageRole::Assistant, "a")];
-    let w = Write::Turn { row: row(id, first + 2, count), messages, trim };
+    let w = Write::Turn { row: row(id, first + 2, count), messages, trim, answer: None };
     wait(|d| store.write(w, Some(d))).unwrap();
 }
 
@@ -68,7 +68,7 @@ fn turns_round_trip_in_order_with_their_parts_and_trim() {
         message: Message { role: MessageRole::Assistant, content: "x".into(), extra: Some(Arc::new(extra)) },
         at_ms: 9,
     };
-    let w = Write::Turn { row: row("s1", 5, 3), messages: vec![rich.clone()], trim: Some(2) };
+    let w = Write::Turn { row: row("s1", 5, 3), messages: vec![rich.clone()], trim: Some(2), answer: None };
     wait(|d| store.write(w, Some(d))).unwrap();
     let loaded = wait(|d| store.load("s1".into(), d)).unwrap().unwrap();
     // `created_at` is the first write's; the rest is the latest.
@@ -99,6 +99,7 @@ fn reset_set_model_delete_and_list_pages() {
             row: r,
             messages: vec![msg(0, MessageRole::User, "q"), msg(1, MessageRole::Assistant, "a")],
             trim: None,
+            answer: None,
         };
         wait(|d| store.write(w, Some(d))).unwrap();
     }
@@ -184,12 +185,13 @@ fn retention_purges_old_sessions_in_batches_and_keeps_recent_ones() {
             row: r,
             messages: vec![msg(0, MessageRole::User, "q"), msg(1, MessageRole::Assistant, "a")],
             trim: None,
+            answer: None,
         };
         store.write(w, None);
     }
     let mut fresh = row("fresh", 2, 2);
     fresh.updated_at_ms = crate::clock::now_unix_ms();
-    let w = Write::Turn { row: fresh, messages: vec![msg(0, MessageRole::User, "q")], trim: None };
+    let w = Write::Turn { row: fresh, messages: vec![msg(0, MessageRole::User, "q")], trim: None, answer: None };
     wait(|d| store.write(w, Some(d))).unwrap();
     drop(store);
     let cfg = StoreConfig { path: path.clone(), ..StoreConfig::default() };
@@ -292,5 +294,31 @@ fn a_version_1_database_is_migrated_to_the_current_schema() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(v, SCHEMA_VERSION);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_webhook_turn_and_its_reply_commit_together_once() {
+    let dir = temp_dir("answer");
+    let sqlite = open_at(&dir.join("s.db"));
+    let memory = MemoryStore::default();
+    for store in [&sqlite as &dyn Store, &memory] {
+        let Spooled::New(id) = wait(|d| store.spool(delivery("tg", "7", "hello"), d)).unwrap() else { panic!("new") };
+        let turn = || Write::Turn {
+            row: row("tg:chat-1", 2, 2),
+            messages: vec![msg(0, MessageRole::User, "hello"), msg(1, MessageRole::Assistant, "hi there")],
+            trim: None,
+            answer: Some(SpoolAnswer { spool_id: id, parts: vec![part(0, "hi there")] }),
+        };
+        wait(|d| store.write(turn(), Some(d))).unwrap();
+        // Replayed (a crash before the worker heard of the commit): nothing doubles.
+        wait(|d| store.write(turn(), Some(d))).unwrap();
+        assert!(wait(|d| store.spooled(10, d)).unwrap().is_empty(), "{}", store.backend());
+        let due = wait(|d| store.outbox_due(1, 10, d)).unwrap();
+        assert_eq!(due.len(), 1, "{}", store.backend());
+        assert_eq!((due[0].spool_id, due[0].part.text.as_str()), (id, "hi there"));
+    }
+    let loaded = wait(|d| sqlite.load("tg:chat-1".into(), d)).unwrap().unwrap();
+    assert_eq!(loaded.messages.len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
