@@ -42,7 +42,7 @@
 //!
 //! ```text
 //! 0  clock, error, json, config, log, stats
-//! 1  peers, chat, auth, http, router, upstream
+//! 1  peers, chat, channel, auth, http, router, upstream
 //! 2  provider, store, session, ratelimit
 //! 3  turn, worker
 //! 4  api, ws
@@ -54,6 +54,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod channel;
 pub mod chat;
 pub mod clock;
 pub mod config;
