@@ -169,13 +169,14 @@ impl Cfg {
 
     pub fn toml(&self) -> String {
         let mut s = format!("[server]\nlisten = \"{}\"\nworkers = {}\n", self.listen, self.workers);
+        // Tests stop gateways often: no drain delay unless a test asks for one. (Before
+        // the other lines: one of them may open a sub-table such as [server.cors].)
+        if !self.server.iter().any(|l| l.starts_with("drain_delay_ms")) {
+            s.push_str("drain_delay_ms = 0\n");
+        }
         for line in &self.server {
             s.push_str(line);
             s.push('\n');
-        }
-        // Tests stop gateways often: no drain delay unless a test asks for one.
-        if !self.server.iter().any(|l| l.starts_with("drain_delay_ms")) {
-            s.push_str("drain_delay_ms = 0\n");
         }
         s.push_str(&self.keys);
         s.push_str(&format!(
