@@ -665,6 +665,22 @@ pub(super) fn stored_size(m: &StoredMessage) -> usize {
     Message { role: m.role, content: m.content.clone(), extra: m.extra.clone() }.size()
 }
 
+/// The history bound: over `max_messages`, or over `max_bytes` with more than the
+/// newest pair (which is always kept).
+fn over_bounds(count: usize, bytes: usize, limits: &SessionsConfig) -> bool {
+    count > limits.max_messages || (bytes > limits.max_bytes && count > 2)
+}
+
+/// Drops the oldest messages while the history is `over_bounds`; `bytes` follows.
+fn trim_front(messages: &mut VecDeque<StoredMessage>, bytes: &mut usize, limits: &SessionsConfig) {
+    while over_bounds(messages.len(), *bytes, limits) {
+        match messages.pop_front() {
+            Some(old) => *bytes -= stored_size(&old),
+            None => break,
+        }
+    }
+}
+
 /// Appends a turn's messages to the history, trims it to the bounds (oldest first;
 /// the newest pair always stays) and updates the metadata.
 pub(super) fn record(s: &mut Session, new: Vec<StoredMessage>, model: String, now: u64, limits: &SessionsConfig) {
@@ -673,11 +689,7 @@ pub(super) fn record(s: &mut Session, new: Vec<StoredMessage>, model: String, no
         s.appended += 1;
         s.messages.push_back(m);
     }
-    while s.messages.len() > limits.max_messages || (s.bytes > limits.max_bytes && s.messages.len() > 2) {
-        if let Some(old) = s.messages.pop_front() {
-            s.bytes -= stored_size(&old);
-        }
-    }
+    trim_front(&mut s.messages, &mut s.bytes, limits);
     s.stored = s.appended;
     s.info.model = model;
     s.info.updated_at_ms = now;
@@ -700,7 +712,7 @@ pub(super) fn turn_write(s: &Session, new: &[StoredMessage], model: &str, now: u
     let mut kept = s.messages.len() + new.len();
     let mut bytes = s.bytes + new.iter().map(stored_size).sum::<usize>();
     let mut sizes = s.messages.iter().chain(new).map(stored_size);
-    while kept > limits.max_messages || (bytes > limits.max_bytes && kept > 2) {
+    while over_bounds(kept, bytes, limits) {
         bytes -= sizes.next().unwrap_or(0);
         kept -= 1;
     }
@@ -752,11 +764,7 @@ pub(super) fn from_store(found: LoadedSession, limits: &SessionsConfig) -> Sessi
         })
         .collect();
     let mut bytes: usize = messages.iter().map(stored_size).sum();
-    while messages.len() > limits.max_messages || (bytes > limits.max_bytes && messages.len() > 2) {
-        if let Some(old) = messages.pop_front() {
-            bytes -= stored_size(&old);
-        }
-    }
+    trim_front(&mut messages, &mut bytes, limits);
     Session {
         info: SessionInfo {
             id: row.id,
