@@ -1,5 +1,7 @@
-//! What every chat platform's reply needs, independent of HTTP (layer 1): the message
-//! length limit of each channel type and the split of a long reply into parts that fit
+//! The chat platforms, independent of HTTP and of the gateway's state (layer 1):
+//! verifying a delivery (`verify`), reading it (`inbound`), building the send of a reply
+//! and reading the platform's answer (`outbound`), and here the message length limit of
+//! each channel type and the split of a long reply into parts that fit
 //! (PROTOCOL.md "Channel webhooks": split by the platform's own measure, never inside a
 //! surrogate pair or, when avoidable, a code fence; the parts in order add up to the
 //! reply).
@@ -10,6 +12,17 @@
 //! theirs (`docs/dev/webhook-platforms.md`, section 5).
 
 use crate::config::ChannelKind;
+
+pub mod inbound;
+pub mod outbound;
+pub mod verify;
+
+pub use inbound::{new_session_command, Inbound, Incoming, Unreadable};
+pub use outbound::{
+    build_send, classify, DiscordTarget, GenericTarget, SendRequest, SlackTarget, TelegramTarget, Verdict,
+    WhatsAppTarget,
+};
+pub use verify::{verify, Refusal};
 
 /// The longest message a channel type's send API takes, in UTF-16 code units (`None`:
 /// no limit, the generic callback gets the reply whole).
