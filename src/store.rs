@@ -27,6 +27,7 @@
 //!   gets the end of the turn (durability = "ack")
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -182,10 +183,12 @@ pub trait Store: Send + Sync {
     /// Up to `limit` outbox parts due at `now_ms` (pending, `next_at_ms` reached), in
     /// order of delivery and part.
     fn outbox_due(&self, now_ms: u64, limit: usize, done: Done<Vec<OutboxEntry>>);
-    /// What became of one send of outbox part `id`.
+    /// What became of one send of outbox part `id`. A dead part takes the later parts
+    /// of its reply with it (they would arrive out of context).
     fn outbox_result(&self, id: u64, outcome: SendOutcome, done: Option<Done<()>>);
-    /// Outbox parts by state, for `/api/channels`.
-    fn outbox_counts(&self, done: Done<OutboxCounts>);
+    /// What waits in the spool and outbox of each channel, for `/api/channels`
+    /// (channels with nothing waiting and no dead letter are absent).
+    fn queue_counts(&self, done: Done<BTreeMap<String, QueueCounts>>);
 }
 
 /// A verified webhook delivery, as spooled before its `200`.
@@ -264,13 +267,19 @@ pub enum SendOutcome {
     Dead { error: String },
 }
 
-/// Outbox parts by state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// One channel's queues.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OutboxCounts {
-    pub pending: u64,
-    pub sent: u64,
-    pub dead: u64,
+pub struct QueueCounts {
+    /// Deliveries spooled whose turn has not answered yet.
+    pub spooled: u64,
+    /// Reply parts waiting to be sent (due or backing off).
+    pub outbox: u64,
+    /// Reply parts given up on.
+    pub dead_letters: u64,
+    /// The error of the latest dead letter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_dead_letter: Option<String>,
 }
 
 /// Awaits a store operation from async code: `ask(|done| store.list(q, done)).await`.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::{
-    Delivery, Done, ListQuery, LoadedSession, OutboxCounts, OutboxEntry, OutboxPart, SendOutcome, SessionRow,
+    Delivery, Done, ListQuery, LoadedSession, OutboxEntry, OutboxPart, QueueCounts, SendOutcome, SessionRow,
     SpoolEntry, Spooled, Store, StoreError, StoreStatus, Write,
 };
 
@@ -31,7 +31,8 @@ struct Queues {
     answered: std::collections::HashSet<u64>,
     /// Outbox parts: (entry, state, next_at_ms).
     outbox: BTreeMap<u64, (OutboxEntry, &'static str, u64)>,
-    counts: OutboxCounts,
+    /// Per channel: dead letters and the latest one's error.
+    dead: HashMap<String, (u64, String)>,
 }
 
 impl MemoryStore {
@@ -112,7 +113,6 @@ impl Store for MemoryStore {
                 q.next_id += 1;
                 let entry = OutboxEntry { id: q.next_id, spool_id: id, part, attempts: 0 };
                 q.outbox.insert(entry.id, (entry, "pending", 0));
-                q.counts.pending += 1;
             }
         }));
     }
@@ -150,8 +150,6 @@ impl Store for MemoryStore {
             match outcome {
                 SendOutcome::Sent => {
                     *state = "sent";
-                    q.counts.pending -= 1;
-                    q.counts.sent += 1;
                     // A reply whose parts are all sent leaves memory.
                     let spool_id = e.spool_id;
                     if q.outbox.values().filter(|(o, _, _)| o.spool_id == spool_id).all(|(_, s, _)| *s == "sent") {
@@ -159,10 +157,21 @@ impl Store for MemoryStore {
                     }
                 }
                 SendOutcome::Retry { at_ms, .. } => *next_at = at_ms,
-                SendOutcome::Dead { .. } => {
+                SendOutcome::Dead { error } => {
                     *state = "dead";
-                    q.counts.pending -= 1;
-                    q.counts.dead += 1;
+                    let (spool_id, part) = (e.spool_id, e.part.part);
+                    let channel = e.part.channel.clone();
+                    let mut dead = 1;
+                    // The later parts of the reply would arrive out of context.
+                    for (o, s, _) in q.outbox.values_mut() {
+                        if o.spool_id == spool_id && o.part.part > part && *s == "pending" {
+                            *s = "dead";
+                            dead += 1;
+                        }
+                    }
+                    let entry = q.dead.entry(channel).or_default();
+                    entry.0 += dead;
+                    entry.1 = error;
                 }
             }
         });
@@ -171,7 +180,23 @@ impl Store for MemoryStore {
         }
     }
 
-    fn outbox_counts(&self, done: Done<OutboxCounts>) {
-        done(self.with(|q| q.counts));
+    fn queue_counts(&self, done: Done<std::collections::BTreeMap<String, QueueCounts>>) {
+        done(self.with(|q| {
+            let mut out: std::collections::BTreeMap<String, QueueCounts> = Default::default();
+            for d in q.spool.values() {
+                out.entry(d.channel.clone()).or_default().spooled += 1;
+            }
+            for (e, state, _) in q.outbox.values() {
+                if *state == "pending" {
+                    out.entry(e.part.channel.clone()).or_default().outbox += 1;
+                }
+            }
+            for (channel, (n, last)) in &q.dead {
+                let c = out.entry(channel.clone()).or_default();
+                c.dead_letters = *n;
+                c.last_dead_letter = Some(last.clone());
+            }
+            out
+        }));
     }
 }

@@ -69,6 +69,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UNIQUE (spool_id, part)
     );
     CREATE INDEX outbox_pending ON outbox (next_at) WHERE state = 'pending';",
+    // 3: dead letters counted per channel without a scan (`/api/channels`).
+    "CREATE INDEX outbox_dead ON outbox (channel) WHERE state = 'dead';",
 ];
 
 /// The schema version this build writes.

@@ -17,6 +17,7 @@
 //! when the callback runs); `"async"` with `NORMAL` (a commit survives a crash of the
 //! process but not of the machine) and turns acknowledged before it.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,7 +31,7 @@ use crate::config::{Durability, SessionsConfig, StoreConfig};
 use crate::log;
 
 use super::{
-    Delivery, Done, ListQuery, LoadedSession, MessageRow, OutboxCounts, OutboxEntry, OutboxPart, SendOutcome,
+    Delivery, Done, ListQuery, LoadedSession, MessageRow, OutboxEntry, OutboxPart, QueueCounts, SendOutcome,
     SessionRow, SpoolEntry, Spooled, Store, StoreError, StoreStatus, Write,
 };
 
@@ -318,8 +319,8 @@ impl Store for SqliteStore {
         self.queue(Op::Write(Pending::OutboxResult(id, outcome, done)));
     }
 
-    fn outbox_counts(&self, done: Done<OutboxCounts>) {
-        self.queue(Op::Read(Box::new(move |conn| done(conn.and_then(|c| outbox_counts(c).map_err(read_err))))));
+    fn queue_counts(&self, done: Done<BTreeMap<String, QueueCounts>>) {
+        self.queue(Op::Read(Box::new(move |conn| done(conn.and_then(|c| queue_counts(c).map_err(read_err))))));
     }
 }
 
@@ -760,29 +761,54 @@ fn outbox_result(conn: &Connection, id: u64, outcome: &SendOutcome) -> rusqlite:
                  WHERE id = ?1 AND state = 'pending'",
             )?
             .execute(params![id, sql_int(*at_ms), error]),
-        SendOutcome::Dead { error } => conn
-            .prepare_cached(
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2
-                 WHERE id = ?1 AND state = 'pending'",
+        SendOutcome::Dead { error } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2
+                     WHERE id = ?1 AND state = 'pending'",
+                )?
+                .execute(params![id, error])?;
+            // The later parts of the reply would arrive out of context: dead with it.
+            conn.prepare_cached(
+                "UPDATE outbox SET state = 'dead', last_error = 'an earlier part of the reply was dead-lettered'
+                 WHERE state = 'pending' AND spool_id = (SELECT spool_id FROM outbox WHERE id = ?1)
+                   AND part > (SELECT part FROM outbox WHERE id = ?1)",
             )?
-            .execute(params![id, error]),
+            .execute(params![id])?;
+            Ok(n)
+        }
     }
     .map(drop)
 }
 
-fn outbox_counts(conn: &Connection) -> rusqlite::Result<OutboxCounts> {
-    let mut counts = OutboxCounts::default();
-    let mut st = conn.prepare_cached("SELECT state, count(*) FROM outbox GROUP BY state")?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        let n = u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0);
-        match r.get::<_, String>(0)?.as_str() {
-            "pending" => counts.pending = n,
-            "sent" => counts.sent = n,
-            _ => counts.dead += n,
-        }
+fn queue_counts(conn: &Connection) -> rusqlite::Result<BTreeMap<String, QueueCounts>> {
+    let mut out: BTreeMap<String, QueueCounts> = BTreeMap::new();
+    let count = |v: i64| u64::try_from(v).unwrap_or(0);
+    let mut st = conn.prepare_cached("SELECT channel, count(*) FROM spool WHERE answered = 0 GROUP BY channel")?;
+    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (channel, n) = row?;
+        out.entry(channel).or_default().spooled = count(n);
     }
-    Ok(counts)
+    let mut st =
+        conn.prepare_cached("SELECT channel, count(*) FROM outbox WHERE state = 'pending' GROUP BY channel")?;
+    for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (channel, n) = row?;
+        out.entry(channel).or_default().outbox = count(n);
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT channel, count(*), (SELECT last_error FROM outbox l WHERE l.channel = d.channel AND l.state = 'dead'
+                                    ORDER BY l.id DESC LIMIT 1)
+         FROM outbox d WHERE state = 'dead' GROUP BY channel",
+    )?;
+    for row in
+        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?)))?
+    {
+        let (channel, n, last) = row?;
+        let c = out.entry(channel).or_default();
+        c.dead_letters = count(n);
+        c.last_dead_letter = last;
+    }
+    Ok(out)
 }
 
 fn role_name(role: MessageRole) -> &'static str {

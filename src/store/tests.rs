@@ -256,10 +256,22 @@ fn spool_and_outbox_rules(store: &dyn Store) {
     wait(|d| store.outbox_result(due[0].id, SendOutcome::Sent, Some(d))).unwrap();
     let due = wait(|d| store.outbox_due(5_000, 10, d)).unwrap();
     assert_eq!((due.len(), due[0].part.text.as_str()), (1, "two"));
+    let counts = wait(|d| store.queue_counts(d)).unwrap();
+    assert_eq!(counts["tg"], QueueCounts { spooled: 0, outbox: 1, dead_letters: 0, last_dead_letter: None });
+    assert_eq!(counts["slack"].spooled, 1);
     wait(|d| store.outbox_result(due[0].id, SendOutcome::Dead { error: "400 chat not found".into() }, Some(d)))
         .unwrap();
     assert!(wait(|d| store.outbox_due(u64::MAX / 2, 10, d)).unwrap().is_empty());
-    assert_eq!(wait(|d| store.outbox_counts(d)).unwrap(), OutboxCounts { pending: 0, sent: 1, dead: 1 });
+    // A dead part takes the rest of its reply with it.
+    let Spooled::New(c) = wait(|d| store.spool(delivery("tg", "101", "long"), d)).unwrap() else { panic!("new") };
+    wait(|d| store.answer(c, vec![part(0, "a"), part(1, "b"), part(2, "c")], d)).unwrap();
+    let due = wait(|d| store.outbox_due(5_000, 10, d)).unwrap();
+    assert_eq!(due.len(), 1);
+    wait(|d| store.outbox_result(due[0].id, SendOutcome::Dead { error: "403 bot blocked".into() }, Some(d))).unwrap();
+    assert!(wait(|d| store.outbox_due(u64::MAX / 2, 10, d)).unwrap().is_empty());
+    let counts = wait(|d| store.queue_counts(d)).unwrap();
+    assert_eq!(counts["tg"].outbox, 0);
+    assert_eq!(counts["tg"].dead_letters, 4);
 }
 
 #[test]
