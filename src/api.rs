@@ -37,7 +37,8 @@ pub struct Ctx<'a> {
 
 /// Runs the handler of `route` for a caller who passed authentication and the request
 /// quota (`server::dispatch` decided both). `who` is `None` only on open routes.
-/// `/ws` is not served here: the upgrade belongs to `ws`.
+/// `/ws` is not served here (the upgrade belongs to `ws`), nor are the webhooks
+/// (`webhook`).
 pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> Result<Response, ApiError> {
     match (route, who) {
         (Route::Health, _) | (Route::HealthLive, _) => Ok(health::health(ctx)),
@@ -45,7 +46,7 @@ pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> R
         (Route::HealthDetailed, who) => health::detailed(ctx, who.as_ref()),
         (Route::Status, Some(who)) => catalog::status(ctx, &who),
         (Route::Models, Some(_)) => catalog::models(ctx),
-        (Route::Channels, Some(_)) => catalog::channels(ctx),
+        (Route::Channels, Some(_)) => catalog::channels(ctx).await,
         (Route::Chat, Some(who)) => chat::chat(ctx, who).await,
         (Route::Sessions, Some(who)) => sessions::list(ctx, &who).await,
         (Route::SessionGet(id), Some(who)) => sessions::get(ctx, &who, id).await,
@@ -57,7 +58,10 @@ pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> R
         (Route::OpenAiResponses, Some(who)) => responses::responses(ctx, who).await,
         (Route::AnthropicMessages, Some(who)) => anthropic::messages(ctx, who).await,
         (Route::AnthropicCountTokens, Some(who)) => anthropic::count_tokens(ctx, who).await,
-        (Route::Metrics | Route::Webhook(_) | Route::WebhookVerify(_) | Route::WebSocket, _) => Err(ApiError::new(
+        (Route::Webhook(_) | Route::WebhookVerify(_) | Route::WebSocket, _) => {
+            Err(ApiError::internal(format!("{} is served by its own front door", route.label())))
+        }
+        (Route::Metrics, _) => Err(ApiError::new(
             crate::error::ErrorCode::NotImplemented,
             format!("{} is not implemented in this version", route.label()),
         )),

@@ -45,7 +45,7 @@
 //! 1  peers, chat, channel, auth, http, router, upstream
 //! 2  provider, store, session, ratelimit
 //! 3  turn, worker
-//! 4  api, ws
+//! 4  api, ws, webhook
 //! 5  server, runtime
 //! ```
 //!
@@ -73,5 +73,6 @@ pub mod stats;
 pub mod store;
 pub mod turn;
 pub mod upstream;
+pub mod webhook;
 pub mod worker;
 pub mod ws;

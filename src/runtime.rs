@@ -23,6 +23,7 @@ use crate::config::{Config, IoMode};
 use crate::log;
 use crate::peers::{self, Peers};
 use crate::session::{Cmd, LocalSessions, SessionHub};
+use crate::store::SpoolEntry;
 use crate::turn::{ResumeCmd, TurnHub};
 use crate::worker::{Shared, Snapshot, Worker, WorkerStats};
 
@@ -127,10 +128,13 @@ pub fn run(config: Config) -> Result<(), String> {
     let store = crate::store::open(&config)?;
     let shared = Arc::new(Shared::new(workers, driver.as_str()));
     let snapshot = Arc::new(Snapshot::new(Arc::new(config))?);
-    // The cores' mailboxes (`peers`): session commands and resume requests.
+    // The cores' mailboxes (`peers`): session commands, resume requests and spooled
+    // webhook deliveries.
     let (session_peers, session_rxs) = peers::mailboxes::<Cmd>(workers);
     let (resume_peers, resume_rxs) = peers::mailboxes::<ResumeCmd>(workers);
     let mut resume_rxs = resume_rxs.into_iter();
+    let (spool_peers, spool_rxs) = peers::mailboxes::<SpoolEntry>(workers);
+    let mut spool_rxs = spool_rxs.into_iter();
     let (ready_tx, ready_rx) = flume::unbounded::<Result<(), String>>();
     let mut controls = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
@@ -147,6 +151,8 @@ pub fn run(config: Config) -> Result<(), String> {
             session_peers: session_peers.for_worker(id),
             resume_rx: resume_rxs.next(),
             resume_peers: resume_peers.for_worker(id),
+            spool_rx: spool_rxs.next(),
+            spool_peers: spool_peers.for_worker(id),
             control_rx,
             ready: ready_tx.clone(),
             store: store.clone(),
@@ -333,6 +339,8 @@ struct WorkerArgs {
     session_peers: Peers<Cmd>,
     resume_rx: Option<flume::Receiver<ResumeCmd>>,
     resume_peers: Peers<ResumeCmd>,
+    spool_rx: Option<flume::Receiver<SpoolEntry>>,
+    spool_peers: Peers<SpoolEntry>,
     control_rx: flume::Receiver<Control>,
     ready: flume::Sender<Result<(), String>>,
     store: Arc<dyn crate::store::Store>,
@@ -377,6 +385,8 @@ async fn worker_main(args: WorkerArgs) {
         session_peers,
         resume_rx,
         resume_peers,
+        spool_rx,
+        spool_peers,
         control_rx,
         ready,
         store,
@@ -397,9 +407,19 @@ async fn worker_main(args: WorkerArgs) {
     )));
     monoio::spawn(SessionHub::serve(local.clone(), session_rx.clone()));
     let hub = SessionHub::new(local, session_peers, session_rx);
-    let worker = Rc::new(Worker::new(id, snapshot, shared.clone(), hub, TurnHub::new(resume_peers)));
+    let worker = Rc::new(Worker::new(id, snapshot, shared.clone(), hub, TurnHub::new(resume_peers), spool_peers));
     if let Some(rx) = resume_rx {
         monoio::spawn(TurnHub::serve(worker.turns.resume.clone(), rx));
+    }
+    // Channel webhooks: every worker runs the turns of its conversations; worker 0
+    // also sweeps the spool (deliveries left from before a restart) and sends the
+    // outbox.
+    if let Some(rx) = spool_rx {
+        monoio::spawn(crate::webhook::run_spool(worker.clone(), rx));
+    }
+    if id == 0 {
+        monoio::spawn(crate::webhook::sweep_loop(worker.clone()));
+        monoio::spawn(crate::webhook::send_loop(worker.clone()));
     }
     let canceller = Canceller::new();
     let handle = canceller.handle();

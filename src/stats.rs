@@ -55,3 +55,32 @@ pub fn set_rss_bytes(bytes: u64) {
 pub fn rss_bytes() -> u64 {
     RSS_BYTES.load(Ordering::Relaxed)
 }
+
+/// One channel's webhook counters on one worker (`/api/channels` sums the workers').
+/// Written only by that worker, like `WorkerStats`.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct ChannelCounters {
+    /// Verified deliveries (each message of a WhatsApp batch counts once).
+    pub received: AtomicU64,
+    /// Deliveries already spooled (platform retries, Slack's mention twins).
+    pub duplicates: AtomicU64,
+    /// Refused signatures or secrets (401, nothing stored).
+    pub rejected: AtomicU64,
+    /// Verified but unreadable deliveries (acknowledged, logged, dropped).
+    pub dropped: AtomicU64,
+    /// Platform chatter acknowledged and ignored (edits, statuses, bot messages).
+    pub ignored: AtomicU64,
+    /// Turns run for deliveries (answered by the model).
+    pub turns: AtomicU64,
+    /// Deliveries answered with an error notice after their turn failed for good.
+    pub turn_failures: AtomicU64,
+    /// Reply parts the platform accepted.
+    pub replies_sent: AtomicU64,
+    /// Sends that will be tried again (429, 5xx, transport errors).
+    pub retries: AtomicU64,
+    /// Reply parts given up on.
+    pub dead_letters: AtomicU64,
+    /// The last delivery received, in ms since the Unix epoch (0: none yet).
+    pub last_event_ms: AtomicU64,
+}

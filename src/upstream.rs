@@ -185,8 +185,10 @@ impl std::fmt::Display for UpstreamError {
     }
 }
 
-/// A request to send: method POST, JSON body.
+/// A request to send, with a JSON body.
 pub struct Outgoing<'a> {
+    /// `POST` for providers; the chat platforms' send APIs also take `PATCH` (Discord).
+    pub method: &'a str,
     pub path: &'a str,
     pub headers: &'a [(&'a str, &'a str)],
     pub body: Bytes,
@@ -228,7 +230,8 @@ impl Client {
 }
 
 fn encode_request(out: &mut BytesMut, ep: &Endpoint, req: &Outgoing<'_>) {
-    out.put_slice(b"POST ");
+    out.put_slice(req.method.as_bytes());
+    out.put_slice(b" ");
     out.put_slice(ep.base_path.as_bytes());
     out.put_slice(req.path.as_bytes());
     out.put_slice(b" HTTP/1.1\r\nhost: ");

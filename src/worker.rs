@@ -16,10 +16,12 @@ use std::sync::Mutex;
 
 use crate::auth::KeyStore;
 use crate::config::Config;
+use crate::peers::Peers;
 use crate::provider::resilience::ProviderHealth;
 use crate::provider::Providers;
 use crate::session::SessionHub;
-pub use crate::stats::WorkerStats;
+pub use crate::stats::{ChannelCounters, WorkerStats};
+use crate::store::SpoolEntry;
 use crate::turn::{Engine, TurnHub};
 use crate::upstream::{tls, Client};
 
@@ -31,6 +33,9 @@ pub struct Snapshot {
     /// TLS settings per provider (same order as `config.providers`); `None` for
     /// plain-HTTP and mock providers.
     pub tls: Vec<Option<tls::Connector>>,
+    /// TLS settings per channel (same order as `config.channels`) whose replies go to
+    /// an `https://` address (`api_base`, or `callback_url` for generic channels).
+    pub channel_tls: Vec<Option<tls::Connector>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -56,7 +61,19 @@ impl Snapshot {
                 }
             })
             .collect::<Result<_, _>>()?;
-        Ok(Snapshot { config, keys, tls })
+        let channel_tls = config
+            .channels
+            .iter()
+            .map(|c| {
+                let url = c.callback_url.as_deref().unwrap_or(&c.api_base);
+                if url.starts_with("https://") {
+                    tls::Connector::new(None).map(Some).map_err(|e| format!("channels.{}: {e}", c.name))
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Snapshot { config, keys, tls, channel_tls })
     }
 }
 
@@ -81,6 +98,12 @@ pub struct Shared {
     pub provider_health: Mutex<Vec<(String, usize, Arc<ProviderHealth>)>>,
     /// Every global rate-limit budget; each worker's `limiter` leases from them.
     pub limits: Arc<crate::ratelimit::Global>,
+    /// Webhook counters per (channel name, worker); a worker keeps its own handles
+    /// (`Worker::channel_stats`), so the mutex is taken once per channel and worker.
+    pub channel_stats: Mutex<Vec<(String, usize, Arc<ChannelCounters>)>>,
+    /// Wakes the webhook outbox sender (worker 0) when a reply was queued; holds at
+    /// most one wake-up (`try_send`), so a burst of replies costs one query.
+    pub outbox_kick: (flume::Sender<()>, flume::Receiver<()>),
 }
 
 impl Shared {
@@ -95,7 +118,37 @@ impl Shared {
             rss_bytes: AtomicU64::new(0),
             provider_health: Mutex::new(Vec::new()),
             limits: Arc::new(crate::ratelimit::Global::new(workers, crate::ratelimit::SystemClock::shared())),
+            channel_stats: Mutex::new(Vec::new()),
+            outbox_kick: flume::bounded(1),
         }
+    }
+
+    /// Worker `worker`'s counters for channel `name`, made on first use.
+    pub fn channel_counters(&self, name: &str, worker: usize) -> Arc<ChannelCounters> {
+        let Ok(mut list) = self.channel_stats.lock() else { return Arc::default() };
+        if let Some((_, _, c)) = list.iter().find(|(n, w, _)| n == name && *w == worker) {
+            return c.clone();
+        }
+        let c = Arc::new(ChannelCounters::default());
+        list.push((name.to_string(), worker, c.clone()));
+        c
+    }
+
+    /// The counter `pick` of channel `name`, summed over the workers.
+    pub fn channel_total(&self, name: &str, pick: impl Fn(&ChannelCounters) -> &AtomicU64) -> u64 {
+        let Ok(list) = self.channel_stats.lock() else { return 0 };
+        list.iter().filter(|(n, _, _)| n == name).map(|(_, _, c)| WorkerStats::get(pick(c))).sum()
+    }
+
+    /// The latest `last_event_ms` of channel `name` over the workers.
+    pub fn channel_last_event_ms(&self, name: &str) -> u64 {
+        let Ok(list) = self.channel_stats.lock() else { return 0 };
+        list.iter().filter(|(n, _, _)| n == name).map(|(_, _, c)| WorkerStats::get(&c.last_event_ms)).max().unwrap_or(0)
+    }
+
+    /// Wakes the outbox sender.
+    pub fn kick_outbox(&self) {
+        let _ = self.outbox_kick.0.try_send(());
     }
 
     /// The health record of provider `name` on worker `worker`, made on first use.
@@ -184,14 +237,27 @@ pub struct Worker {
     pub limiter: Rc<crate::ratelimit::Limiter>,
     /// Tasks told when this worker drains (open WebSockets).
     pub on_drain: DrainList,
+    /// The webhook runners' mailboxes: a spooled delivery goes to the worker owning its
+    /// session (`webhook`).
+    pub spool_jobs: Peers<SpoolEntry>,
+    /// This worker's webhook counters per channel name (`Shared::channel_counters`).
+    channel_stats: RefCell<HashMap<String, Arc<ChannelCounters>>>,
     request_seq: Cell<u64>,
     request_prefix: u32,
 }
 
 impl Worker {
-    /// Builds worker `id`'s state on its own thread. `sessions` and `resume` are this
-    /// worker's doors to the session and resume mailboxes (`peers`).
-    pub fn new(id: usize, snapshot: Arc<Snapshot>, shared: Arc<Shared>, sessions: SessionHub, resume: TurnHub) -> Self {
+    /// Builds worker `id`'s state on its own thread. `sessions`, `resume` and
+    /// `spool_jobs` are this worker's doors to the session, resume and webhook-runner
+    /// mailboxes (`peers`).
+    pub fn new(
+        id: usize,
+        snapshot: Arc<Snapshot>,
+        shared: Arc<Shared>,
+        sessions: SessionHub,
+        resume: TurnHub,
+        spool_jobs: Peers<SpoolEntry>,
+    ) -> Self {
         let client = Rc::new(Client::new());
         let providers =
             Providers::new(&snapshot.config.providers, &snapshot.tls, &client, |name| shared.health_of(name, id));
@@ -208,6 +274,8 @@ impl Worker {
             client,
             limiter,
             on_drain: DrainList::default(),
+            spool_jobs,
+            channel_stats: RefCell::default(),
             request_seq: Cell::new(0),
             request_prefix: fastrand::u32(..),
         }
@@ -216,6 +284,16 @@ impl Worker {
     pub fn stats(&self) -> &WorkerStats {
         // `id` is always < workers.len(): both come from the same count.
         &self.shared.workers[self.id.min(self.shared.workers.len() - 1)]
+    }
+
+    /// This worker's counters for channel `name`.
+    pub fn channel_stats(&self, name: &str) -> Arc<ChannelCounters> {
+        if let Some(c) = self.channel_stats.borrow().get(name) {
+            return c.clone();
+        }
+        let c = self.shared.channel_counters(name, self.id);
+        self.channel_stats.borrow_mut().insert(name.to_string(), c.clone());
+        c
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

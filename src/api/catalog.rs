@@ -7,8 +7,12 @@ use serde::Serialize;
 use crate::api::native::{front_doors, FrontDoors};
 use crate::api::{ok, Ctx};
 use crate::auth::Identity;
+use crate::clock;
 use crate::error::ApiError;
 use crate::http::Response;
+use crate::stats::ChannelCounters;
+use crate::store::{self, QueueCounts};
+use std::sync::atomic::AtomicU64;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -123,16 +127,61 @@ struct ChannelView<'a> {
     stats: ChannelStats,
 }
 
+/// A channel's webhook counters (summed over the workers, since the start) and what
+/// waits in its spool and outbox (from the store).
 #[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct ChannelStats {
+    /// Verified messages received.
     received: u64,
+    /// Deliveries answered by a turn.
     processed: u64,
+    /// Deliveries whose turn failed for good (answered with a notice).
     failed: u64,
+    duplicates: u64,
+    /// Refused signatures or secrets.
+    rejected: u64,
+    /// Verified but unreadable deliveries (acknowledged and dropped).
+    dropped: u64,
+    /// Chatter acknowledged and ignored (edits, statuses, bot messages).
+    ignored: u64,
+    replies_sent: u64,
+    retries: u64,
+    /// Reply parts given up on since the start (`queues.deadLetters`: all kept).
+    dead_letters: u64,
+    /// The last delivery, RFC 3339 (`null`: none since the start).
+    last_event_at: Option<String>,
+    /// Spooled deliveries not answered yet, reply parts waiting, dead letters kept.
+    queues: QueueCounts,
 }
 
-pub fn channels(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+pub async fn channels(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let cfg = &ctx.snap.config;
+    let store = ctx.worker.turns.sessions.store().clone();
+    let mut queues = if cfg.channels.is_empty() {
+        Default::default()
+    } else {
+        store::ask(|done| store.queue_counts(done)).await.map_err(|e| e.to_api())?
+    };
+    let shared = &ctx.worker.shared;
+    let mut stats_of = |name: &str| {
+        let total = |pick: fn(&ChannelCounters) -> &AtomicU64| shared.channel_total(name, pick);
+        let last = shared.channel_last_event_ms(name);
+        ChannelStats {
+            received: total(|c| &c.received),
+            processed: total(|c| &c.turns),
+            failed: total(|c| &c.turn_failures),
+            duplicates: total(|c| &c.duplicates),
+            rejected: total(|c| &c.rejected),
+            dropped: total(|c| &c.dropped),
+            ignored: total(|c| &c.ignored),
+            replies_sent: total(|c| &c.replies_sent),
+            retries: total(|c| &c.retries),
+            dead_letters: total(|c| &c.dead_letters),
+            last_event_at: (last > 0).then(|| clock::rfc3339(last / 1000)),
+            queues: queues.remove(name).unwrap_or_default(),
+        }
+    };
     let api = ChannelView {
         name: "api",
         kind: "api",
@@ -141,15 +190,16 @@ pub fn channels(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         model: None,
         stats: ChannelStats::default(),
     };
-    let list: Vec<_> = std::iter::once(api)
-        .chain(cfg.channels.iter().map(|c| ChannelView {
+    let mut list = vec![api];
+    for c in &cfg.channels {
+        list.push(ChannelView {
             name: &c.name,
             kind: c.kind.as_str(),
             enabled: c.enabled,
             webhook_path: Some(&c.webhook_path),
             model: c.model.as_deref(),
-            stats: ChannelStats::default(),
-        }))
-        .collect();
+            stats: stats_of(&c.name),
+        });
+    }
     ok(&list)
 }

@@ -182,7 +182,7 @@ impl HttpProvider {
             let got = self
                 .with_retries(async |slot, _guard, timeouts| {
                     let headers = self.call_headers(slot, None, &[]);
-                    let out = Outgoing { path: &path, headers: &headers, body: body.clone() };
+                    let out = Outgoing { method: "POST", path: &path, headers: &headers, body: body.clone() };
                     let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
                     if !(200..300).contains(&resp.status) {
                         let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();
@@ -264,7 +264,7 @@ impl HttpProvider {
         let path = self.native_path(api, model)?;
         self.with_retries(async |slot, _guard, timeouts| {
             let headers = self.call_headers(slot, None, extra);
-            let out = Outgoing { path: &path, headers: &headers, body: body.clone() };
+            let out = Outgoing { method: "POST", path: &path, headers: &headers, body: body.clone() };
             let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
             let client_fault = matches!(resp.status, 400 | 404 | 409 | 413 | 422);
             if (200..300).contains(&resp.status) || client_fault {
@@ -290,7 +290,7 @@ impl HttpProvider {
         let path = self.native_path(api, model)?;
         self.with_retries(async |slot, guard, timeouts| {
             let headers = self.call_headers(slot, Some("text/event-stream"), extra);
-            let out = Outgoing { path: &path, headers: &headers, body: body.clone() };
+            let out = Outgoing { method: "POST", path: &path, headers: &headers, body: body.clone() };
             let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
             if (200..300).contains(&resp.status) {
                 if resp.content_type.starts_with("text/event-stream") {
@@ -432,7 +432,7 @@ impl HttpProvider {
     ) -> Result<ChatStream, UpstreamError> {
         let headers = self.call_headers(slot, req.stream.then_some("text/event-stream"), &[]);
         let path = self.adapter.chat_path(&req.upstream_model, req.stream);
-        let out = Outgoing { path: &path, headers: &headers, body };
+        let out = Outgoing { method: "POST", path: &path, headers: &headers, body };
         let mut resp = self.client.send(&self.endpoint, &out, timeouts).await?;
         if !(200..300).contains(&resp.status) {
             let body = resp.body.collect(MAX_ERROR_BODY).await.unwrap_or_default();

@@ -5,7 +5,8 @@
 //! locked out after repeated failures is refused unread) -> authenticate (open routes
 //! skip it; a refused key counts towards its IP's lockout and `limits.ip_rpm`) -> limit (the caller's request quota) -> depth
 //! guard (no parser sees a body nested past `server.max_json_depth`) -> handler (`ws`
-//! for the upgrade, `api::handle` for everything else) -> the `X-RateLimit-*` headers
+//! for the upgrade, `webhook` for the channels' deliveries, `api::handle` for
+//! everything else) -> the `X-RateLimit-*` headers
 //! of the caller's quotas. Never fails: every error becomes a response here.
 
 use std::rc::Rc;
@@ -98,6 +99,13 @@ pub async fn dispatch(
         }
         _ => None,
     };
+    // Webhooks answer in their own way (platform shapes), and check nesting after
+    // their signature.
+    match route {
+        Route::Webhook(name) => return crate::webhook::receive(worker, snap, req, name).await,
+        Route::WebhookVerify(name) => return crate::webhook::subscribe(worker, snap, req, name),
+        _ => {}
+    }
     let result = match check_body_depth(route, req) {
         Err(e) => Err(e),
         Ok(()) if route == Route::WebSocket => crate::ws::upgrade(req, worker, who),

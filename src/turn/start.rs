@@ -15,6 +15,7 @@ use crate::log;
 use crate::provider::{Answer, ChatRequest, ChatStream, FailureKind, ProviderError, StreamEvent};
 use crate::session::{self, BeginTurn, TurnGrant};
 use crate::stats::WorkerStats;
+use crate::store::SpoolAnswer;
 
 use super::Engine;
 
@@ -96,12 +97,18 @@ impl StartedTurn {
     /// session and releases it. Resolves once it is recorded (committed to the store
     /// with `durability = "ack"`): only then may the client see the end of the turn.
     /// Errors: 503 `OVERLOADED` when the store could not write it.
-    pub async fn finish(mut self, reply: Message) -> Result<(), ApiError> {
+    pub async fn finish(self, reply: Message) -> Result<(), ApiError> {
+        self.finish_answering(reply, None).await
+    }
+
+    /// `finish` for a turn that answers a spooled webhook delivery: `answer` (the
+    /// reply's parts for the outbox) commits in the same store transaction as the turn.
+    pub async fn finish_answering(mut self, reply: Message, answer: Option<SpoolAnswer>) -> Result<(), ApiError> {
         match self.grant.take() {
             Some(grant) => {
                 let mut user = std::mem::take(&mut self.preamble);
                 user.push(self.user_message.clone());
-                self.engine.sessions.finish_turn(grant, user, reply).await
+                self.engine.sessions.finish_answering(grant, user, reply, answer).await
             }
             None => Ok(()),
         }

@@ -186,7 +186,9 @@ fn models_lists_the_catalogue_with_the_default_flagged() {
 #[test]
 fn channels_lists_the_api_channel_and_the_configured_ones() {
     let gw = Cfg::new().start();
-    let stats = json!({"received": 0, "processed": 0, "failed": 0});
+    let stats = json!({"received": 0, "processed": 0, "failed": 0, "duplicates": 0, "rejected": 0, "dropped": 0,
+        "ignored": 0, "repliesSent": 0, "retries": 0, "deadLetters": 0, "lastEventAt": null,
+        "queues": {"spooled": 0, "outbox": 0, "deadLetters": 0}});
     assert_ok(
         &gw.get("/api/channels", Some(USER)),
         json!([
