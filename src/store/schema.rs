@@ -69,8 +69,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UNIQUE (spool_id, part)
     );
     CREATE INDEX outbox_pending ON outbox (next_at) WHERE state = 'pending';",
-    // 3: dead letters counted per channel without a scan (`/api/channels`).
-    "CREATE INDEX outbox_dead ON outbox (channel) WHERE state = 'dead';",
+    // 3: dead letters counted per channel without a scan (`/api/channels`); answered
+    // deliveries found by age for the purge (`sqlite::purge_spool`). Sent parts are
+    // deleted from now on, so the outbox holds only what waits and the dead letters.
+    "CREATE INDEX outbox_dead ON outbox (channel) WHERE state = 'dead';
+    CREATE INDEX spool_received ON spool (received_at);
+    DELETE FROM outbox WHERE state = 'sent';",
 ];
 
 /// The schema version this build writes.

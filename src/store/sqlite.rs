@@ -46,7 +46,12 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(1);
 const BUSY_BATCH: usize = 8;
 /// Sessions looked at (and the old ones deleted) per retention transaction.
 const PURGE_BATCH: usize = 256;
-/// How often retention looks for old sessions.
+/// How long an answered delivery's key is kept against redeliveries: WhatsApp retries
+/// for up to 7 days, Telegram for a day, Slack for minutes.
+pub const SPOOL_KEEP_MS: u64 = 7 * 86_400_000;
+/// Answered deliveries deleted per housekeeping step.
+const SPOOL_PURGE_BATCH: usize = 1024;
+/// How often retention looks for old sessions (and the spool for old deliveries).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// How long an operation waits for a lock another process holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -341,6 +346,13 @@ impl StorageThread {
         let mut purging = false;
         let mut busy = false;
         loop {
+            // Housekeeping goes on under load too: one small step per pass.
+            if purging || Instant::now() >= next_purge {
+                if !purging {
+                    next_purge = Instant::now() + PURGE_EVERY;
+                }
+                purging = self.purge_step();
+            }
             let first = if busy {
                 // Under load: let the next batch gather without anyone waking us.
                 #[allow(clippy::disallowed_methods)] // the storage thread, not a worker
@@ -353,8 +365,6 @@ impl StorageThread {
                     }
                     Err(flume::TryRecvError::Disconnected) => Err(flume::RecvTimeoutError::Disconnected),
                 }
-            } else if self.retention_ms == 0 {
-                rx.recv().map_err(|_| flume::RecvTimeoutError::Disconnected)
             } else {
                 let wait = if purging { Duration::ZERO } else { next_purge.saturating_duration_since(Instant::now()) };
                 rx.recv_timeout(wait)
@@ -371,12 +381,7 @@ impl StorageThread {
                     busy = batch.len() >= BUSY_BATCH;
                     self.run_batch(&mut batch);
                 }
-                Err(flume::RecvTimeoutError::Timeout) => {
-                    if !purging {
-                        next_purge = Instant::now() + PURGE_EVERY;
-                    }
-                    purging = self.purge_step();
-                }
+                Err(flume::RecvTimeoutError::Timeout) => {}
                 Err(flume::RecvTimeoutError::Disconnected) => return,
             }
         }
@@ -442,10 +447,24 @@ impl StorageThread {
         }
     }
 
+    /// One step of housekeeping: sessions past their retention, answered deliveries
+    /// past `SPOOL_KEEP_MS`. Returns whether either has more to do.
+    fn purge_step(&mut self) -> bool {
+        let sessions = self.retention_ms > 0 && self.purge_sessions_step();
+        let spool = match purge_spool(&self.conn, crate::clock::now_unix_ms().saturating_sub(SPOOL_KEEP_MS)) {
+            Ok(n) => n == SPOOL_PURGE_BATCH,
+            Err(e) => {
+                log::warn(&format!("session store: spool purge failed: {e}"));
+                false
+            }
+        };
+        sessions || spool
+    }
+
     /// One step of a retention pass: looks at the next `PURGE_BATCH` sessions in id
     /// order and deletes those not updated within the retention period, in one
     /// transaction. Returns whether the pass goes on (more sessions after these).
-    fn purge_step(&mut self) -> bool {
+    fn purge_sessions_step(&mut self) -> bool {
         let cutoff = sql_int(crate::clock::now_unix_ms().saturating_sub(self.retention_ms));
         let after = std::mem::take(&mut self.purge_cursor);
         let result = (|| -> rusqlite::Result<(usize, usize, Option<String>)> {
@@ -713,7 +732,9 @@ fn spooled(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<SpoolEntry>>
 /// Marks delivery `id` answered and queues `parts`, unless it was answered already.
 fn answer(conn: &Connection, id: u64, parts: &[OutboxPart]) -> rusqlite::Result<()> {
     let n = conn
-        .prepare_cached("UPDATE spool SET answered = 1 WHERE id = ?1 AND answered = 0")?
+        // The user's text is in the session now (or was answered with a notice): the
+        // row keeps only what deduplication needs.
+        .prepare_cached("UPDATE spool SET answered = 1, text = '' WHERE id = ?1 AND answered = 0")?
         .execute(params![sql_int(id)])?;
     if n == 0 {
         return Ok(());
@@ -727,14 +748,29 @@ fn answer(conn: &Connection, id: u64, parts: &[OutboxPart]) -> rusqlite::Result<
     Ok(())
 }
 
-/// Due parts whose earlier parts (of the same reply) were all sent.
+/// Deletes up to `SPOOL_PURGE_BATCH` answered deliveries received before `cutoff_ms`
+/// (oldest first, through the `spool_received` index) whose reply parts are all gone
+/// from the outbox (sent; a dead letter keeps its delivery). Returns how many.
+pub(super) fn purge_spool(conn: &Connection, cutoff_ms: u64) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM spool WHERE id IN (
+           SELECT s.id FROM spool s WHERE s.received_at < ?1 AND s.answered = 1
+             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.spool_id = s.id)
+           ORDER BY s.received_at LIMIT ?2)",
+    )?
+    .execute(params![sql_int(cutoff_ms), SPOOL_PURGE_BATCH as i64])
+}
+
+/// Due parts whose earlier parts (of the same reply) were all sent, longest waiting
+/// first. Read through the `outbox_pending` index (pending parts only), whatever the
+/// table's size.
 fn outbox_due(conn: &Connection, now_ms: u64, limit: usize) -> rusqlite::Result<Vec<OutboxEntry>> {
     conn.prepare_cached(
         "SELECT o.id, o.spool_id, o.channel, o.part, o.target, o.text, o.attempts FROM outbox o
          WHERE o.state = 'pending' AND o.next_at <= ?1
            AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.spool_id = o.spool_id AND e.part < o.part
                            AND e.state != 'sent')
-         ORDER BY o.spool_id, o.part LIMIT ?2",
+         ORDER BY o.next_at, o.id LIMIT ?2",
     )?
     .query_map(params![sql_int(now_ms), i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
         Ok(OutboxEntry {
@@ -750,11 +786,11 @@ fn outbox_due(conn: &Connection, now_ms: u64, limit: usize) -> rusqlite::Result<
 fn outbox_result(conn: &Connection, id: u64, outcome: &SendOutcome) -> rusqlite::Result<()> {
     let id = sql_int(id);
     match outcome {
-        SendOutcome::Sent => conn
-            .prepare_cached(
-                "UPDATE outbox SET state = 'sent', attempts = attempts + 1 WHERE id = ?1 AND state = 'pending'",
-            )?
-            .execute(params![id]),
+        // A sent part has nothing more to do: it leaves the table (the counters keep
+        // the tally), so the outbox holds only what waits and the dead letters.
+        SendOutcome::Sent => {
+            conn.prepare_cached("DELETE FROM outbox WHERE id = ?1 AND state = 'pending'")?.execute(params![id])
+        }
         SendOutcome::Retry { at_ms, error } => conn
             .prepare_cached(
                 "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3

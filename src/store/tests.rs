@@ -334,3 +334,39 @@ fn a_webhook_turn_and_its_reply_commit_together_once() {
     assert_eq!(loaded.messages.len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn answered_deliveries_are_purged_after_their_keep_time_unless_a_dead_letter_holds_them() {
+    let dir = temp_dir("purge-spool");
+    let path = dir.join("s.db");
+    let store = open_at(&path);
+    let Spooled::New(sent) = wait(|d| store.spool(delivery("tg", "1", "a"), d)).unwrap() else { panic!("new") };
+    let Spooled::New(dead) = wait(|d| store.spool(delivery("tg", "2", "b"), d)).unwrap() else { panic!("new") };
+    let Spooled::New(waiting) = wait(|d| store.spool(delivery("tg", "3", "c"), d)).unwrap() else { panic!("new") };
+    wait(|d| store.answer(sent, vec![part(0, "A")], d)).unwrap();
+    wait(|d| store.answer(dead, vec![part(0, "B")], d)).unwrap();
+    for e in wait(|d| store.outbox_due(u64::MAX / 2, 10, d)).unwrap() {
+        let outcome = if e.spool_id == sent { SendOutcome::Sent } else { SendOutcome::Dead { error: "403".into() } };
+        wait(|d| store.outbox_result(e.id, outcome, Some(d))).unwrap();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM outbox"), 1, "the sent part left the table, the dead letter stays");
+    assert_eq!(count("SELECT count(*) FROM spool WHERE text != ''"), 1, "answered rows keep no text");
+    // Received at 42 ms: not yet past a cutoff of 42, past one of 43.
+    assert_eq!(sqlite::purge_spool(&conn, 42).unwrap(), 0);
+    assert_eq!(sqlite::purge_spool(&conn, 43).unwrap(), 1);
+    let left: Vec<i64> = conn
+        .prepare("SELECT id FROM spool ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(left, [dead as i64, waiting as i64]);
+    drop(conn);
+    // The purged key is forgotten: a (very late) redelivery is new again.
+    assert!(matches!(wait(|d| store.spool(delivery("tg", "1", "a"), d)).unwrap(), Spooled::New(_)));
+    assert_eq!(wait(|d| store.spool(delivery("tg", "2", "b"), d)).unwrap(), Spooled::Duplicate);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,8 +2,9 @@
 //! API (`channel::build_send`) with the gateway's own upstream client (keep-alive
 //! pool, TLS, timeouts), and records what became of each (`Store::outbox_result`).
 //!
-//! - Woken when a reply is queued (`Shared::kick_outbox`) and at least every `POLL`
-//!   (parts backing off come due by time). Each pass asks the store for due parts; the
+//! - Woken when a reply is queued (`Shared::kick_outbox`; then `GATHER` lets a burst
+//!   gather, so one query serves it) and at least every `POLL` (parts backing off come
+//!   due by time). Each pass asks the store for due parts; the
 //!   store hands out only the next part of each reply, so parts go in order, while
 //!   different replies are sent side by side (at most `MAX_SENDING`).
 //! - A refused send is retried: after the platform's `Retry-After` / `retry_after`
@@ -31,11 +32,13 @@ use crate::worker::Worker;
 /// Sends of one part before it is dead-lettered.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Replies being sent at once.
-const MAX_SENDING: usize = 64;
+const MAX_SENDING: usize = 256;
 /// Longest wait between passes when nothing wakes the sender.
 const POLL: Duration = Duration::from_millis(500);
+/// After a wake-up, how long replies may gather before the query.
+const GATHER: Duration = Duration::from_millis(10);
 /// Parts asked for per pass.
-const BATCH: usize = 256;
+const BATCH: usize = 512;
 /// Backoff: the first wait and the longest.
 const BACKOFF_FIRST_MS: u64 = 1_000;
 const BACKOFF_MAX_MS: u64 = 300_000;
@@ -57,7 +60,11 @@ pub async fn send_loop(worker: Rc<Worker>) {
     let wake = worker.shared.outbox_kick.1.clone();
     let mut snapshot = worker.snapshot();
     loop {
-        let _ = monoio::time::timeout(POLL, wake.recv_async()).await;
+        if monoio::time::timeout(POLL, wake.recv_async()).await.is_ok() {
+            // Let a burst of replies gather: one query serves them all, and the
+            // storage thread's write batches are not split by a read each time.
+            monoio::time::sleep(GATHER).await;
+        }
         // Endpoints follow the config: a reload may move a channel's `api_base`.
         let now_snap = worker.snapshot();
         if !std::sync::Arc::ptr_eq(&now_snap, &snapshot) {

@@ -18,6 +18,7 @@
 //! | `GET /v1/models` (and `/models`) | OpenAI's list, Anthropic's with `anthropic-version` |
 //! | `GET /v1beta/models` | Gemini's list |
 //! | `GET /__mock/stats`, `GET /__mock/requests[?path=P]`, `POST /__mock/reset`, `GET /__mock/health` | the mock's own |
+//! | `POST /__mock/sink[/...]` | a chat platform accepting every reply (`{"ok":true}`), for webhook load tests |
 //!
 //! Every request but the `/__mock/*` ones is counted and recorded (`record.rs`). An
 //! unknown route is a 404 in the format the request looks like (`dialect_of`).
@@ -93,6 +94,12 @@ pub async fn exchange<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, req
             send_json(conn, 200, &[], b"{\"ok\":true}".to_vec(), None, keep)
         }
         (Method::Get, "/__mock/health") => send_json(conn, 200, &[], b"{\"status\":\"ok\"}".to_vec(), None, keep),
+        // A chat platform that accepts every send (a generic channel's `callback_url`
+        // in load tests): counted, answered at once.
+        (Method::Post, p) if p.starts_with("/__mock/sink") => {
+            conn.stats.record(req, false);
+            send_json(conn, 200, &[], b"{\"ok\":true}".to_vec(), None, keep)
+        }
         (method, path) => {
             conn.stats.record(req, false);
             let message = format!("Invalid URL ({} {path})", method.as_str());
