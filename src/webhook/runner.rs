@@ -35,9 +35,11 @@ use crate::store::{self, OutboxPart, SpoolAnswer, SpoolEntry};
 use crate::turn::{run_to_end, start_turn, TurnContext, TurnRequest};
 use crate::worker::Worker;
 
-/// Turns a runner runs at once; beyond that a delivery waits in the spool for the
-/// sweep (it is stored, so waiting costs memory nowhere).
-const MAX_RUNNING: usize = 1024;
+/// Turns a runner runs at once.
+const MAX_RUNNING: usize = 512;
+/// Deliveries waiting in a runner's memory for a turn slot; beyond that they wait in
+/// the spool only (stored: the sweep brings them back).
+const MAX_QUEUED: usize = 16_384;
 /// How often worker 0 looks for deliveries still unanswered.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// The sweep leaves alone deliveries younger than this (on their way to a runner).
@@ -57,7 +59,11 @@ pub const FAILED_REPLY: &str = "Sorry, something went wrong while answering this
 
 #[derive(Default)]
 struct State {
-    running: HashSet<u64>,
+    /// Ids queued or running here.
+    known: HashSet<u64>,
+    /// Deliveries waiting for a free turn slot, in arrival order.
+    queue: VecDeque<SpoolEntry>,
+    running: usize,
     recent: HashSet<u64>,
     recent_order: VecDeque<u64>,
 }
@@ -66,7 +72,8 @@ impl State {
     /// The turn of `id` is over: `answered` (committed), or left in the spool for the
     /// sweep.
     fn done(&mut self, id: u64, answered: bool) {
-        self.running.remove(&id);
+        self.known.remove(&id);
+        self.running -= 1;
         if answered && self.recent.insert(id) {
             self.recent_order.push_back(id);
             if self.recent_order.len() > RECENT {
@@ -78,22 +85,42 @@ impl State {
     }
 }
 
-/// Runs the deliveries sent to this worker until the mailbox closes.
+/// Runs the deliveries sent to this worker until the mailbox closes: up to
+/// `MAX_RUNNING` turns at once, then up to `MAX_QUEUED` waiting here in order; beyond
+/// that a delivery stays in the spool only, for the sweep.
 pub async fn run(worker: Rc<Worker>, inbox: flume::Receiver<SpoolEntry>) {
     let state = Rc::new(RefCell::new(State::default()));
     while let Ok(entry) = inbox.recv_async().await {
         {
             let mut s = state.borrow_mut();
-            if s.running.contains(&entry.id) || s.recent.contains(&entry.id) || s.running.len() >= MAX_RUNNING {
+            if s.known.contains(&entry.id) || s.recent.contains(&entry.id) || s.queue.len() >= MAX_QUEUED {
                 continue;
             }
-            s.running.insert(entry.id);
+            s.known.insert(entry.id);
+            s.queue.push_back(entry);
         }
+        start_next(&worker, &state);
+    }
+}
+
+/// Starts queued turns while there is room.
+fn start_next(worker: &Rc<Worker>, state: &Rc<RefCell<State>>) {
+    loop {
+        let entry = {
+            let mut s = state.borrow_mut();
+            if s.running >= MAX_RUNNING {
+                return;
+            }
+            let Some(entry) = s.queue.pop_front() else { return };
+            s.running += 1;
+            entry
+        };
         let (worker, state) = (worker.clone(), state.clone());
         monoio::spawn(async move {
             let id = entry.id;
             let answered = answer(&worker, entry).await;
             state.borrow_mut().done(id, answered);
+            start_next(&worker, &state);
         });
     }
 }
