@@ -474,7 +474,9 @@ impl ChannelKind {
             ChannelKind::Telegram => "https://api.telegram.org",
             ChannelKind::Slack => "https://slack.com/api",
             ChannelKind::Discord => "https://discord.com/api/v10",
-            ChannelKind::WhatsApp => "https://graph.facebook.com/v21.0",
+            // The Graph API version of Meta's current documentation (Meta retires a
+            // version about two years after it ships); `api_base` pins another.
+            ChannelKind::WhatsApp => "https://graph.facebook.com/v26.0",
             ChannelKind::Generic => "",
         }
     }

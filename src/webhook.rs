@@ -53,9 +53,12 @@ struct Receipt {
     accepted: usize,
     /// Messages already spooled before (not processed again).
     duplicates: usize,
-    /// Why nothing was spooled, for a delivery that carried no message.
+    /// What the delivery was, when it carried no message to answer (chatter).
     #[serde(skip_serializing_if = "Option::is_none")]
-    ignored: Option<String>,
+    ignored: Option<&'static str>,
+    /// Why a verified delivery could not be read (acknowledged all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<String>,
 }
 
 /// `POST /webhooks/<name>`: verifies, spools and acknowledges one delivery. Never
@@ -94,13 +97,13 @@ async fn receive_inner(
         Ok(Inbound::Ignored(what)) => {
             WorkerStats::add(&stats.ignored, 1);
             log::debug(&format!("webhook {}: ignored {what}", ch.name));
-            return ok(&Receipt { accepted: 0, duplicates: 0, ignored: Some(what.to_string()) });
+            return ok(&Receipt { accepted: 0, duplicates: 0, ignored: Some(what), dropped: None });
         }
         Err(unreadable) => {
             // A genuine sender retries anything but a 2xx forever: acknowledge, count, log.
             WorkerStats::add(&stats.dropped, 1);
             log::warn(&format!("webhook {}: dropped a verified delivery: {unreadable}", ch.name));
-            return ok(&Receipt { accepted: 0, duplicates: 0, ignored: Some(unreadable.to_string()) });
+            return ok(&Receipt { accepted: 0, duplicates: 0, ignored: None, dropped: Some(unreadable.to_string()) });
         }
         Ok(Inbound::Messages(m)) => m,
     };
@@ -131,7 +134,7 @@ async fn receive_inner(
         // Deferred channel message: the user sees "thinking..." until the reply.
         return Ok(Response::json(200, r#"{"type":5}"#));
     }
-    ok(&Receipt { accepted, duplicates, ignored: None })
+    ok(&Receipt { accepted, duplicates, ignored: None, dropped: None })
 }
 
 /// `GET /webhooks/<name>`: WhatsApp's subscription handshake. With

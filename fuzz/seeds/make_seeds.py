@@ -115,3 +115,34 @@ put("stream_translators", "openai_stream", bytes([0, 13]) + openai)
 put("stream_translators", "anthropic_stream", bytes([1, 64]) + anthropic)
 put("stream_translators", "openai_inband_error", bytes([0, 255]) + data({"error": {"message": "overloaded", "type": "server_error"}}))
 put("stream_translators", "anthropic_error_event", bytes([1, 7]) + ev("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
+
+
+# webhooks: byte 0 the channel type (0 telegram, 1 slack, 2 discord, 3 whatsapp,
+# 4 generic), byte 1 the answer's status byte; then header value, "\n", header value,
+# "\n", body (see fuzz_targets/webhooks.rs).
+def hook(kind, name, first, second, body, status=50):
+    put("webhooks", name, bytes([kind, status]) + first + b"\n" + second + b"\n" + json.dumps(body).encode())
+
+
+hook(0, "telegram_topic_message", b'{"chat_id":-100,"message_id":7,"message_thread_id":3}', b"fuzz-secret",
+     {"update_id": 10000, "message": {"message_id": 1365, "from": {"id": 1, "is_bot": False},
+                                      "chat": {"id": -1001234567890, "type": "supergroup"}, "message_thread_id": 7,
+                                      "text": "/new@bot hello"}})
+hook(0, "telegram_429", b"", b"", {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 5",
+                                   "parameters": {"retry_after": 5}}, status=164)
+hook(1, "slack_mention_in_thread", b"1700000000", b"v0=00",
+     {"type": "event_callback", "event_id": "Ev1", "event": {"type": "app_mention", "channel": "C1", "user": "U1",
+      "text": "<@U0> hi", "ts": "1.2", "thread_ts": "1.1", "channel_type": "channel"}})
+hook(1, "slack_challenge", b"1700000000", b"v0=00", {"type": "url_verification", "challenge": "abc"})
+hook(2, "discord_command", b"1700000000", b"00" * 64,
+     {"type": 2, "id": "786", "application_id": "77", "token": "t", "channel_id": "5", "guild_id": "1",
+      "member": {"user": {"id": "8"}}, "data": {"name": "ask", "options": [
+          {"type": 1, "name": "sub", "options": [{"type": 3, "name": "q", "value": "hello"}]}]}})
+hook(3, "whatsapp_two_messages", b"", b"sha256=00",
+     {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", "value": {
+         "metadata": {"phone_number_id": "106"}, "messages": [
+             {"from": "1650", "id": "wamid.A", "type": "text", "text": {"body": "one"}},
+             {"from": "1651", "id": "wamid.B", "type": "image"}],
+         "statuses": [{"id": "wamid.X", "status": "read"}]}}]}]})
+hook(4, "generic", b'{"to":"alice","inReplyTo":"m1"}', b"Bearer fuzz-secret",
+     {"from": "alice@example.com", "text": "hi", "messageId": "m1"})
