@@ -58,13 +58,9 @@ pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> R
         (Route::OpenAiResponses, Some(who)) => responses::responses(ctx, who).await,
         (Route::AnthropicMessages, Some(who)) => anthropic::messages(ctx, who).await,
         (Route::AnthropicCountTokens, Some(who)) => anthropic::count_tokens(ctx, who).await,
-        (Route::Webhook(_) | Route::WebhookVerify(_) | Route::WebSocket, _) => {
+        (Route::Webhook(_) | Route::WebhookVerify(_) | Route::WebSocket | Route::Metrics, _) => {
             Err(ApiError::internal(format!("{} is served by its own front door", route.label())))
         }
-        (Route::Metrics, _) => Err(ApiError::new(
-            crate::error::ErrorCode::NotImplemented,
-            format!("{} is not implemented in this version", route.label()),
-        )),
         (_, None) => Err(ApiError::internal("authentication skipped on a protected route")),
     }
 }

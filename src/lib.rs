@@ -45,7 +45,7 @@
 //! 1  peers, chat, channel, auth, http, router, upstream
 //! 2  provider, store, session, ratelimit
 //! 3  turn, worker
-//! 4  api, ws, webhook
+//! 4  api, ws, webhook, metrics
 //! 5  server, runtime
 //! ```
 //!
@@ -62,6 +62,7 @@ pub mod error;
 pub mod http;
 pub mod json;
 pub mod log;
+pub mod metrics;
 pub mod peers;
 pub mod provider;
 pub mod ratelimit;

@@ -74,6 +74,12 @@ impl Route<'_> {
         self.error_shape() != ErrorShape::Gateway
     }
 
+    /// The position of `label()` in `ROUTE_LABELS` (metrics cells).
+    pub fn index(&self) -> usize {
+        let label = self.label();
+        ROUTE_LABELS.iter().position(|l| *l == label).unwrap_or(UNMATCHED)
+    }
+
     /// A stable label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
@@ -101,6 +107,41 @@ impl Route<'_> {
             Route::WebhookVerify(_) => "webhook_verify",
         }
     }
+}
+
+/// Every `Route::label`, then `unmatched` (a request no route took: 404, 405, bad
+/// version), in a fixed order: the metrics' route label slots.
+pub const ROUTE_LABELS: [&str; 23] = [
+    "health",
+    "health_live",
+    "health_ready",
+    "health_detailed",
+    "metrics",
+    "status",
+    "chat",
+    "models",
+    "channels",
+    "sessions",
+    "session_get",
+    "session_op",
+    "openai_chat",
+    "openai_models",
+    "openai_model",
+    "openai_embeddings",
+    "openai_responses",
+    "anthropic_messages",
+    "anthropic_count_tokens",
+    "ws",
+    "webhook",
+    "webhook_verify",
+    "unmatched",
+];
+/// The slot of requests no route took.
+pub const UNMATCHED: usize = 22;
+
+/// The metrics slot of a request (`Route::index`, or `UNMATCHED`).
+pub fn route_index(method: Method, path: &str) -> usize {
+    route(method, path).map_or(UNMATCHED, |r| r.index())
 }
 
 /// The error shape of a path, even when routing fails: Anthropic's under
@@ -199,6 +240,26 @@ fn valid_segment(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_route_has_a_metrics_slot() {
+        const { assert!(super::ROUTE_LABELS.len() <= crate::stats::MAX_ROUTES) };
+        for (m, p) in [
+            (Method::Get, "/health"),
+            (Method::Get, "/metrics"),
+            (Method::Post, "/api/chat"),
+            (Method::Post, "/v1/chat/completions"),
+            (Method::Post, "/v1/messages/count_tokens"),
+            (Method::Get, "/ws"),
+            (Method::Post, "/webhooks/tg"),
+            (Method::Get, "/webhooks/tg"),
+            (Method::Get, "/v1/models/org/x"),
+        ] {
+            let r = route(m, p).unwrap();
+            assert_eq!(super::ROUTE_LABELS[r.index()], r.label(), "{p}");
+        }
+        assert_eq!(super::ROUTE_LABELS[super::route_index(Method::Get, "/nope")], "unmatched");
+    }
+
     use super::*;
 
     #[test]

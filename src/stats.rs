@@ -1,11 +1,13 @@
-//! Per-worker counters (`WorkerStats`): requests, connections, WebSockets, tokens,
-//! failed authentications and lockouts.
+//! Per-worker counters (`WorkerStats`): requests (by route and status, with latency
+//! histograms), connections, WebSockets, tokens (by model and key), failed
+//! authentications, lockouts and rate-limit refusals.
 //! Each worker writes only its own (relaxed atomics, padded to a cache line so no two
-//! workers share one); `/api/status`, `/health/detailed` and WebSocket `status`
-//! events sum them. Layer 0: anything may count, nothing here imports the gateway.
+//! workers share one); `/api/status`, `/health/detailed`, WebSocket `status` events
+//! and a `/metrics` scrape sum them. Layer 0: anything may count, nothing here imports the gateway.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// One worker's counters. Written only by that worker; padded to a cache line so
 /// workers never share one.
@@ -26,6 +28,14 @@ pub struct WorkerStats {
     /// once per lockout, by the worker that saw the last failure).
     pub auth_lockouts: AtomicU64,
     pub sessions: Arc<AtomicUsize>,
+    /// Requests refused by a request quota (a key's, an address's, WebSocket connects).
+    pub ratelimited_requests: AtomicU64,
+    /// Turns refused or cut by a token quota.
+    pub ratelimited_tokens: AtomicU64,
+    /// Requests by route and status, latency by route (`/metrics`).
+    pub http: HttpCells,
+    /// Tokens by model and key (`/metrics`).
+    pub tokens: TokenCells,
 }
 
 impl WorkerStats {
@@ -83,4 +93,168 @@ pub struct ChannelCounters {
     pub dead_letters: AtomicU64,
     /// The last delivery received, in ms since the Unix epoch (0: none yet).
     pub last_event_ms: AtomicU64,
+}
+
+/// Upper bounds, in seconds, of the latency histograms' buckets (`+Inf` follows).
+pub const LATENCY_BUCKETS: [f64; 15] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// A latency histogram written by one worker (relaxed atomics; a scrape reads them).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per-bucket (not cumulative) counts, `LATENCY_BUCKETS` then `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A histogram's counts as read at one moment; `merge` adds another worker's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Per-bucket counts, `LATENCY_BUCKETS` then `+Inf`.
+    pub buckets: Vec<u64>,
+    pub sum_secs: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let secs = us as f64 / 1e6;
+        let i = LATENCY_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            sum_secs: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+            count: self.count.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl HistogramSnapshot {
+    pub fn merge(&mut self, other: &HistogramSnapshot) {
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.sum_secs += other.sum_secs;
+        self.count += other.count;
+    }
+}
+
+/// The HTTP statuses counted apart in `clawgate_http_requests_total`; any other is
+/// counted under its class (`2xx`, `4xx`, ...).
+pub const STATUSES: [u16; 20] =
+    [101, 200, 201, 204, 304, 400, 401, 403, 404, 405, 408, 413, 422, 429, 431, 500, 501, 502, 503, 504];
+/// Status label slots: `STATUSES`, then the classes 1xx..5xx.
+pub const STATUS_SLOTS: usize = STATUSES.len() + 5;
+
+/// The label of status slot `i`.
+pub fn status_label(i: usize) -> String {
+    match STATUSES.get(i) {
+        Some(s) => s.to_string(),
+        None => format!("{}xx", i - STATUSES.len() + 1),
+    }
+}
+
+fn status_slot(status: u16) -> usize {
+    STATUSES
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or_else(|| STATUSES.len() + usize::from(status / 100).clamp(1, 5) - 1)
+}
+
+/// One worker's request counters and latency histograms by route (`route` is an index
+/// into the router's `ROUTE_LABELS`) and status.
+#[derive(Debug)]
+pub struct HttpCells {
+    requests: Box<[[AtomicU64; STATUS_SLOTS]]>,
+    latency: Box<[Histogram]>,
+}
+
+impl HttpCells {
+    /// Cells for `routes` route labels.
+    pub fn new(routes: usize) -> Self {
+        HttpCells {
+            requests: (0..routes).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
+            latency: (0..routes).map(|_| Histogram::default()).collect(),
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe(&self, route: usize, status: u16, took: std::time::Duration) {
+        if let (Some(row), Some(h)) = (self.requests.get(route), self.latency.get(route)) {
+            row[status_slot(status)].fetch_add(1, Ordering::Relaxed);
+            h.observe(took);
+        }
+    }
+
+    /// (route, status slot, count) of every non-zero counter.
+    pub fn requests(&self) -> Vec<(usize, usize, u64)> {
+        let mut out = Vec::new();
+        for (r, row) in self.requests.iter().enumerate() {
+            for (s, c) in row.iter().enumerate() {
+                let n = c.load(Ordering::Relaxed);
+                if n > 0 {
+                    out.push((r, s, n));
+                }
+            }
+        }
+        out
+    }
+
+    /// The latency histogram of each route that saw a request.
+    pub fn latency(&self) -> Vec<(usize, HistogramSnapshot)> {
+        self.latency.iter().enumerate().map(|(r, h)| (r, h.snapshot())).filter(|(_, s)| s.count > 0).collect()
+    }
+}
+
+/// Tokens counted per model and key name on one worker: (prompt, completion). Written
+/// by its worker once per turn (an uncontended lock, no allocation once both names were
+/// seen), read by a scrape.
+#[derive(Debug, Default)]
+pub struct TokenCells(Mutex<HashMap<String, HashMap<String, (u64, u64)>>>);
+
+impl TokenCells {
+    pub fn add(&self, model: &str, key: &str, prompt: u64, completion: u64) {
+        if prompt == 0 && completion == 0 {
+            return;
+        }
+        let Ok(mut map) = self.0.lock() else { return };
+        if !map.contains_key(model) {
+            map.insert(model.to_string(), HashMap::new());
+        }
+        let Some(keys) = map.get_mut(model) else { return };
+        match keys.get_mut(key) {
+            Some(e) => {
+                e.0 += prompt;
+                e.1 += completion;
+            }
+            None => {
+                keys.insert(key.to_string(), (prompt, completion));
+            }
+        }
+    }
+
+    /// ((model, key), (prompt, completion)) of every pair seen.
+    pub fn snapshot(&self) -> Vec<((String, String), (u64, u64))> {
+        let Ok(map) = self.0.lock() else { return Vec::new() };
+        map.iter().flat_map(|(m, keys)| keys.iter().map(move |(k, v)| ((m.clone(), k.clone()), *v))).collect()
+    }
+}
+
+/// Route label slots of `HttpCells` in `WorkerStats` (the router's `ROUTE_LABELS` fit).
+pub const MAX_ROUTES: usize = 32;
+
+impl Default for HttpCells {
+    fn default() -> Self {
+        HttpCells::new(MAX_ROUTES)
+    }
 }

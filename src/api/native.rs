@@ -253,7 +253,7 @@ pub async fn forward<F: Format + 'static>(
                 }
                 let ok = (200..300).contains(&answer.status);
                 let usage = if ok && !pass.stream { format.answer_usage(&answer.body) } else { Usage::default() };
-                account(worker, &quota, usage);
+                account(worker, &quota, usage, &m.id, &who.name);
                 return Ok(Response::json(answer.status, answer.body));
             }
             Ok(Streamed::Events(body, guard)) => {
@@ -268,6 +268,8 @@ pub async fn forward<F: Format + 'static>(
                     watch: format.watch(),
                     format,
                     usage: Usage::default(),
+                    model: m.id.clone(),
+                    key: who.name.clone(),
                     over: false,
                     relayed: 0,
                     reply_cap: cfg.server.max_reply_bytes,
@@ -287,7 +289,7 @@ pub async fn forward<F: Format + 'static>(
             }
         }
     }
-    account(worker, &quota, Usage::default());
+    account(worker, &quota, Usage::default(), &pass.model.id, &who.name);
     let mut err = last.unwrap_or_else(|| ProviderError::upstream("no model could serve the request")).to_api();
     if failures.len() > 1 {
         err.message = format!("every model failed: {}", failures.join("; ")).into();
@@ -302,10 +304,11 @@ fn is_refusal(answer: &Forwarded) -> bool {
 
 /// Counts a passed-through request's tokens in this worker's totals and settles the
 /// key's reservation.
-pub fn account(worker: &Rc<Worker>, quota: &TurnQuota, usage: Usage) {
+pub fn account(worker: &Rc<Worker>, quota: &TurnQuota, usage: Usage, model: &str, key: &str) {
     let stats = worker.stats();
     WorkerStats::add(&stats.prompt_tokens, usage.prompt_tokens);
     WorkerStats::add(&stats.completion_tokens, usage.completion_tokens);
+    stats.tokens.add(model, key, usage.prompt_tokens, usage.completion_tokens);
     worker.limiter.settle_turn(quota, usage);
 }
 
@@ -364,6 +367,9 @@ struct Relay<F: Format> {
     format: F,
     watch: F::Watch,
     usage: Usage,
+    /// The model and key the tokens are counted for (`/metrics`).
+    model: String,
+    key: std::sync::Arc<str>,
     over: bool,
     /// Bytes of event data relayed so far, and `server.max_reply_bytes`.
     relayed: usize,
@@ -446,7 +452,7 @@ impl<F: Format> Relay<F> {
 
     /// The stream is whole: its usage is counted.
     fn end(&mut self) {
-        account(&self.worker, &self.quota, self.usage);
+        account(&self.worker, &self.quota, self.usage, &self.model, &self.key);
         self.over = true;
     }
 

@@ -345,6 +345,7 @@ impl HttpProvider {
                     let mut b = self.breaker.borrow_mut();
                     b.success();
                     self.health.record(Some(latency), false, b.state());
+                    self.health.latency.observe(latency);
                     return Ok(value);
                 }
                 Err(e) => {
@@ -355,6 +356,7 @@ impl HttpProvider {
                             b.failure(now);
                         }
                         self.health.record(None, provider_fault, b.state());
+                        self.health.record_error_kind(&e);
                     }
                     let give_up = |e: UpstreamError| Err(self.error(e, attempt + 1));
                     if !e.retryable() || attempt >= self.max_retries {

@@ -101,6 +101,31 @@ pub struct ProviderHealth {
     error_ppm: AtomicU64,
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// Time to the response head of successful calls (`/metrics`).
+    pub latency: crate::stats::Histogram,
+    /// Failed calls by kind, `UPSTREAM_ERROR_KINDS` order (`/metrics`).
+    pub error_kinds: [AtomicU64; UPSTREAM_ERROR_KINDS.len()],
+}
+
+/// How an upstream call failed, as `/metrics` labels it.
+pub const UPSTREAM_ERROR_KINDS: [&str; 7] =
+    ["rate_limited", "refused", "server_error", "timeout", "connect", "io", "protocol"];
+
+impl ProviderHealth {
+    /// Counts a failed call by its kind.
+    pub fn record_error_kind(&self, e: &crate::upstream::UpstreamError) {
+        use crate::upstream::UpstreamError as E;
+        let i = match e {
+            E::Status { status: 429, .. } => 0,
+            E::Status { status, .. } if *status < 500 => 1,
+            E::Status { .. } => 2,
+            E::Timeout(_) => 3,
+            E::Connect(_) => 4,
+            E::Io { .. } => 5,
+            E::Protocol(_) => 6,
+        };
+        self.error_kinds[i].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl ProviderHealth {

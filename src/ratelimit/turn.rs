@@ -146,7 +146,10 @@ impl Limiter {
                 streamed: Cell::new(0),
                 settled: Cell::new(false),
             }))),
-            Some(Err(d)) => Err(exhausted(&d, "")),
+            Some(Err(d)) => {
+                crate::stats::WorkerStats::add(&self.stats.ratelimited_tokens, 1);
+                Err(exhausted(&d, ""))
+            }
         }
     }
 
@@ -166,7 +169,10 @@ impl Limiter {
                 r.reserved.set(reserved + n);
                 Ok(())
             }
-            Err(d) => Err(exhausted(&d, " during the reply")),
+            Err(d) => {
+                crate::stats::WorkerStats::add(&self.stats.ratelimited_tokens, 1);
+                Err(exhausted(&d, " during the reply"))
+            }
         }
     }
 

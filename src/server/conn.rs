@@ -209,8 +209,8 @@ impl Conn {
     /// Reads the body, dispatches, and encodes the response. Returns whether the
     /// connection may carry another request.
     async fn exchange(&mut self, mut req: Request, cfg: &ServerConfig) -> bool {
-        // Only the access log needs the time (a clock read saved per request otherwise).
-        let started = (cfg.access_log != AccessLog::Off).then(Instant::now);
+        // The request's duration: its latency histogram and the access log.
+        let started = Instant::now();
         let request_id = match req.header("x-request-id").filter(|v| valid_request_id(v)) {
             Some(v) => v.to_string(),
             None => self.worker.next_request_id(),
@@ -222,7 +222,7 @@ impl Conn {
             let mut resp = api::error_response(&e, crate::router::error_shape(req.path()));
             resp.push_header("x-request-id", request_id.clone());
             super::cors::decorate(cfg, &req, &mut resp);
-            self.access_log(cfg, &req, resp.status, started, &request_id);
+            self.finished(cfg, &req, resp.status, started, &request_id);
             if e.close || !self.rbuf.is_empty() {
                 encode_full(&mut self.wbuf, resp, false, false, req.minor == 0);
                 return false;
@@ -247,7 +247,7 @@ impl Conn {
                     self.upgrade = Some(up);
                 }
             }
-            self.access_log(cfg, &req, status, started, &request_id);
+            self.finished(cfg, &req, status, started, &request_id);
             return false;
         }
         let ok = match resp.body {
@@ -257,7 +257,7 @@ impl Conn {
                 true
             }
         };
-        self.access_log(cfg, &req, status, started, &request_id);
+        self.finished(cfg, &req, status, started, &request_id);
         ok && keep
     }
 
@@ -447,18 +447,16 @@ impl Conn {
         }
     }
 
-    fn access_log(&self, cfg: &ServerConfig, req: &Request, status: u16, started: Option<Instant>, id: &str) {
-        let Some(started) = started.filter(|_| cfg.access_log != AccessLog::Off) else { return };
-        log::access(
-            cfg.access_log,
-            self.worker.id,
-            &self.peer,
-            req.method.as_str(),
-            req.path(),
-            status,
-            started.elapsed(),
-            id,
-        );
+    /// A request was answered: its route's counters and latency (`/metrics`), and the
+    /// access log line.
+    fn finished(&self, cfg: &ServerConfig, req: &Request, status: u16, started: Instant, id: &str) {
+        let took = started.elapsed();
+        let route = crate::router::route_index(req.method, req.path());
+        self.worker.stats().http.observe(route, status, took);
+        if cfg.access_log == AccessLog::Off {
+            return;
+        }
+        log::access(cfg.access_log, self.worker.id, &self.peer, req.method.as_str(), req.path(), status, took, id);
     }
 }
 

@@ -46,7 +46,7 @@ pub async fn dispatch(
         }
     }
     let peer = req.peer.map(|p| p.ip());
-    let who = if route.needs_auth() || route == Route::HealthDetailed {
+    let who = if route.needs_auth() || route == Route::HealthDetailed || route == Route::Metrics {
         // `/v1/*` also takes the Anthropic SDK's `x-api-key` (the raw key) when there is
         // no `Authorization` header.
         let api_key = if route.takes_api_key_header() { req.header_bytes("x-api-key") } else { None };
@@ -104,6 +104,11 @@ pub async fn dispatch(
     match route {
         Route::Webhook(name) => return crate::webhook::receive(worker, snap, req, name).await,
         Route::WebhookVerify(name) => return crate::webhook::subscribe(worker, snap, req, name),
+        Route::Metrics => {
+            return crate::metrics::serve(worker, who.as_ref(), false)
+                .await
+                .unwrap_or_else(|e| error_response(&e, ErrorShape::Gateway));
+        }
         _ => {}
     }
     let result = match check_body_depth(route, req) {
@@ -120,6 +125,7 @@ pub async fn dispatch(
 
 /// A limiter's `429`, with the refusing limit's `X-RateLimit-*` headers.
 fn refusal_response(worker: &Worker, refused: &Refused, route: Route<'_>) -> Response {
+    crate::stats::WorkerStats::add(&worker.stats().ratelimited_requests, 1);
     let mut resp = error_response(&refused.error, route.error_shape());
     add_quota_headers(&mut resp, worker.limiter.headers(&refused.quota));
     resp

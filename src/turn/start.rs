@@ -82,6 +82,8 @@ pub struct StartedTurn {
     pub dropped: Vec<String>,
     /// `server.max_reply_bytes`: a streamed reply longer than this is cut (`LiveTurn`).
     pub reply_cap: usize,
+    /// The name of the key the turn runs for (its tokens are counted under it).
+    pub key_name: Arc<str>,
 }
 
 /// The most tokens a turn may generate: the request's, capped by the model's.
@@ -119,6 +121,7 @@ impl StartedTurn {
         let stats = &self.engine.stats;
         WorkerStats::add(&stats.prompt_tokens, usage.prompt_tokens);
         WorkerStats::add(&stats.completion_tokens, usage.completion_tokens);
+        stats.tokens.add(&self.model_id, &self.key_name, usage.prompt_tokens, usage.completion_tokens);
         self.engine.limiter.settle_turn(&self.quota, usage);
     }
 }
@@ -265,6 +268,7 @@ pub async fn start_turn(
                     request_id: turn.request_id,
                     dropped,
                     reply_cap: cfg.server.max_reply_bytes,
+                    key_name: who.name.clone(),
                 })
             }
             Err(e) => {

@@ -167,7 +167,7 @@ pub async fn embeddings(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiErr
         };
         match outcome {
             Ok((resp, usage)) => {
-                account(worker, &quota, usage);
+                account(worker, &quota, usage, &m.id, &who.name);
                 return Ok(resp);
             }
             Err(Failure::Client(e)) => return Err(e),
@@ -181,7 +181,7 @@ pub async fn embeddings(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiErr
                         chain = on_context_length.take().into_iter().flatten().map(String::as_str).collect();
                     }
                     FailureKind::BadRequest { .. } => {
-                        account(worker, &quota, Usage::default());
+                        account(worker, &quota, Usage::default(), &m.id, &who.name);
                         return Err(e.to_api());
                     }
                     _ => {}
@@ -190,7 +190,7 @@ pub async fn embeddings(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiErr
             }
         }
     }
-    account(worker, &quota, Usage::default());
+    account(worker, &quota, Usage::default(), &model.id, &who.name);
     let mut err = last.unwrap_or_else(|| ProviderError::upstream("no model could serve the request")).to_api();
     if failures.len() > 1 {
         err.message = format!("every model failed: {}", failures.join("; ")).into();

@@ -1,0 +1,91 @@
+"""`GET /metrics` read by Prometheus' own Python parser (`prometheus_client`, its
+OpenMetrics parser, strict about the format): admin key only on the main listener,
+and counters that move by exactly the traffic sent."""
+
+import json
+import urllib.error
+import urllib.request
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from conftest import ADMIN_KEY, USER_KEY, Gateway
+
+
+def fetch(gw: Gateway, path: str, key: str | None, body: dict | None = None) -> tuple[int, dict, bytes]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(gw.http + path, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def scrape(gw: Gateway) -> dict:
+    """{(sample name, frozenset(labels)): value} of one scrape, parsed strictly."""
+    status, headers, body = fetch(gw, "/metrics", ADMIN_KEY)
+    assert status == 200, body
+    assert headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    out = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_need_an_admin_key():
+    gw = Gateway()
+    try:
+        assert fetch(gw, "/metrics", None)[0] == 401
+        status, _, body = fetch(gw, "/metrics", USER_KEY)
+        assert status == 403 and json.loads(body)["error"]["code"] == "FORBIDDEN"
+        assert fetch(gw, "/metrics", ADMIN_KEY)[0] == 200
+    finally:
+        gw.stop()
+
+
+def test_counters_move_by_exactly_the_traffic_sent():
+    gw = Gateway()
+    try:
+        before = scrape(gw)
+        for i in range(5):
+            status, _, _ = fetch(gw, "/api/chat", USER_KEY, {"message": f"count me {i}", "sessionId": "m-1"})
+            assert status == 200
+        assert fetch(gw, "/api/chat", USER_KEY, {"nope": 1})[0] == 400
+        assert fetch(gw, "/api/nothing-here", USER_KEY)[0] == 404
+        after = scrape(gw)
+        chat_200 = ("clawgate_http_requests_total", {"route": "chat", "status": "200"})
+        assert value(after, chat_200[0], **chat_200[1]) - value(before, chat_200[0], **chat_200[1]) == 5
+        assert value(after, "clawgate_http_requests_total", route="chat", status="400") - value(
+            before, "clawgate_http_requests_total", route="chat", status="400") == 1
+        assert value(after, "clawgate_http_requests_total", route="unmatched", status="404") >= 1
+        count = value(after, "clawgate_http_request_duration_seconds_count", route="chat")
+        assert count - value(before, "clawgate_http_request_duration_seconds_count", route="chat") == 6
+        assert value(after, "clawgate_http_request_duration_seconds_bucket", route="chat", le="+Inf") == count
+        # The mock counts a token per word: every turn's tokens are under the model and key.
+        prompt = value(after, "clawgate_tokens_total", model="mock", key="test-user", direction="prompt")
+        completion = value(after, "clawgate_tokens_total", model="mock", key="test-user", direction="completion")
+        assert prompt > 0 and completion > 0
+        # The first scrape is counted too: one metrics request between the two.
+        assert value(after, "clawgate_http_requests_total", route="metrics", status="200") - value(
+            before, "clawgate_http_requests_total", route="metrics", status="200") == 1
+        assert value(after, "clawgate_build_info", version=value_of_version(after), io_driver=driver_of(after)) == 1
+        assert value(after, "clawgate_process_resident_memory_bytes") > 0
+    finally:
+        gw.stop()
+
+
+def value_of_version(samples: dict) -> str:
+    return next(dict(l)["version"] for (n, l) in samples if n == "clawgate_build_info")
+
+
+def driver_of(samples: dict) -> str:
+    return next(dict(l)["io_driver"] for (n, l) in samples if n == "clawgate_build_info")
