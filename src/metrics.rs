@@ -47,6 +47,8 @@ use crate::worker::{Shared, Worker};
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 type Labels = Vec<(&'static str, String)>;
+/// Picks one of a channel's counters.
+type Pick = fn(&crate::stats::ChannelCounters) -> &std::sync::atomic::AtomicU64;
 
 /// One metric family as read at scrape time.
 #[derive(Debug)]
@@ -233,14 +235,12 @@ impl Snapshot {
         f.push(plain("clawgate_store_write_errors", "Writes that failed.", store.write_errors));
 
         // Channel webhooks.
-        let ch_total = |name: &str, pick: fn(&crate::stats::ChannelCounters) -> &std::sync::atomic::AtomicU64| {
-            shared.channel_total(name, pick)
-        };
+        let ch_total = |name: &str, pick: Pick| shared.channel_total(name, pick);
         let mut deliveries = Vec::new();
         let mut replies = Vec::new();
         let mut waiting = Vec::new();
         for name in channels {
-            let outcomes: [(&str, fn(&crate::stats::ChannelCounters) -> &std::sync::atomic::AtomicU64); 5] = [
+            let outcomes: [(&str, Pick); 5] = [
                 ("accepted", |c| &c.received),
                 ("duplicate", |c| &c.duplicates),
                 ("rejected", |c| &c.rejected),
@@ -251,7 +251,7 @@ impl Snapshot {
                 deliveries
                     .push((vec![("channel", name.clone()), ("outcome", outcome.to_string())], ch_total(name, pick)));
             }
-            let results: [(&str, fn(&crate::stats::ChannelCounters) -> &std::sync::atomic::AtomicU64); 5] = [
+            let results: [(&str, Pick); 5] = [
                 ("turn", |c| &c.turns),
                 ("turn_failed", |c| &c.turn_failures),
                 ("sent", |c| &c.replies_sent),

@@ -220,7 +220,10 @@ impl HttpCells {
 /// by its worker once per turn (an uncontended lock, no allocation once both names were
 /// seen), read by a scrape.
 #[derive(Debug, Default)]
-pub struct TokenCells(Mutex<HashMap<String, HashMap<String, (u64, u64)>>>);
+pub struct TokenCells(Mutex<HashMap<String, KeyTokens>>);
+
+/// One model's (prompt, completion) tokens by key name.
+type KeyTokens = HashMap<String, (u64, u64)>;
 
 impl TokenCells {
     pub fn add(&self, model: &str, key: &str, prompt: u64, completion: u64) {
