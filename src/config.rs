@@ -52,6 +52,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[log]`: the log level (`CLAWGATE_LOG` overrides it).
     pub log: LogConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
     /// `[limits]`: rate-limit defaults, per-client limits and limiter tuning.
     pub limits: LimitsConfig,
     /// The file this came from; `None` for built-in defaults or inline text.
@@ -284,6 +286,24 @@ config_enum! {
     /// How much is logged (`[log] level`, `CLAWGATE_LOG`): each level includes those
     /// before it.
     LogLevel { Error = "error", Warn = "warn", Info = "info", Debug = "debug" }
+}
+
+/// `[metrics]`: `GET /metrics` (OpenMetrics text, `metrics.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Whether requests are counted for `/metrics` (default true; `false` answers
+    /// `/metrics` with 404 and saves the per-request counting).
+    pub enabled: bool,
+    /// `None` (`listen = ""`, the default): `/metrics` on the main listener, for admin
+    /// keys. `Some(addr)`: on this separate address, open to whoever reaches it (bind it
+    /// to a private interface); the main listener then answers `/metrics` with 404.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true, listen: None }
+    }
 }
 
 /// `[log]`.
@@ -702,6 +722,7 @@ impl Config {
             sessions: SessionsConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             limits: LimitsConfig::default(),
             source: None,
         }

@@ -114,6 +114,16 @@ pub fn run(config: Config) -> Result<(), String> {
     let driver = choose_driver(config.server.io)?;
     let listeners = bind_listeners(config.server.listen, workers)?;
     let local = listeners.first().and_then(|l| l.local_addr().ok()).ok_or("no listener was bound")?;
+    // `[metrics] listen`: its own listener, served by worker 0.
+    let mut metrics_listener = match config.metrics.listen.filter(|_| config.metrics.enabled) {
+        Some(addr) => {
+            let l = socket(addr, false).map_err(|e| format!("cannot listen on {addr} (metrics.listen): {e}"))?;
+            let bound = l.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
+            log::always(&format!("metrics on http://{bound}/metrics"));
+            Some(l)
+        }
+        None => None,
+    };
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -156,6 +166,7 @@ pub fn run(config: Config) -> Result<(), String> {
             control_rx,
             ready: ready_tx.clone(),
             store: store.clone(),
+            metrics_listener: if id == 0 { metrics_listener.take() } else { None },
         };
         let thread = std::thread::Builder::new()
             .name(format!("clawgate-w{id}"))
@@ -344,6 +355,8 @@ struct WorkerArgs {
     control_rx: flume::Receiver<Control>,
     ready: flume::Sender<Result<(), String>>,
     store: Arc<dyn crate::store::Store>,
+    /// Worker 0 only: the `[metrics] listen` listener.
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 fn run_worker(driver: Driver, args: WorkerArgs) {
@@ -390,6 +403,7 @@ async fn worker_main(args: WorkerArgs) {
         control_rx,
         ready,
         store,
+        metrics_listener,
     } = args;
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -428,7 +442,18 @@ async fn worker_main(args: WorkerArgs) {
     monoio::spawn(crate::ratelimit::sweep_loop(worker.limiter.clone()));
     let _ = ready.send(Ok(()));
 
-    crate::server::accept_loop(&listener, &worker, handle).await;
+    if let Some(l) = metrics_listener {
+        match TcpListener::from_std(l) {
+            Ok(l) => {
+                let (worker, handle) = (worker.clone(), handle.clone());
+                monoio::spawn(async move {
+                    crate::server::accept_loop(&l, &worker, handle, crate::server::Door::Metrics).await;
+                });
+            }
+            Err(e) => log::error(&format!("cannot serve metrics.listen: {e}")),
+        }
+    }
+    crate::server::accept_loop(&listener, &worker, handle, crate::server::Door::Main).await;
     drop(listener);
     let deadline = Instant::now() + Duration::from_millis(worker.snapshot().config.server.shutdown_timeout_ms);
     // WebSockets were told to close with 1001 (`worker.on_drain`); give them the same

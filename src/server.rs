@@ -23,11 +23,21 @@ use crate::worker::{Worker, WorkerStats};
 pub use conn::{reject_overloaded, serve};
 pub use dispatch::dispatch;
 
+/// Which listener a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// `server.listen`: every route.
+    Main,
+    /// `[metrics] listen`: `GET /metrics` open to whoever reaches it, the health
+    /// probes, and 404 for anything else.
+    Metrics,
+}
+
 /// Accepts connections until the worker drains (the listener's accept is cancelled by
 /// `handle`). A connection over `server.max_connections_per_worker` is answered 503
 /// `OVERLOADED` and closed; the others are served, each in its own task. Accept
 /// errors (EMFILE and friends) back off for 50 ms instead of spinning.
-pub async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>, handle: CancelHandle) {
+pub async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>, handle: CancelHandle, door: Door) {
     loop {
         match listener.cancelable_accept(handle.clone()).await {
             Ok((stream, peer)) => {
@@ -36,7 +46,7 @@ pub async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>, handle: Ca
                     WorkerStats::add(&worker.stats().rejected_connections, 1);
                     monoio::spawn(reject_overloaded(stream, worker.next_request_id()));
                 } else {
-                    monoio::spawn(serve(stream, peer, worker.clone(), handle.clone()));
+                    monoio::spawn(serve(stream, peer, worker.clone(), handle.clone(), door));
                 }
             }
             Err(_) if worker.shared.draining() => return,

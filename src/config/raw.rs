@@ -44,6 +44,19 @@ pub(super) struct RawFile {
     /// `[log]`: the log level.
     #[serde(default)]
     pub log: RawLog,
+    /// `[metrics]`: the Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    /// Count requests for `/metrics` (default true).
+    pub enabled: Option<bool>,
+    /// `""`: `/metrics` on the main listener (admin key); `IP:port`: a separate, open one.
+    pub listen: Option<String>,
 }
 
 /// `[log]`.

@@ -13,13 +13,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::expand::{expand, ExpandError};
-use super::raw::{RawChannel, RawFile, RawKey, RawLimits, RawModel, RawServer, RawSessions, RawStore};
+use super::raw::{RawChannel, RawFile, RawKey, RawLimits, RawMetrics, RawModel, RawServer, RawSessions, RawStore};
 use super::{
     builtin_mock_model, builtin_mock_provider, hash_key, io_override, AccessLog, ChannelConfig, ChannelKind, Config,
     ConfigError, Durability, IoMode, KeyConfig, LimitsConfig, ModelConfig, ProviderConfig, RedisFail, Role, Secret,
     ServerConfig, SessionScope, SessionsConfig, StoreBackend, StoreConfig, IO_ENV_VAR,
 };
-use super::{LogConfig, LogLevel, LOG_ENV_VAR};
+use super::{LogConfig, LogLevel, MetricsConfig, LOG_ENV_VAR};
 
 mod cors;
 mod providers;
@@ -86,6 +86,12 @@ pub(super) fn validate(
         })?,
     };
     let log = LogConfig { level };
+    let metrics = ctx.metrics(raw.metrics)?;
+    if let Some(addr) = metrics.listen {
+        if addr == server.listen && addr.port() != 0 {
+            return Err(ctx.err("metrics.listen", format!("{addr} is server.listen; give /metrics its own address")));
+        }
+    }
 
     if keys.is_empty() && !server.listen.ip().to_canonical().is_loopback() {
         return Err(ConfigError(format!(
@@ -104,6 +110,7 @@ pub(super) fn validate(
         sessions,
         store,
         log,
+        metrics,
         limits,
         source: source.map(Path::to_path_buf),
     })
@@ -630,6 +637,16 @@ impl Ctx<'_> {
             max_sessions: self.ranged("sessions.max_sessions", raw.max_sessions, d.max_sessions, 1, None)?,
             retention_days: self.ranged("sessions.retention_days", raw.retention_days, d.retention_days, 0, None)?,
         })
+    }
+
+    fn metrics(&self, raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {
+        let listen = match self.opt_string("metrics.listen", raw.listen)?.filter(|s| !s.trim().is_empty()) {
+            None => None,
+            Some(text) => Some(text.trim().parse::<SocketAddr>().map_err(|_| {
+                self.err("metrics.listen", format!("invalid address {text:?}: expected \"\" or an IP:port literal"))
+            })?),
+        };
+        Ok(MetricsConfig { enabled: raw.enabled.unwrap_or(true), listen })
     }
 
     fn store(&self, raw: RawStore) -> Result<StoreConfig, ConfigError> {

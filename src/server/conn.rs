@@ -78,10 +78,12 @@ struct Conn {
     /// Set when a read for the current request ended in EOF, an error, a timeout or
     /// a drain, or a write failed: the client sends no more, nothing to linger for.
     client_done: bool,
+    /// The listener it came through.
+    door: super::Door,
 }
 
 /// Serves one connection until it closes. Counts it in the worker's stats.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, cancel: CancelHandle) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, cancel: CancelHandle, door: super::Door) {
     let _ = stream.set_nodelay(true);
     let stats = worker.stats();
     WorkerStats::add(&stats.connections, 1);
@@ -97,6 +99,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, canc
         auth_memo: AuthMemo::default(),
         linger: false,
         client_done: false,
+        door,
     };
     conn.run().await;
     match conn.upgrade.take() {
@@ -234,7 +237,10 @@ impl Conn {
             return false;
         }
         let snap = self.snap.clone();
-        let mut resp = super::dispatch(&self.worker, &snap, &req, &request_id, &mut self.auth_memo).await;
+        let mut resp = match self.door {
+            super::Door::Main => super::dispatch(&self.worker, &snap, &req, &request_id, &mut self.auth_memo).await,
+            super::Door::Metrics => super::dispatch::metrics_door(&self.worker, &snap, &req).await,
+        };
         resp.push_header("x-request-id", request_id.clone());
         // Browsers read nothing without it, errors and streams included (no-op without `Origin`).
         super::cors::decorate(cfg, &req, &mut resp);
@@ -451,8 +457,10 @@ impl Conn {
     /// access log line.
     fn finished(&self, cfg: &ServerConfig, req: &Request, status: u16, started: Instant, id: &str) {
         let took = started.elapsed();
-        let route = crate::router::route_index(req.method, req.path());
-        self.worker.stats().http.observe(route, status, took);
+        if self.snap.config.metrics.enabled {
+            let route = crate::router::route_index(req.method, req.path());
+            self.worker.stats().http.observe(route, status, took);
+        }
         if cfg.access_log == AccessLog::Off {
             return;
         }

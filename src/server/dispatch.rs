@@ -104,11 +104,13 @@ pub async fn dispatch(
     match route {
         Route::Webhook(name) => return crate::webhook::receive(worker, snap, req, name).await,
         Route::WebhookVerify(name) => return crate::webhook::subscribe(worker, snap, req, name),
-        Route::Metrics => {
+        // On the main listener unless `[metrics] listen` gives it its own.
+        Route::Metrics if snap.config.metrics.enabled && snap.config.metrics.listen.is_none() => {
             return crate::metrics::serve(worker, who.as_ref(), false)
                 .await
                 .unwrap_or_else(|e| error_response(&e, ErrorShape::Gateway));
         }
+        Route::Metrics => return error_response(&ApiError::not_found(), ErrorShape::Gateway),
         _ => {}
     }
     let result = match check_body_depth(route, req) {
@@ -121,6 +123,22 @@ pub async fn dispatch(
         add_quota_headers(&mut resp, worker.limiter.headers(quota));
     }
     resp
+}
+
+/// Serves a request on the `[metrics] listen` address: `GET /metrics` (open), the
+/// health probes, 404 for the rest.
+pub async fn metrics_door(worker: &Rc<Worker>, snap: &Arc<Snapshot>, req: &Request) -> Response {
+    let path = req.path();
+    let result = match router::route(req.method, path) {
+        Ok(Route::Metrics) if snap.config.metrics.enabled => crate::metrics::serve(worker, None, true).await,
+        Ok(route @ (Route::Health | Route::HealthLive | Route::HealthReady)) => {
+            let ctx = Ctx { worker, snap, req, request_id: "" };
+            api::handle(&ctx, route, None).await
+        }
+        Ok(_) => Err(ApiError::not_found()),
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(|e| error_response(&e, ErrorShape::Gateway))
 }
 
 /// A limiter's `429`, with the refusing limit's `X-RateLimit-*` headers.

@@ -91,12 +91,15 @@ class Gateway:
             cwd=self.workdir,
         )
         self.addr = None
+        # What the process printed up to its listening line (e.g. the metrics address).
+        self.startup_lines: list[str] = []
         deadline = time.time() + 15
         assert self.proc.stderr is not None
         while time.time() < deadline:
             line = self.proc.stderr.readline()
             if not line:
                 break
+            self.startup_lines.append(line)
             m = re.search(r"listening on http://(\S+)", line)
             if m:
                 self.addr = m.group(1)

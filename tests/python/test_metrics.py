@@ -89,3 +89,37 @@ def value_of_version(samples: dict) -> str:
 
 def driver_of(samples: dict) -> str:
     return next(dict(l)["io_driver"] for (n, l) in samples if n == "clawgate_build_info")
+
+
+def test_a_separate_metrics_listener_is_open_and_the_main_one_hides_metrics():
+    gw = Gateway(server_extra='[metrics]\nlisten = "127.0.0.1:0"')
+    try:
+        line = next(l for l in gw.startup_lines if "metrics on http://" in l)
+        url = line.split("metrics on ", 1)[1].strip()
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200
+            assert r.headers["content-type"].startswith("application/openmetrics-text")
+            families = {f.name for f in text_string_to_metric_families(r.read().decode())}
+        assert "clawgate_http_requests" in families and "clawgate_build_info" in families
+        base = url.rsplit("/metrics", 1)[0]
+        with urllib.request.urlopen(base + "/health/ready", timeout=10) as r:
+            assert r.status == 200
+        for path in ("/api/status", "/v1/models"):
+            try:
+                urllib.request.urlopen(base + path, timeout=10)
+                raise AssertionError(f"{path} answered on the metrics listener")
+            except urllib.error.HTTPError as e:
+                assert e.code == 404
+        # The main listener keeps /metrics to itself no more: 404 even for an admin.
+        assert fetch(gw, "/metrics", ADMIN_KEY)[0] == 404
+    finally:
+        gw.stop()
+
+
+def test_metrics_can_be_switched_off():
+    gw = Gateway(server_extra="[metrics]\nenabled = false")
+    try:
+        assert fetch(gw, "/metrics", ADMIN_KEY)[0] == 404
+        assert fetch(gw, "/api/chat", USER_KEY, {"message": "still works"})[0] == 200
+    finally:
+        gw.stop()
