@@ -14,6 +14,8 @@
 # `[store] backend = ...` to that side's config (for a binary that knows `[store]`);
 # each side runs in its own directory (its own clawgate.db), so the same binary twice
 # compares the stores: STORE_A=memory STORE_B=sqlite bash loadtest/ab.sh BIN BIN.
+# METRICS_A / METRICS_B (true | false) set `[metrics] enabled` the same way: the cost
+# of counting for /metrics is METRICS_A=false METRICS_B=true bash loadtest/ab.sh BIN BIN.
 # Everything started here is stopped by PID at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -52,6 +54,8 @@ mkdir -p "$work/a" "$work/b"
 cp "$work/cg.toml" "$work/a.toml"; cp "$work/cg.toml" "$work/b.toml"
 [ -n "${STORE_A:-}" ] && printf '\n[store]\nbackend = "%s"\n' "$STORE_A" >> "$work/a.toml"
 [ -n "${STORE_B:-}" ] && printf '\n[store]\nbackend = "%s"\n' "$STORE_B" >> "$work/b.toml"
+[ -n "${METRICS_A:-}" ] && printf '\n[metrics]\nenabled = %s\n' "$METRICS_A" >> "$work/a.toml"
+[ -n "${METRICS_B:-}" ] && printf '\n[metrics]\nenabled = %s\n' "$METRICS_B" >> "$work/b.toml"
 A=$(realpath "$A"); B=$(realpath "$B")
 (cd "$work/a" && exec "$A" --config "$work/a.toml" 2> "$work/a.log") & ap=$!
 (cd "$work/b" && exec "$B" --config "$work/b.toml" 2> "$work/b.log") & bp=$!
