@@ -153,6 +153,14 @@ pub struct ServerConfig {
     /// The process's memory watermark in MiB of RSS (0 = off): above it new turns get
     /// 503 `OVERLOADED` with `Retry-After` while the running ones finish.
     pub max_memory_mb: u64,
+    /// Expect a PROXY protocol header (v1 text or v2 binary, from HAProxy, an AWS NLB,
+    /// ...) at the start of every connection: its source address is the client's.
+    /// A connection without one is closed.
+    pub proxy_protocol: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs): for a request from one of
+    /// them, the client is the rightmost address of the header that is not itself a
+    /// trusted proxy. Empty: the header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `[server.cors]`: the browser origins that may call `/api/*` and `/v1/*` and
     /// open `/ws`; `None` (no section, or an empty `allow_origins`) = CORS off.
     pub cors: Option<CorsConfig>,
@@ -193,6 +201,8 @@ impl Default for ServerConfig {
             max_connections_per_worker: 10_000,
             shutdown_timeout_ms: 10_000,
             drain_delay_ms: 1000,
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
             access_log: AccessLog::Off,
             health_detailed_admin_only: false,
             ws_auth_timeout_ms: 10_000,

@@ -68,7 +68,12 @@ pub fn choose_driver(mode: IoMode) -> Result<Driver, String> {
         IoMode::Uring if monoio::utils::detect_uring() => Ok(Driver::Uring),
         IoMode::Uring => Err("server.io = \"uring\" but the kernel refuses io_uring".into()),
         IoMode::Auto if monoio::utils::detect_uring() => Ok(Driver::Uring),
-        IoMode::Auto => Ok(Driver::Epoll),
+        IoMode::Auto => {
+            // An old kernel, io_uring disabled (`kernel.io_uring_disabled`), or a syscall
+            // filter answering EPERM (systemd `SystemCallErrorNumber=EPERM`).
+            log::warn("io_uring is refused by the kernel or a syscall filter; using epoll");
+            Ok(Driver::Epoll)
+        }
     }
 }
 
@@ -199,6 +204,10 @@ pub fn run(config: Config) -> Result<(), String> {
         snapshot.keys.open_mode()
     ));
 
+    // systemd `Type=notify`: ready once every worker listens (a no-op without
+    // $NOTIFY_SOCKET).
+    let status = format!("listening on {local}");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
     supervise(signals, &shared, &controls, &snapshot);
     let deadline = Instant::now() + Duration::from_millis(snapshot.config.server.shutdown_timeout_ms + 2000);
     for t in threads {
@@ -233,9 +242,11 @@ fn supervise(
         for sig in signals.pending() {
             match sig {
                 signal_hook::consts::SIGHUP => {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                     if let Some(snap) = reload(source.as_deref(), controls) {
                         current = snap;
                     }
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
                 }
                 signal_hook::consts::SIGXFSZ => {}
                 _ => {
@@ -243,6 +254,7 @@ fn supervise(
                     // for `drain_delay_ms` so a balancer sees the drain before connections
                     // are refused. A second signal cuts the delay short.
                     shared.draining.store(true, Ordering::Relaxed);
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
                     let delay = Duration::from_millis(current.config.server.drain_delay_ms);
                     log::info(&format!(
                         "draining: health answers 503; the listener closes in {} ms",

@@ -7,6 +7,7 @@
 //!
 //! The life of one request is listed step by step in the crate doc (`lib.rs`).
 
+mod client_addr;
 mod conn;
 pub mod cors;
 mod dispatch;

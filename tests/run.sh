@@ -12,6 +12,9 @@ command -v curl >/dev/null || need_apt+=(curl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # The browser of the CORS tests (tests/python/test_browser_cors.py).
 command -v chromium >/dev/null || need_apt+=(chromium)
+# The packaging tests (tests/python/test_packaging.py): systemd-analyze, dpkg, adduser.
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v adduser >/dev/null || need_apt+=(adduser)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
@@ -35,6 +38,17 @@ echo "== build"
 cargo build --release --bins
 export CLAWGATE_BIN="$root/target/release/clawgate"
 export CLAWGATE_MOCK_UPSTREAM_BIN="$root/target/release/mock_upstream"
+
+# The .deb (cargo-deb; test_packaging.py installs it with dpkg -i when run as root).
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "== installing cargo-deb"
+  cargo install cargo-deb --locked --version 3.8.0 || echo "(cargo-deb not installed: the .deb test is skipped)"
+fi
+if cargo deb --version >/dev/null 2>&1; then
+  echo "== cargo deb"
+  deb=$(cargo deb --no-build --no-strip 2>/dev/null | tail -1)
+  [ -f "$deb" ] && export CLAWGATE_DEB="$deb"
+fi
 
 echo "== unit and integration tests (io_uring)"
 CLAWGATE_IO=uring cargo nextest run --release --no-fail-fast

@@ -155,6 +155,10 @@ pub(super) struct RawServer {
     pub max_reply_bytes: Option<usize>,
     /// Memory watermark in MiB of RSS (0 = off).
     pub max_memory_mb: Option<u64>,
+    /// PROXY protocol v1/v2 on the listener.
+    pub proxy_protocol: Option<bool>,
+    /// CIDRs whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
     /// `[server.cors]`: browser origins allowed to call the API.
     pub cors: Option<RawCors>,
 }

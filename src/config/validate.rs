@@ -384,6 +384,8 @@ impl Ctx<'_> {
                 None,
             )?,
             max_memory_mb: self.ranged("server.max_memory_mb", raw.max_memory_mb, d.max_memory_mb, 0, None)?,
+            proxy_protocol: raw.proxy_protocol.unwrap_or(d.proxy_protocol),
+            trusted_proxies: self.cidrs("server.trusted_proxies", raw.trusted_proxies.unwrap_or_default())?,
             cors: self.cors(raw.cors)?,
         })
     }
@@ -637,6 +639,19 @@ impl Ctx<'_> {
             max_sessions: self.ranged("sessions.max_sessions", raw.max_sessions, d.max_sessions, 1, None)?,
             retention_days: self.ranged("sessions.retention_days", raw.retention_days, d.retention_days, 0, None)?,
         })
+    }
+
+    /// CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses (`192.0.2.7`).
+    fn cidrs(&self, key: &str, list: Vec<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        list.iter()
+            .map(|text| {
+                let t = text.trim();
+                t.parse::<ipnet::IpNet>()
+                    .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|n| n.trunc())
+                    .map_err(|_| self.err(key, format!("{text:?} is not a CIDR (10.0.0.0/8) or an IP address")))
+            })
+            .collect()
     }
 
     fn metrics(&self, raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {

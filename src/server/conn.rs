@@ -144,6 +144,9 @@ pub async fn reject_overloaded(mut stream: TcpStream, request_id: String) {
 
 impl Conn {
     async fn run(&mut self) {
+        if self.snap.config.server.proxy_protocol && !self.read_proxy_header().await {
+            return;
+        }
         loop {
             let snap = self.snap.clone();
             let cfg = &snap.config.server;
@@ -152,7 +155,7 @@ impl Conn {
                 Ok(None) => return,
                 Err(e) => return self.fail(e).await,
             };
-            req.peer = Some(self.peer);
+            req.peer = Some(self.client_of(&req, cfg));
             let stats = self.worker.stats();
             WorkerStats::add(&stats.requests, 1);
             WorkerStats::add(&stats.in_flight, 1);
@@ -170,6 +173,50 @@ impl Conn {
             if (self.rbuf.is_empty() || self.wbuf.len() >= FLUSH_AT) && self.flush().await.is_err() {
                 return;
             }
+        }
+    }
+
+    /// Reads the PROXY protocol header the balancer sends first (`server.proxy_protocol`)
+    /// and takes the client's address from it. `false`: no valid header within
+    /// `server.header_timeout_ms` (or 4 KiB): the connection is closed unanswered.
+    async fn read_proxy_header(&mut self) -> bool {
+        let limit = Duration::from_millis(self.snap.config.server.header_timeout_ms);
+        let started = Instant::now();
+        loop {
+            match super::client_addr::parse_proxy(&self.rbuf) {
+                super::client_addr::Proxied::Header { consumed, source } => {
+                    let _ = self.rbuf.split_to(consumed.min(self.rbuf.len()));
+                    if let Some(source) = source {
+                        self.peer = source;
+                    }
+                    return true;
+                }
+                super::client_addr::Proxied::Invalid(why) => {
+                    log::debug(&format!("connection from {}: {why}; closed", self.peer));
+                    return false;
+                }
+                super::client_addr::Proxied::Incomplete if self.rbuf.len() > 4096 => return false,
+                super::client_addr::Proxied::Incomplete => {}
+            }
+            let left = limit.saturating_sub(started.elapsed());
+            if left.is_zero() || !matches!(self.read_more(left, false).await, ReadOutcome::Data) {
+                return false;
+            }
+        }
+    }
+
+    /// The client of `req`: the connection's peer (the PROXY header's source when there
+    /// was one), or what `X-Forwarded-For` says when that peer is a trusted proxy.
+    fn client_of(&self, req: &Request, cfg: &ServerConfig) -> SocketAddr {
+        if cfg.trusted_proxies.is_empty() {
+            return self.peer;
+        }
+        let xff = req.header("x-forwarded-for");
+        let ip = super::client_addr::forwarded_client(self.peer.ip(), xff, &cfg.trusted_proxies);
+        if ip == self.peer.ip() {
+            self.peer
+        } else {
+            SocketAddr::new(ip, 0)
         }
     }
 
@@ -464,7 +511,8 @@ impl Conn {
         if cfg.access_log == AccessLog::Off {
             return;
         }
-        log::access(cfg.access_log, self.worker.id, &self.peer, req.method.as_str(), req.path(), status, took, id);
+        let client = req.peer.unwrap_or(self.peer);
+        log::access(cfg.access_log, self.worker.id, &client, req.method.as_str(), req.path(), status, took, id);
     }
 }
 

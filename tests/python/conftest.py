@@ -93,6 +93,7 @@ class Gateway:
         self.addr = None
         # What the process printed up to its listening line (e.g. the metrics address).
         self.startup_lines: list[str] = []
+        self.lines: list[str] = []
         deadline = time.time() + 15
         assert self.proc.stderr is not None
         while time.time() < deadline:
@@ -112,8 +113,10 @@ class Gateway:
 
     def _drain(self):
         assert self.proc.stderr is not None
-        for _ in self.proc.stderr:
-            pass
+        for line in self.proc.stderr:
+            # Kept (bounded) for tests that read the log, e.g. the access log.
+            if len(self.lines) < 10_000:
+                self.lines.append(line)
 
     @property
     def http(self) -> str:
