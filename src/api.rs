@@ -65,6 +65,14 @@ pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> R
     }
 }
 
+/// Names the model (and its provider) that answered, and a whole turn's tokens, for
+/// the access log.
+pub fn log_turn(resp: &mut Response, cfg: &crate::config::Config, model_id: &str, usage: Option<crate::chat::Usage>) {
+    resp.log.model = Some(model_id.to_string());
+    resp.log.provider = cfg.model(model_id).map(|m| m.provider.clone());
+    resp.log.tokens = usage.map(|u| (u.prompt_tokens, u.completion_tokens));
+}
+
 /// Adds the limiter's `X-RateLimit-*` headers to a response.
 pub fn add_quota_headers(resp: &mut Response, headers: crate::ratelimit::QuotaHeaders) {
     for (name, value) in headers.pairs() {

@@ -56,7 +56,25 @@ pub fn debug(msg: &str) {
     }
 }
 
-/// An access-log line.
+/// The access log's fields that only the dispatcher and the handlers know: filled on
+/// the response, written by the connection loop after the response went out.
+#[derive(Debug, Clone, Default)]
+pub struct LogFields {
+    /// `router::Route::label`.
+    pub route: &'static str,
+    /// The caller's key name (never the key).
+    pub key: Option<std::sync::Arc<str>>,
+    /// The model that answered, and its provider.
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    /// Tokens of a turn answered whole (a stream's are in `/metrics`).
+    pub tokens: Option<(u64, u64)>,
+}
+
+/// An access-log line: the exchange (worker, client address, method, path, status,
+/// duration in microseconds, request id) and what dispatch and the handler knew
+/// (`fields`: route, key name, model, provider, tokens in/out), as text `k=v` pairs or
+/// one JSON object.
 #[allow(clippy::too_many_arguments)]
 pub fn access(
     format: AccessLog,
@@ -67,19 +85,44 @@ pub fn access(
     status: u16,
     took: Duration,
     request_id: &str,
+    fields: &LogFields,
 ) {
     let ts = clock::now_rfc3339();
     let micros = took.as_micros();
+    let route = if fields.route.is_empty() { "unmatched" } else { fields.route };
     let text = match format {
         AccessLog::Off => return,
         AccessLog::Text => {
-            format!("{ts} access worker={worker} peer={peer} {method} {path} {status} {micros}us id={request_id}\n")
+            let mut line = format!(
+                "{ts} access worker={worker} peer={peer} {method} {path} {status} {micros}us id={request_id} route={route}"
+            );
+            if let Some(k) = &fields.key {
+                line.push_str(&format!(" key={k}"));
+            }
+            if let Some(m) = &fields.model {
+                line.push_str(&format!(" model={m}"));
+            }
+            if let Some(p) = &fields.provider {
+                line.push_str(&format!(" provider={p}"));
+            }
+            if let Some((i, o)) = fields.tokens {
+                line.push_str(&format!(" tokens_in={i} tokens_out={o}"));
+            }
+            line.push('\n');
+            line
         }
         AccessLog::Json => {
-            let path = sonic_rs::to_string(path).unwrap_or_default();
-            let id = sonic_rs::to_string(request_id).unwrap_or_default();
+            let q = |s: &str| sonic_rs::to_string(s).unwrap_or_default();
+            let opt = |s: Option<&str>| s.map_or_else(|| "null".to_string(), q);
+            let (tin, tout) =
+                fields.tokens.map_or(("null".to_string(), "null".to_string()), |(i, o)| (i.to_string(), o.to_string()));
             format!(
-                "{{\"ts\":\"{ts}\",\"worker\":{worker},\"peer\":\"{peer}\",\"method\":\"{method}\",\"path\":{path},\"status\":{status},\"micros\":{micros},\"requestId\":{id}}}\n"
+                "{{\"ts\":\"{ts}\",\"worker\":{worker},\"peer\":\"{peer}\",\"method\":\"{method}\",\"path\":{},\"status\":{status},\"micros\":{micros},\"requestId\":{},\"route\":\"{route}\",\"key\":{},\"model\":{},\"provider\":{},\"tokensIn\":{tin},\"tokensOut\":{tout}}}\n",
+                q(path),
+                q(request_id),
+                opt(fields.key.as_deref()),
+                opt(fields.model.as_deref()),
+                opt(fields.provider.as_deref()),
             )
         }
     };

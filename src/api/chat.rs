@@ -88,8 +88,11 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
     if wants_sse {
         let turn_id = new_turn_id(ctx.worker.id);
         let sse = SseTurn { turn: LiveTurn::new(started), seq: 0, turn_id: turn_id.clone() };
+        let model = sse.turn.model_id.clone();
         let events = ctx.worker.turns.resume.start(&ctx.snap.config.server, turn_id, who.name.clone(), sse)?;
-        return Ok(Response::sse(events));
+        let mut resp = Response::sse(events);
+        crate::api::log_turn(&mut resp, &ctx.snap.config, &model, None);
+        return Ok(resp);
     }
     let (started, answer) = run_to_end(started).await?;
     let reply = ChatReply {
@@ -98,9 +101,10 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
         model: &started.model_id,
         usage: answer.usage.into(),
     };
-    let resp = ok(&reply);
+    let mut resp = ok(&reply)?;
+    crate::api::log_turn(&mut resp, &ctx.snap.config, &started.model_id, Some(answer.usage));
     started.finish(answer.to_message()).await?;
-    resp
+    Ok(resp)
 }
 
 /// The gateway SSE rendering of a streamed turn: each event framed with

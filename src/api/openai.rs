@@ -614,6 +614,7 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
         resp.push_header("x-session-id", sid);
     }
     add_dropped_header(&mut resp, &started.dropped);
+    crate::api::log_turn(&mut resp, &ctx.snap.config, &started.model_id, Some(answer.usage));
     started.finish(answer.to_message()).await?;
     Ok(resp)
 }

@@ -47,11 +47,13 @@ pub struct Response {
     pub body: Body,
     /// Close the connection after this response.
     pub close: bool,
+    /// What the access log says of the request beyond the HTTP exchange.
+    pub log: crate::log::LogFields,
 }
 
 impl Response {
     pub fn new(status: u16, body: Body) -> Self {
-        Response { status, headers: Vec::with_capacity(8), body, close: false }
+        Response { status, headers: Vec::with_capacity(8), body, close: false, log: crate::log::LogFields::default() }
     }
 
     /// A JSON body.

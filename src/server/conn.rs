@@ -272,7 +272,7 @@ impl Conn {
             let mut resp = api::error_response(&e, crate::router::error_shape(req.path()));
             resp.push_header("x-request-id", request_id.clone());
             super::cors::decorate(cfg, &req, &mut resp);
-            self.finished(cfg, &req, resp.status, started, &request_id);
+            self.finished(cfg, &req, resp.status, started, &request_id, &resp.log);
             if e.close || !self.rbuf.is_empty() {
                 encode_full(&mut self.wbuf, resp, false, false, req.minor == 0);
                 return false;
@@ -293,6 +293,7 @@ impl Conn {
         super::cors::decorate(cfg, &req, &mut resp);
         let keep = req.keep_alive && !resp.close && !self.worker.shared.draining();
         let status = resp.status;
+        let fields = std::mem::take(&mut resp.log);
         if let Body::Upgrade(_) = resp.body {
             if let Body::Upgrade(up) = std::mem::replace(&mut resp.body, Body::Empty) {
                 write_head(&mut self.wbuf, &resp, Framing::None, true);
@@ -300,7 +301,7 @@ impl Conn {
                     self.upgrade = Some(up);
                 }
             }
-            self.finished(cfg, &req, status, started, &request_id);
+            self.finished(cfg, &req, status, started, &request_id, &fields);
             return false;
         }
         let ok = match resp.body {
@@ -310,7 +311,7 @@ impl Conn {
                 true
             }
         };
-        self.finished(cfg, &req, status, started, &request_id);
+        self.finished(cfg, &req, status, started, &request_id, &fields);
         ok && keep
     }
 
@@ -502,7 +503,15 @@ impl Conn {
 
     /// A request was answered: its route's counters and latency (`/metrics`), and the
     /// access log line.
-    fn finished(&self, cfg: &ServerConfig, req: &Request, status: u16, started: Instant, id: &str) {
+    fn finished(
+        &self,
+        cfg: &ServerConfig,
+        req: &Request,
+        status: u16,
+        started: Instant,
+        id: &str,
+        fields: &log::LogFields,
+    ) {
         let took = started.elapsed();
         if self.snap.config.metrics.enabled {
             let route = crate::router::route_index(req.method, req.path());
@@ -512,7 +521,7 @@ impl Conn {
             return;
         }
         let client = req.peer.unwrap_or(self.peer);
-        log::access(cfg.access_log, self.worker.id, &client, req.method.as_str(), req.path(), status, took, id);
+        log::access(cfg.access_log, self.worker.id, &client, req.method.as_str(), req.path(), status, took, id, fields);
     }
 }
 

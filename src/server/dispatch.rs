@@ -113,12 +113,15 @@ pub async fn dispatch(
         Route::Metrics => return error_response(&ApiError::not_found(), ErrorShape::Gateway),
         _ => {}
     }
+    let key_name = who.as_ref().map(|w| w.name.clone());
     let result = match check_body_depth(route, req) {
         Err(e) => Err(e),
         Ok(()) if route == Route::WebSocket => crate::ws::upgrade(req, worker, who),
         Ok(()) => api::handle(&Ctx { worker, snap, req, request_id }, route, who).await,
     };
     let mut resp = result.unwrap_or_else(|e| error_response(&e, route.error_shape()));
+    resp.log.route = route.label();
+    resp.log.key = key_name;
     if let Some(quota) = &quota {
         add_quota_headers(&mut resp, worker.limiter.headers(quota));
     }

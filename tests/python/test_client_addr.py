@@ -41,7 +41,7 @@ def v2(src: str, port: int = 50000) -> bytes:
 def access_lines(gw: Gateway, needle: str) -> list[str]:
     deadline = time.time() + 5
     while time.time() < deadline:
-        found = [l for l in gw.lines if " access " in l and needle in l]
+        found = [l for l in gw.lines if (" access " in l or '"requestId"' in l) and needle in l]
         if found:
             return found
         time.sleep(0.05)
@@ -78,5 +78,32 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy():
         # ignored and every request counts against 127.0.0.1.
         statuses = [raw_request(gw, b"", f"X-Forwarded-For: 203.0.113.{60 + i}\r\n") for i in range(3)]
         assert statuses == [401, 401, 429]
+    finally:
+        gw.stop()
+
+
+def test_the_json_access_log_names_route_key_model_provider_and_tokens():
+    import json
+    import urllib.request
+
+    from conftest import USER_KEY
+
+    gw = Gateway(server_extra='access_log = "json"')
+    try:
+        req = urllib.request.Request(
+            gw.http + "/api/chat",
+            data=json.dumps({"message": "log me"}).encode(),
+            headers={"Authorization": f"Bearer {USER_KEY}", "Content-Type": "application/json",
+                     "X-Request-Id": "req-logged-1"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+        [line] = access_lines(gw, "req-logged-1")
+        entry = json.loads(line)
+        assert entry["requestId"] == "req-logged-1" and entry["status"] == 200
+        assert (entry["route"], entry["key"], entry["model"], entry["provider"]) == ("chat", "test-user", "mock", "mock")
+        assert entry["tokensIn"] > 0 and entry["tokensOut"] > 0
+        assert entry["peer"].startswith("127.0.0.1:") and entry["micros"] > 0
+        assert USER_KEY not in line, "never the key itself"
     finally:
         gw.stop()
