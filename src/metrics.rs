@@ -1,6 +1,7 @@
 //! `GET /metrics` (layer 4): the gateway's counters in the OpenMetrics text format
-//! (`application/openmetrics-text; version=1.0.0`, which Prometheus reads), encoded by
-//! `prometheus-client`. PROTOCOL.md "Observability".
+//! (`application/openmetrics-text; version=1.0.0`, which Prometheus asks for), encoded
+//! by `prometheus-client`, or in the classic Prometheus text format (0.0.4) for
+//! scrapers that do not ask for OpenMetrics. PROTOCOL.md "Observability".
 //!
 //! Nothing here is on the request path: every worker counts in its own cells
 //! (`stats::WorkerStats`, the providers' `ProviderHealth`, the channels'
@@ -45,6 +46,40 @@ use crate::worker::{Shared, Worker};
 
 /// The `Content-Type` of what `render` writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The `Content-Type` of the classic Prometheus text format (`to_prometheus_text`).
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The OpenMetrics text `render` wrote, as the classic Prometheus text format (version
+/// 0.0.4, what `promtool check metrics` and scrapers without OpenMetrics read): a
+/// counter's `# HELP`/`# TYPE` name the `_total` series, and the `# UNIT` and `# EOF`
+/// lines go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_string());
+            }
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 type Labels = Vec<(&'static str, String)>;
 /// Picks one of a channel's counters.
@@ -348,7 +383,14 @@ impl Collector for Snapshot {
 /// Answers `GET /metrics`: to an admin key on the main listener, to anyone on the
 /// `[metrics] listen` address (`open`). Errors: 401 without a key, 403 for a key that
 /// is not an admin's, 503 when the store cannot be read.
-pub async fn serve(worker: &Worker, who: Option<&Identity>, open: bool) -> Result<Response, ApiError> {
+/// The format follows `Accept`: OpenMetrics when the scraper asks for it (Prometheus
+/// does), the classic text format otherwise.
+pub async fn serve(
+    worker: &Worker,
+    who: Option<&Identity>,
+    open: bool,
+    accept: Option<&str>,
+) -> Result<Response, ApiError> {
     if !open {
         match who {
             None => return Err(ApiError::new(ErrorCode::Unauthorized, "/metrics needs an admin key")),
@@ -369,9 +411,12 @@ pub async fn serve(worker: &Worker, who: Option<&Identity>, open: bool) -> Resul
     let text = Snapshot::collect(&worker.shared, &store.status(), &queues, &channels)
         .render()
         .map_err(|e| ApiError::internal(format!("encoding the metrics failed: {e}")))?;
+    let openmetrics = accept.is_some_and(|a| a.contains("application/openmetrics-text"));
+    let (text, content_type) =
+        if openmetrics { (text, CONTENT_TYPE) } else { (to_prometheus_text(&text), PROMETHEUS_CONTENT_TYPE) };
     let mut resp = Response::json(200, text);
     resp.headers.retain(|(n, _)| *n != "content-type");
-    resp.push_header("content-type", CONTENT_TYPE);
+    resp.push_header("content-type", content_type);
     Ok(resp)
 }
 

@@ -15,6 +15,8 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 # The packaging tests (tests/python/test_packaging.py): systemd-analyze, dpkg, adduser.
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v adduser >/dev/null || need_apt+=(adduser)
+# A real Prometheus server scraping /metrics, and promtool (test_metrics.py).
+command -v prometheus >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"

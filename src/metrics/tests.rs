@@ -44,3 +44,14 @@ fn the_workers_cells_are_summed_and_encoded_as_openmetrics() {
 fn label_values_cannot_break_the_format() {
     assert_eq!(clean_label("a\"b\\c\nd"), "a_b_c_d");
 }
+
+#[test]
+fn the_classic_text_format_names_counters_by_their_total_series() {
+    let om = "# HELP x_requests Requests.\n# TYPE x_requests counter\nx_requests_total{a=\"b\"} 3\n\
+              # HELP x_up Up.\n# TYPE x_up gauge\n# UNIT x_up seconds\nx_up 1\n# EOF\n";
+    assert_eq!(
+        to_prometheus_text(om),
+        "# HELP x_requests_total Requests.\n# TYPE x_requests_total counter\nx_requests_total{a=\"b\"} 3\n\
+         # HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"
+    );
+}

@@ -106,7 +106,7 @@ pub async fn dispatch(
         Route::WebhookVerify(name) => return crate::webhook::subscribe(worker, snap, req, name),
         // On the main listener unless `[metrics] listen` gives it its own.
         Route::Metrics if snap.config.metrics.enabled && snap.config.metrics.listen.is_none() => {
-            return crate::metrics::serve(worker, who.as_ref(), false)
+            return crate::metrics::serve(worker, who.as_ref(), false, req.header("accept"))
                 .await
                 .unwrap_or_else(|e| error_response(&e, ErrorShape::Gateway));
         }
@@ -133,7 +133,9 @@ pub async fn dispatch(
 pub async fn metrics_door(worker: &Rc<Worker>, snap: &Arc<Snapshot>, req: &Request) -> Response {
     let path = req.path();
     let result = match router::route(req.method, path) {
-        Ok(Route::Metrics) if snap.config.metrics.enabled => crate::metrics::serve(worker, None, true).await,
+        Ok(Route::Metrics) if snap.config.metrics.enabled => {
+            crate::metrics::serve(worker, None, true, req.header("accept")).await
+        }
         Ok(route @ (Route::Health | Route::HealthLive | Route::HealthReady)) => {
             let ctx = Ctx { worker, snap, req, request_id: "" };
             api::handle(&ctx, route, None).await

@@ -11,8 +11,13 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from conftest import ADMIN_KEY, USER_KEY, Gateway
 
 
-def fetch(gw: Gateway, path: str, key: str | None, body: dict | None = None) -> tuple[int, dict, bytes]:
+OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
+def fetch(gw: Gateway, path: str, key: str | None, body: dict | None = None, accept: str | None = None):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if accept:
+        headers["Accept"] = accept
     data = None
     if body is not None:
         data = json.dumps(body).encode()
@@ -27,7 +32,7 @@ def fetch(gw: Gateway, path: str, key: str | None, body: dict | None = None) -> 
 
 def scrape(gw: Gateway) -> dict:
     """{(sample name, frozenset(labels)): value} of one scrape, parsed strictly."""
-    status, headers, body = fetch(gw, "/metrics", ADMIN_KEY)
+    status, headers, body = fetch(gw, "/metrics", ADMIN_KEY, accept=OPENMETRICS)
     assert status == 200, body
     assert headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
     out = {}
@@ -96,7 +101,7 @@ def test_a_separate_metrics_listener_is_open_and_the_main_one_hides_metrics():
     try:
         line = next(l for l in gw.startup_lines if "metrics on http://" in l)
         url = line.split("metrics on ", 1)[1].strip()
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": OPENMETRICS}), timeout=10) as r:
             assert r.status == 200
             assert r.headers["content-type"].startswith("application/openmetrics-text")
             families = {f.name for f in text_string_to_metric_families(r.read().decode())}
@@ -122,4 +127,81 @@ def test_metrics_can_be_switched_off():
         assert fetch(gw, "/metrics", ADMIN_KEY)[0] == 404
         assert fetch(gw, "/api/chat", USER_KEY, {"message": "still works"})[0] == 200
     finally:
+        gw.stop()
+
+
+def test_promtool_reads_the_classic_text_format():
+    import shutil
+    import subprocess
+
+    import pytest
+
+    promtool = shutil.which("promtool")
+    if not promtool:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    gw = Gateway()
+    try:
+        assert fetch(gw, "/api/chat", USER_KEY, {"message": "for promtool"})[0] == 200
+        status, headers, body = fetch(gw, "/metrics", ADMIN_KEY)
+        assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
+        assert b"# EOF" not in body
+        out = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
+        assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+    finally:
+        gw.stop()
+
+
+def test_a_real_prometheus_scrapes_the_gateway(tmp_path):
+    """The Debian `prometheus` server scrapes /metrics with an admin bearer token; its
+    own query API then answers for the gateway's series."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.parse
+
+    import pytest
+
+    binary = shutil.which("prometheus")
+    if not binary:
+        pytest.skip("prometheus is not installed (Debian package prometheus)")
+    gw = Gateway()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: clawgate\n"
+        f"    authorization:\n      credentials: {ADMIN_KEY}\n"
+        f"    static_configs:\n      - targets: ['{gw.addr}']\n"
+    )
+    prom = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        query = urllib.parse.quote('clawgate_build_info{job="clawgate"}')
+        deadline = time.time() + 60
+        result = []
+        while time.time() < deadline and not result:
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?query={query}", timeout=5) as r:
+                    result = json.load(r)["data"]["result"]
+            except (urllib.error.URLError, ConnectionError, KeyError):
+                continue
+        assert result, "Prometheus never got clawgate_build_info"
+        assert result[0]["value"][1] == "1"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as r:
+            targets = json.load(r)["data"]["activeTargets"]
+        assert [t["health"] for t in targets] == ["up"], targets
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            prom.kill()
+            prom.wait()
         gw.stop()
