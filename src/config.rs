@@ -153,6 +153,11 @@ pub struct ServerConfig {
     /// The process's memory watermark in MiB of RSS (0 = off): above it new turns get
     /// 503 `OVERLOADED` with `Retry-After` while the running ones finish.
     pub max_memory_mb: u64,
+    /// Per worker, in MiB: the most that answers read whole from providers (non-stream
+    /// turns, passed-through JSON) may hold at once while they are read; a read that
+    /// would pass it ends with 503 `OVERLOADED` + `Retry-After` (0 = no budget; each
+    /// answer is also capped at 16 MiB on its own).
+    pub upstream_body_budget_mb: u64,
     /// Expect a PROXY protocol header (v1 text or v2 binary, from HAProxy, an AWS NLB,
     /// ...) at the start of every connection: its source address is the client's.
     /// A connection without one is closed.
@@ -201,6 +206,7 @@ impl Default for ServerConfig {
             max_connections_per_worker: 10_000,
             shutdown_timeout_ms: 10_000,
             drain_delay_ms: 1000,
+            upstream_body_budget_mb: 256,
             proxy_protocol: false,
             trusted_proxies: Vec::new(),
             access_log: AccessLog::Off,

@@ -124,6 +124,9 @@ pub enum UpstreamError {
     },
     /// The provider's bytes made no sense.
     Protocol(String),
+    /// This worker's budget for buffered answers (`server.upstream_body_budget_mb`) is
+    /// spent by answers being read: the call is given up, the client told to retry.
+    Overloaded(String),
 }
 
 impl UpstreamError {
@@ -135,7 +138,7 @@ impl UpstreamError {
             UpstreamError::Timeout(phase) => *phase != "total",
             UpstreamError::Io { before_response, .. } => *before_response,
             UpstreamError::Status { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504 | 529),
-            UpstreamError::Protocol(_) => false,
+            UpstreamError::Protocol(_) | UpstreamError::Overloaded(_) => false,
         }
     }
 
@@ -163,6 +166,9 @@ impl UpstreamError {
                 format!("provider answered {status}")
             }
             UpstreamError::Status { status, message, .. } => format!("provider answered {status}: {message}"),
+            UpstreamError::Overloaded(_) => {
+                "the gateway is buffering too many provider answers at once; retry shortly".to_string()
+            }
             // The gateway wrote these reasons itself: their first line, printable only.
             UpstreamError::Protocol(m) => {
                 let line: String = m.lines().next().unwrap_or_default().chars().take(200).collect();
@@ -181,6 +187,7 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::Io { message, .. } => write!(f, "connection failed: {message}"),
             UpstreamError::Status { status, message, .. } => write!(f, "provider answered {status}: {message}"),
             UpstreamError::Protocol(m) => write!(f, "bad response: {m}"),
+            UpstreamError::Overloaded(m) => write!(f, "overloaded: {m}"),
         }
     }
 }

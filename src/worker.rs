@@ -181,6 +181,11 @@ impl Shared {
     }
 }
 
+/// `server.upstream_body_budget_mb` in bytes.
+fn budget_bytes(cfg: &Config) -> usize {
+    usize::try_from(cfg.server.upstream_body_budget_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+}
+
 /// Appends the low `digits` hex digits of `v`, zero-padded.
 fn push_hex(out: &mut String, v: u64, digits: u32) {
     for i in (0..digits).rev() {
@@ -259,6 +264,7 @@ impl Worker {
         spool_jobs: Peers<SpoolEntry>,
     ) -> Self {
         let client = Rc::new(Client::new());
+        client.pool().set_budget(budget_bytes(&snapshot.config));
         let providers =
             Providers::new(&snapshot.config.providers, &snapshot.tls, &client, |name| shared.health_of(name, id));
         let stats = shared.workers.get(id).cloned().unwrap_or_default();
@@ -313,6 +319,7 @@ impl Worker {
         self.turns.set_providers(providers);
         // New limits apply before the first request on the new snapshot.
         self.limiter.reload(&snap.config);
+        self.client.pool().set_budget(budget_bytes(&snap.config));
         *self.snapshot.borrow_mut() = snap;
     }
 

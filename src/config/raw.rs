@@ -155,6 +155,8 @@ pub(super) struct RawServer {
     pub max_reply_bytes: Option<usize>,
     /// Memory watermark in MiB of RSS (0 = off).
     pub max_memory_mb: Option<u64>,
+    /// Per-worker budget for answers read whole, MiB.
+    pub upstream_body_budget_mb: Option<u64>,
     /// PROXY protocol v1/v2 on the listener.
     pub proxy_protocol: Option<bool>,
     /// CIDRs whose `X-Forwarded-For` is believed.

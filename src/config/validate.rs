@@ -384,6 +384,13 @@ impl Ctx<'_> {
                 None,
             )?,
             max_memory_mb: self.ranged("server.max_memory_mb", raw.max_memory_mb, d.max_memory_mb, 0, None)?,
+            upstream_body_budget_mb: self.ranged(
+                "server.upstream_body_budget_mb",
+                raw.upstream_body_budget_mb,
+                d.upstream_body_budget_mb,
+                0,
+                Some(1 << 20),
+            )?,
             proxy_protocol: raw.proxy_protocol.unwrap_or(d.proxy_protocol),
             trusted_proxies: self.cidrs("server.trusted_proxies", raw.trusted_proxies.unwrap_or_default())?,
             cors: self.cors(raw.cors)?,

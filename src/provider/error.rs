@@ -36,12 +36,15 @@ pub enum FailureKind {
     Failed,
     /// No first byte in time, a gap between chunks, or the total deadline.
     Timeout,
+    /// The gateway itself is out of room (the worker's buffer budget for answers):
+    /// 503 `OVERLOADED`, retry shortly; no fallback (it would meet the same budget).
+    Overloaded,
 }
 
 impl FailureKind {
     /// Whether another model of the fallback chain may serve the request.
     pub fn falls_back(self) -> bool {
-        !matches!(self, FailureKind::BadRequest { .. })
+        !matches!(self, FailureKind::BadRequest { .. } | FailureKind::Overloaded)
     }
 
     /// The kind of a provider's HTTP status (non-2xx).
@@ -101,6 +104,7 @@ impl ProviderError {
             UpstreamError::Timeout(_) => FailureKind::Timeout,
             UpstreamError::Status { status, context_length, .. } => FailureKind::of_status(*status, *context_length),
             UpstreamError::Connect(_) | UpstreamError::Io { .. } | UpstreamError::Protocol(_) => FailureKind::Failed,
+            UpstreamError::Overloaded(_) => FailureKind::Overloaded,
         };
         ProviderError { message: e.client_message(), cause: e.to_string(), ..Self::new(kind, String::new()) }
     }
@@ -118,9 +122,10 @@ impl ProviderError {
             FailureKind::RateLimited => ErrorCode::RateLimited,
             FailureKind::Credentials | FailureKind::Failed => ErrorCode::UpstreamError,
             FailureKind::Timeout => ErrorCode::UpstreamTimeout,
+            FailureKind::Overloaded => ErrorCode::Overloaded,
         };
         let mut e = ApiError::new(code, self.message.clone());
-        if self.kind == FailureKind::RateLimited {
+        if matches!(self.kind, FailureKind::RateLimited | FailureKind::Overloaded) {
             e.retry_after = Some(self.retry_after.unwrap_or(1).max(1));
         } else {
             e.retry_after = self.retry_after;

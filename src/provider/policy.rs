@@ -349,7 +349,12 @@ impl HttpProvider {
                     return Ok(value);
                 }
                 Err(e) => {
-                    let provider_fault = !matches!(e, UpstreamError::Status { status, .. } if status < 500);
+                    // A refusal of the request, or the gateway's own lack of room, says
+                    // nothing against the provider.
+                    let provider_fault = !matches!(
+                        e,
+                        UpstreamError::Status { status, .. } if status < 500
+                    ) && !matches!(e, UpstreamError::Overloaded(_));
                     {
                         let mut b = self.breaker.borrow_mut();
                         if provider_fault {

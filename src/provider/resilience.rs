@@ -123,6 +123,8 @@ impl ProviderHealth {
             E::Connect(_) => 4,
             E::Io { .. } => 5,
             E::Protocol(_) => 6,
+            // The gateway's own lack of room, not the provider's failure.
+            E::Overloaded(_) => return,
         };
         self.error_kinds[i].fetch_add(1, Ordering::Relaxed);
     }

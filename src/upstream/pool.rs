@@ -4,7 +4,7 @@
 //! connection whose last response was read to its end on a keep-alive exchange is
 //! ever checked back in.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -19,6 +19,10 @@ pub const MAX_IDLE: usize = 256;
 #[derive(Default)]
 pub struct Pool {
     idle: RefCell<HashMap<Rc<str>, Vec<UpConn>>>,
+    /// Bytes of whole answers being read on this worker (`BodyReader::collect`), and
+    /// the most they may add up to (0 = no budget): `server.upstream_body_budget_mb`.
+    buffered: Cell<usize>,
+    budget: Cell<usize>,
 }
 
 impl Pool {
@@ -47,8 +51,55 @@ impl Pool {
         list.push(conn);
     }
 
+    /// Sets the worker's budget for answers being read whole, in bytes (0 = none).
+    pub fn set_budget(&self, bytes: usize) {
+        self.budget.set(bytes);
+    }
+
+    /// Takes `n` bytes of the budget; `false` (nothing taken) when they do not fit.
+    pub fn charge(&self, n: usize) -> bool {
+        let now = self.buffered.get().saturating_add(n);
+        let budget = self.budget.get();
+        if budget > 0 && now > budget {
+            return false;
+        }
+        self.buffered.set(now);
+        true
+    }
+
+    /// Gives `n` bytes back.
+    pub fn release(&self, n: usize) {
+        self.buffered.set(self.buffered.get().saturating_sub(n));
+    }
+
+    /// Bytes of answers being read whole right now.
+    pub fn buffered(&self) -> usize {
+        self.buffered.get()
+    }
+
     /// Idle connections held for `key` (for tests and `/health/detailed`).
     pub fn idle_count(&self, key: &str) -> usize {
         self.idle.borrow().get(key).map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pool;
+
+    #[test]
+    fn the_answer_budget_is_taken_and_given_back() {
+        let pool = Pool::default();
+        assert!(pool.charge(usize::MAX / 2), "no budget: anything fits");
+        pool.release(usize::MAX / 2);
+        pool.set_budget(100);
+        assert!(pool.charge(60));
+        assert!(!pool.charge(50), "60 + 50 passes 100");
+        assert_eq!(pool.buffered(), 60, "a refused charge takes nothing");
+        assert!(pool.charge(40));
+        pool.release(60);
+        assert!(pool.charge(50));
+        pool.release(1000);
+        assert_eq!(pool.buffered(), 0);
     }
 }

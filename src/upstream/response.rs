@@ -10,6 +10,7 @@
 //! any other coding is refused with a clear error. A body is never handed on with an
 //! encoding its headers do not declare.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,18 @@ impl Decoder {
         };
         out.map(Bytes::from)
             .map_err(|e| UpstreamError::Protocol(format!("provider's compressed body ended early: {e}")))
+    }
+}
+
+/// Bytes of the worker's answer budget (`Pool::charge`) held by one `collect`.
+struct Held {
+    pool: Rc<Pool>,
+    bytes: Cell<usize>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.pool.release(self.bytes.get());
     }
 }
 
@@ -325,11 +338,22 @@ impl BodyReader {
     /// Reads the whole body (bounded), for JSON answers and error bodies.
     pub async fn collect(&mut self, max: usize) -> Result<Bytes, UpstreamError> {
         let mut out = BytesMut::new();
+        // What this answer holds of the worker's budget, given back however the read
+        // ends (a dropped future included).
+        let held = Held { pool: self.pool.clone(), bytes: Cell::new(0) };
         while let Some(piece) = self.next().await? {
             if out.len() + piece.len() > max {
                 self.conn = None;
                 return Err(UpstreamError::Protocol(format!("response body over {max} bytes")));
             }
+            if !held.pool.charge(piece.len()) {
+                self.conn = None;
+                return Err(UpstreamError::Overloaded(format!(
+                    "answers being read on this worker hold {} bytes; server.upstream_body_budget_mb is spent",
+                    held.pool.buffered()
+                )));
+            }
+            held.bytes.set(held.bytes.get() + piece.len());
             if out.is_empty() && matches!(self.framing, Framing::Length(0)) && self.decoder.is_none() {
                 // The whole body came as one piece: no copy.
                 self.finish();

@@ -640,3 +640,27 @@ fn a_reply_over_max_reply_bytes_is_cut_its_upstream_cancelled_and_stored_marked_
     let seen = eventually(Duration::from_secs(10), || up.stats()["cancelled"].as_u64().unwrap_or(0) > cancelled_before);
     assert!(seen, "the relayed call was cancelled: {}", up.stats());
 }
+
+/// `server.upstream_body_budget_mb`: answers read whole on a worker share a budget; an
+/// answer that would pass it ends with 503 `OVERLOADED` + `Retry-After` (nothing held
+/// after: the next small turn is served, and the provider is not marked failing).
+#[test]
+fn answers_read_whole_share_a_per_worker_budget() {
+    let up = Upstream::start();
+    let gw = gateway(&up, None, "upstream_body_budget_mb = 1", "max_retries = 0");
+    let word = "x".repeat(1000);
+    // About 2 MB of answer: 4,000 chunks cycling "Echo:" and the 1,000-character word.
+    let big = chat(&gw, "gpt", &format!("{word} [fault:chunks=4000]"));
+    assert_eq!(big.status(), 503, "{}", big.text());
+    assert_eq!(big.json()["error"]["code"], "OVERLOADED");
+    assert_eq!(big.header("retry-after"), Some("1"));
+    assert!(big.json()["error"]["message"].as_str().unwrap_or("").contains("retry shortly"), "{}", big.text());
+    // About 0.5 MB fits, and the budget the refused answer held was given back.
+    for _ in 0..3 {
+        let ok = chat(&gw, "gpt", &format!("{word} [fault:chunks=1000]"));
+        assert_eq!(ok.status(), 200, "{}", ok.text());
+    }
+    // Without a budget the big answer is served.
+    let gw = gateway(&up, None, "upstream_body_budget_mb = 0", "max_retries = 0");
+    assert_eq!(chat(&gw, "gpt", &format!("{word} [fault:chunks=4000]")).status(), 200);
+}
