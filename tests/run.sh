@@ -61,3 +61,8 @@ CLAWGATE_IO=epoll cargo nextest run --release --no-fail-fast -E 'kind(test)'
 echo "== python client tests (io_uring, then epoll)"
 CLAWGATE_IO=uring .venv/bin/python -m pytest -q tests/python
 CLAWGATE_IO=epoll .venv/bin/python -m pytest -q tests/python
+
+# The fuzz targets build on the stable toolchain and replay their committed corpora
+# (fuzz/check.sh; exits 0 with a note when cargo-fuzz cannot be installed).
+echo "== fuzz targets (build + corpus replay)"
+bash fuzz/check.sh
