@@ -50,13 +50,14 @@ fn exercise(req: &Request) {
             let _ = percent_decode(pair);
         }
     }
-    let openai = clawgate::router::is_openai_path(path);
+    let shape = clawgate::router::error_shape(path);
+    let _ = clawgate::router::route_index(req.method, path);
     match clawgate::router::route(req.method, path) {
         Ok(route) => {
-            let _ = (route.label(), route.needs_auth(), route.openai_errors());
+            let _ = (route.label(), route.needs_auth(), route.error_shape(), route.index());
         }
         Err(e) => {
-            let _ = clawgate::api::error_response(&e, openai);
+            let _ = clawgate::api::error_response(&e, shape);
         }
     }
     let _ = clawgate::ws::handshake::accept_key(req);

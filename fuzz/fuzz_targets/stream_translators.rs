@@ -30,6 +30,7 @@ fn translate<E: Events>(mut state: E, stream: &[u8], piece: usize) {
                     for e in out.range(before..) {
                         match e {
                             StreamEvent::Delta(t) => assert!(!t.is_empty(), "an empty delta"),
+                            StreamEvent::Reasoning { .. } => {}
                             StreamEvent::ToolCall { index, .. } => assert!(*index < 1 << 20, "a wild tool index"),
                             StreamEvent::Finish(_) => {}
                             StreamEvent::Done(u) => {

@@ -22,9 +22,15 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = u.total();
     }
-    for answer in [openai::decode_completion(data), anthropic::decode_message(data), gemini::decode(data)]
-        .into_iter()
-        .flatten()
+    for answer in [
+        openai::decode_completion(data),
+        anthropic::decode_message(data, None),
+        // A forced tool answering in place of text (the structured-output translation).
+        anthropic::decode_message(data, Some("json")),
+        gemini::decode(data),
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = (answer.text.len(), answer.tool_calls.len(), answer.usage.total());
     }
