@@ -503,6 +503,29 @@ config_enum! {
     SessionScope { Chat = "chat", User = "user" }
 }
 
+impl ChannelConfig {
+    /// Channel `name` of type `kind` as a `[[channels]]` entry naming only those two
+    /// would be: enabled, no secrets or tokens, the type's default `api_base`, one
+    /// session per chat. (Tests and fuzz targets build on it; a config file goes
+    /// through validation instead.)
+    pub fn new(name: &str, kind: ChannelKind) -> Self {
+        ChannelConfig {
+            name: name.to_string(),
+            kind,
+            enabled: true,
+            secret: None,
+            verify_token: None,
+            public_key: None,
+            model: None,
+            bot_token: None,
+            api_base: kind.default_api_base().to_string(),
+            callback_url: None,
+            session_scope: SessionScope::Chat,
+            webhook_path: format!("/webhooks/{name}"),
+        }
+    }
+}
+
 impl ChannelKind {
     /// The platform's public API, where replies go by default (`api_base`).
     pub fn default_api_base(self) -> &'static str {

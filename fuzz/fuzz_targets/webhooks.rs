@@ -19,22 +19,17 @@ const KINDS: [ChannelKind; 5] =
 
 fn channel(kind: ChannelKind) -> ChannelConfig {
     ChannelConfig {
-        name: "fuzz".into(),
-        kind,
-        enabled: true,
         secret: Some(Secret::new("fuzz-secret".into())),
-        verify_token: None,
         // RFC 8032 section 7.1 TEST 1's public key.
         public_key: Some([
             0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a, 0x0e, 0xe1,
             0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07, 0x51, 0x1a,
         ]),
-        model: None,
         bot_token: Some(Secret::new("fuzz-token".into())),
         api_base: "http://127.0.0.1:9".into(),
         callback_url: Some("http://127.0.0.1:9/cb".into()),
         session_scope: SessionScope::User,
-        webhook_path: "/webhooks/fuzz".into(),
+        ..ChannelConfig::new("fuzz", kind)
     }
 }
 

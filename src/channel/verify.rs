@@ -166,23 +166,10 @@ fn decode_hex(s: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Secret, SessionScope};
+    use crate::config::Secret;
 
     fn channel(kind: ChannelKind, secret: Option<&str>, public_key: Option<[u8; 32]>) -> ChannelConfig {
-        ChannelConfig {
-            name: "c".into(),
-            kind,
-            enabled: true,
-            secret: secret.map(|s| Secret::new(s.into())),
-            verify_token: None,
-            public_key,
-            model: None,
-            bot_token: None,
-            api_base: String::new(),
-            callback_url: None,
-            session_scope: SessionScope::Chat,
-            webhook_path: "/webhooks/c".into(),
-        }
+        ChannelConfig { secret: secret.map(|s| Secret::new(s.into())), public_key, ..ChannelConfig::new("c", kind) }
     }
 
     fn headers<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a [u8]> + 'a {

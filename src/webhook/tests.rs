@@ -2,20 +2,7 @@ use super::*;
 use crate::config::{ChannelConfig, ChannelKind, SessionScope};
 
 fn ch(scope: SessionScope) -> ChannelConfig {
-    ChannelConfig {
-        name: "tg".into(),
-        kind: ChannelKind::Telegram,
-        enabled: true,
-        secret: None,
-        verify_token: None,
-        public_key: None,
-        model: None,
-        bot_token: None,
-        api_base: String::new(),
-        callback_url: None,
-        session_scope: scope,
-        webhook_path: "/webhooks/tg".into(),
-    }
+    ChannelConfig { session_scope: scope, ..ChannelConfig::new("tg", ChannelKind::Telegram) }
 }
 
 fn msg(chat: &str, user: &str, group: bool) -> Incoming {

@@ -1,21 +1,8 @@
 use super::*;
-use crate::config::{ChannelConfig, ChannelKind, SessionScope};
+use crate::config::{ChannelConfig, ChannelKind};
 
 fn ch(kind: ChannelKind) -> ChannelConfig {
-    ChannelConfig {
-        name: "c".into(),
-        kind,
-        enabled: true,
-        secret: None,
-        verify_token: None,
-        public_key: None,
-        model: None,
-        bot_token: None,
-        api_base: String::new(),
-        callback_url: None,
-        session_scope: SessionScope::Chat,
-        webhook_path: "/webhooks/c".into(),
-    }
+    ChannelConfig::new("c", kind)
 }
 
 fn one(kind: ChannelKind, body: &str) -> Incoming {

@@ -1,20 +1,13 @@
 use super::*;
-use crate::config::{ChannelConfig, ChannelKind, Secret, SessionScope};
+use crate::config::{ChannelConfig, ChannelKind, Secret};
 
 fn ch(kind: ChannelKind) -> ChannelConfig {
     ChannelConfig {
-        name: "c".into(),
-        kind,
-        enabled: true,
         secret: Some(Secret::new("s3cret".into())),
-        verify_token: None,
-        public_key: None,
-        model: None,
         bot_token: Some(Secret::new("tok".into())),
         api_base: "http://platform".into(),
         callback_url: Some("http://hooks/cb".into()),
-        session_scope: SessionScope::Chat,
-        webhook_path: "/webhooks/c".into(),
+        ..ChannelConfig::new("c", kind)
     }
 }
 
