@@ -169,6 +169,20 @@ pub struct ServerConfig {
     /// `[server.cors]`: the browser origins that may call `/api/*` and `/v1/*` and
     /// open `/ws`; `None` (no section, or an empty `allow_origins`) = CORS off.
     pub cors: Option<CorsConfig>,
+    /// `[server.tls]`: TLS termination on `listen` (rustls); `None` = plain TCP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the listener's certificate chain and private key, PEM files read
+/// at start-up and again on every SIGHUP (a reload that cannot read them is refused
+/// and the running certificate stays). Relative paths are resolved against the
+/// config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first (PEM `CERTIFICATE` blocks).
+    pub cert: PathBuf,
+    /// The leaf's private key (PEM PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// `[server.cors]` (PROTOCOL.md "Browsers (CORS)"): which browser origins may read
@@ -229,6 +243,7 @@ impl Default for ServerConfig {
             max_reply_bytes: 16 * 1_048_576,
             max_memory_mb: 0,
             cors: None,
+            tls: None,
         }
     }
 }

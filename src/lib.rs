@@ -42,7 +42,7 @@
 //!
 //! ```text
 //! 0  clock, error, json, config, log, stats
-//! 1  peers, chat, channel, auth, http, router, upstream
+//! 1  peers, chat, channel, auth, http, router, upstream, tls
 //! 2  provider, store, session, ratelimit
 //! 3  turn, worker
 //! 4  api, ws, webhook, metrics
@@ -72,6 +72,7 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod store;
+pub mod tls;
 pub mod turn;
 pub mod upstream;
 pub mod webhook;

@@ -47,7 +47,12 @@ fn main() -> ExitCode {
                     eprintln!("{USAGE}");
                     return ExitCode::from(2);
                 };
-                return match Config::load(path.as_ref()) {
+                // The files the config names (CA bundles, the listener's certificate
+                // and key) are read too, as start-up would.
+                let checked = Config::load(path.as_ref()).map_err(|e| e.to_string()).and_then(|c| {
+                    clawgate::worker::Snapshot::new(std::sync::Arc::new(c)).map_err(|e| format!("{path}: {e}"))
+                });
+                return match checked {
                     Ok(_) => {
                         eprintln!("{path}: ok");
                         ExitCode::SUCCESS

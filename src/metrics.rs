@@ -21,6 +21,7 @@
 //! | `clawgate_auth_failures` (`_total`), `clawgate_auth_lockouts` (`_total`) | counter | - |
 //! | `clawgate_connections_open`, `clawgate_websockets_open`, `clawgate_requests_in_flight` | gauge | `worker` |
 //! | `clawgate_connections_rejected` (`_total`) | counter | - |
+//! | `clawgate_tls_handshakes` (`_total`) | counter | `result` (`ok`, `failed`, `timeout`, `plain_http`) |
 //! | `clawgate_sessions_in_memory` | gauge | - |
 //! | `clawgate_store_*` | gauges and counters | - (queue depth, size, commits, writes, errors, commit latency, degraded) |
 //! | `clawgate_webhook_*` | counters (`_total`) and gauges | `channel` (deliveries by outcome, replies, retries, dead letters; spool and outbox depth) |
@@ -40,7 +41,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::http::Response;
 use crate::provider::resilience::UPSTREAM_ERROR_KINDS;
 use crate::router::ROUTE_LABELS;
-use crate::stats::{status_label, HistogramSnapshot, WorkerStats, LATENCY_BUCKETS};
+use crate::stats::{status_label, HistogramSnapshot, WorkerStats, LATENCY_BUCKETS, TLS_OUTCOMES};
 use crate::store::{QueueCounts, StoreStatus};
 use crate::worker::{Shared, Worker};
 
@@ -223,6 +224,20 @@ impl Snapshot {
             "Connections refused at server.max_connections_per_worker.",
             sum(|w| &w.rejected_connections),
         ));
+        f.push(Family::Counter {
+            name: "clawgate_tls_handshakes",
+            help: "TLS handshakes on the listener, by result (plain_http: plain HTTP sent to the TLS port).",
+            samples: TLS_OUTCOMES
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    (
+                        vec![("result", (*r).to_string())],
+                        workers.iter().map(|w| WorkerStats::get(&w.tls_handshakes[i])).sum(),
+                    )
+                })
+                .collect(),
+        });
         let per_worker = |pick: fn(&WorkerStats) -> u64| -> Vec<(Labels, f64)> {
             workers.iter().enumerate().map(|(i, w)| (vec![("worker", i.to_string())], pick(w) as f64)).collect()
         };

@@ -199,7 +199,8 @@ pub fn run(config: Config) -> Result<(), String> {
         }
     }
     log::always(&format!(
-        "listening on http://{local} (workers={workers}, io={}, open_mode={})",
+        "listening on {}://{local} (workers={workers}, io={}, open_mode={})",
+        if snapshot.server_tls.is_some() { "https" } else { "http" },
         driver.as_str(),
         snapshot.keys.open_mode()
     ));

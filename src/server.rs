@@ -45,7 +45,11 @@ pub async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>, handle: Ca
                 let max = worker.snapshot().config.server.max_connections_per_worker as u64;
                 if WorkerStats::get(&worker.stats().connections) >= max {
                     WorkerStats::add(&worker.stats().rejected_connections, 1);
-                    monoio::spawn(reject_overloaded(stream, worker.next_request_id()));
+                    // A TLS client could not read a plain-text 503: it is just closed.
+                    let tls = door == Door::Main && worker.snapshot().server_tls.is_some();
+                    if !tls {
+                        monoio::spawn(reject_overloaded(stream, worker.next_request_id()));
+                    }
                 } else {
                     monoio::spawn(serve(stream, peer, worker.clone(), handle.clone(), door));
                 }

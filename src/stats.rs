@@ -32,11 +32,18 @@ pub struct WorkerStats {
     pub ratelimited_requests: AtomicU64,
     /// Turns refused or cut by a token quota.
     pub ratelimited_tokens: AtomicU64,
+    /// TLS handshakes on the listener by outcome (`TLS_OUTCOMES` order): completed,
+    /// failed (a protocol or certificate error, the peer gone), timed out, plain HTTP
+    /// sent to the TLS port.
+    pub tls_handshakes: [AtomicU64; 4],
     /// Requests by route and status, latency by route (`/metrics`).
     pub http: HttpCells,
     /// Tokens by model and key (`/metrics`).
     pub tokens: TokenCells,
 }
+
+/// The outcomes of `WorkerStats::tls_handshakes`, as `/metrics` labels them.
+pub const TLS_OUTCOMES: [&str; 4] = ["ok", "failed", "timeout", "plain_http"];
 
 impl WorkerStats {
     pub fn add(counter: &AtomicU64, n: u64) {

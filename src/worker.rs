@@ -36,6 +36,9 @@ pub struct Snapshot {
     /// TLS settings per channel (same order as `config.channels`) whose replies go to
     /// an `https://` address (`api_base`, or `callback_url` for generic channels).
     pub channel_tls: Vec<Option<tls::Connector>>,
+    /// `[server.tls]`: the listener's certificate and key, read from their files when
+    /// this snapshot was built (start-up, SIGHUP); `None`: plain TCP.
+    pub server_tls: Option<crate::tls::Acceptor>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -73,7 +76,8 @@ impl Snapshot {
                 }
             })
             .collect::<Result<_, _>>()?;
-        Ok(Snapshot { config, keys, tls, channel_tls })
+        let server_tls = config.server.tls.as_ref().map(crate::tls::Acceptor::load).transpose()?;
+        Ok(Snapshot { config, keys, tls, channel_tls, server_tls })
     }
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! GET /ws (Upgrade) -> server::dispatch -> ws::upgrade (handshake checks, optional
 //!   Authorization) -> Body::Upgrade -> the server's connection loop writes the 101 and hands over the
-//!   TcpStream + the bytes it already read -> ws::serve
+//!   the socket (TCP or TLS) + the bytes it already read -> ws::serve
 //!     WsIo (io.rs): the one owner of the socket: reads for the codec, writes the
 //!       outbox, pings, deadlines; cancel-safe on io_uring
 //!     WebSocket (monoio-tungstenite): framing, masking, fragments, UTF-8, limits
@@ -54,8 +54,8 @@ mod socket;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::tls::ClientStream;
 use bytes::Bytes;
-use monoio::net::TcpStream;
 use monoio_tungstenite::protocol::frame::codec::FrameDecoder;
 use monoio_tungstenite::protocol::{FramedRead, Role, WebSocketConfig};
 use monoio_tungstenite::WebSocket;
@@ -108,7 +108,7 @@ impl OnDrain for Link {
 
 /// Runs an upgraded socket until it closes. `leftover` is what the client sent after
 /// the upgrade request's head (frames may already be there).
-pub async fn serve(stream: TcpStream, leftover: Bytes, worker: Rc<Worker>, up: Upgrade) {
+pub async fn serve(stream: ClientStream, leftover: Bytes, worker: Rc<Worker>, up: Upgrade) {
     let stats = worker.stats();
     WorkerStats::add(&stats.ws_clients, 1);
     let cfg = worker.snapshot().config.server.clone();

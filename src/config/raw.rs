@@ -163,6 +163,18 @@ pub(super) struct RawServer {
     pub trusted_proxies: Option<Vec<String>>,
     /// `[server.cors]`: browser origins allowed to call the API.
     pub cors: Option<RawCors>,
+    /// `[server.tls]`: TLS termination on the listener.
+    pub tls: Option<RawTls>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<String>,
 }
 
 /// `[server.cors]`.

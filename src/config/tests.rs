@@ -458,6 +458,21 @@ fn secrets_never_print() {
 }
 
 #[test]
+fn server_tls_names_both_files_resolved_against_the_config_directory() {
+    assert_eq!(parse_ok("").server.tls, None);
+    let c = parse_ok("[server.tls]\ncert = \"tls/cert.pem\"\nkey = \"/abs/key.pem\"\n");
+    let tls = c.server.tls.unwrap();
+    assert_eq!(tls.cert, Path::new("/etc/clawgate/tls/cert.pem"));
+    assert_eq!(tls.key, Path::new("/abs/key.pem"));
+    let e = parse("[server.tls]\ncert = \"cert.pem\"\n").unwrap_err().0;
+    assert!(e.contains("server.tls.key") && e.contains("required"), "{e}");
+    let e = parse("[server.tls]\ncert = \"\"\nkey = \"k.pem\"\n").unwrap_err().0;
+    assert!(e.contains("server.tls.cert") && e.contains("must not be empty"), "{e}");
+    let e = parse("[server.tls]\ncert = \"c\"\nkey = \"k\"\nciphers = \"x\"\n").unwrap_err().0;
+    assert!(e.contains("ciphers"), "{e}");
+}
+
+#[test]
 fn a_relative_ca_file_is_resolved_against_the_config_directory() {
     let text = "[[providers]]\nname = \"p\"\nkind = \"openai_compat\"\nbase_url = \"https://x\"\nca_file = \"certs/ca.pem\"\n\
                 [[providers]]\nname = \"q\"\nkind = \"openai_compat\"\nbase_url = \"https://y\"\nca_file = \"/abs/ca.pem\"\n\

@@ -23,6 +23,7 @@ use super::{LogConfig, LogLevel, MetricsConfig, LOG_ENV_VAR};
 
 mod cors;
 mod providers;
+mod tls;
 
 pub(super) use providers::provider_defaults;
 
@@ -394,6 +395,7 @@ impl Ctx<'_> {
             proxy_protocol: raw.proxy_protocol.unwrap_or(d.proxy_protocol),
             trusted_proxies: self.cidrs("server.trusted_proxies", raw.trusted_proxies.unwrap_or_default())?,
             cors: self.cors(raw.cors)?,
+            tls: self.tls(raw.tls)?,
         })
     }
 

@@ -30,6 +30,8 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
 
+use crate::tls::{self, ClientStream};
+
 use crate::api;
 use crate::auth::AuthMemo;
 use crate::config::{AccessLog, ServerConfig};
@@ -59,7 +61,7 @@ enum ReadOutcome {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: ClientStream,
     peer: SocketAddr,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -83,16 +85,23 @@ struct Conn {
 }
 
 /// Serves one connection until it closes. Counts it in the worker's stats.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, worker: Rc<Worker>, cancel: CancelHandle, door: super::Door) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, worker: Rc<Worker>, cancel: CancelHandle, door: super::Door) {
+    let _ = tcp.set_nodelay(true);
     let stats = worker.stats();
     WorkerStats::add(&stats.connections, 1);
+    let snap = worker.snapshot();
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut peer = peer;
+    let Some(stream) = open(tcp, &mut peer, &mut rbuf, &snap, &worker, door).await else {
+        WorkerStats::sub(&worker.stats().connections, 1);
+        return;
+    };
     let mut conn = Conn {
         stream,
         peer,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        rbuf,
         wbuf: BytesMut::with_capacity(4096),
-        snap: worker.snapshot(),
+        snap,
         worker: worker.clone(),
         cancel,
         upgrade: None,
@@ -142,11 +151,127 @@ pub async fn reject_overloaded(mut stream: TcpStream, request_id: String) {
     let _ = stream.shutdown().await;
 }
 
+/// Opens an accepted socket before its first request: the PROXY protocol header the
+/// balancer sends first (`server.proxy_protocol`; its source address becomes `peer`),
+/// then, on a TLS listener (`[server.tls]`, main door only), the handshake. Both within
+/// `server.header_timeout_ms`. `None`: the connection is closed (no valid PROXY header,
+/// the client left, a failed or slow handshake, or plain HTTP sent to the TLS port,
+/// which is answered 400 in plain HTTP first, as nginx does). Handshakes are counted by
+/// outcome (`WorkerStats::tls_handshakes`, `/metrics`); failures are logged at debug
+/// level only: scanners make them common and they harm nobody else.
+async fn open(
+    mut tcp: TcpStream,
+    peer: &mut SocketAddr,
+    rbuf: &mut BytesMut,
+    snap: &Snapshot,
+    worker: &Worker,
+    door: super::Door,
+) -> Option<ClientStream> {
+    let cfg = &snap.config.server;
+    let deadline = Instant::now() + Duration::from_millis(cfg.header_timeout_ms);
+    if cfg.proxy_protocol && !read_proxy_header(&mut tcp, peer, rbuf, deadline).await {
+        return None;
+    }
+    let acceptor = match (&snap.server_tls, door) {
+        (Some(acceptor), super::Door::Main) => acceptor,
+        _ => return Some(ClientStream::Plain(tcp)),
+    };
+    let counters = &worker.stats().tls_handshakes;
+    while rbuf.is_empty() {
+        match read_some(&mut tcp, rbuf, deadline).await {
+            ReadOutcome::Data => {}
+            ReadOutcome::Timeout => {
+                WorkerStats::add(&counters[2], 1);
+                return None;
+            }
+            _ => return None,
+        }
+    }
+    if rbuf[0] != tls::HANDSHAKE_RECORD {
+        WorkerStats::add(&counters[3], 1);
+        let err = ApiError::invalid("this port speaks HTTPS: the request was sent as plain HTTP").closing();
+        let mut resp = api::error_response(&err, ErrorShape::Gateway);
+        resp.push_header("x-request-id", worker.next_request_id());
+        let mut out = BytesMut::new();
+        encode_full(&mut out, resp, false, false, false);
+        let _ = monoio::time::timeout(Duration::from_secs(1), tcp.write_all(out)).await;
+        let _ = tcp.shutdown().await;
+        return None;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    let prefix = std::mem::take(rbuf);
+    match monoio::time::timeout(left, tls::accept(acceptor, tcp, &prefix)).await {
+        Ok(Ok(stream)) => {
+            WorkerStats::add(&counters[0], 1);
+            *rbuf = prefix;
+            rbuf.clear();
+            Some(ClientStream::Tls(Box::new(stream)))
+        }
+        Ok(Err(e)) => {
+            WorkerStats::add(&counters[1], 1);
+            log::debug(&format!("TLS handshake with {peer} failed: {e}"));
+            None
+        }
+        Err(_) => {
+            WorkerStats::add(&counters[2], 1);
+            log::debug(&format!("TLS handshake with {peer} timed out"));
+            None
+        }
+    }
+}
+
+/// Reads the PROXY protocol header (v1 text or v2 binary) into `rbuf` and takes the
+/// client's address from it, leaving what follows it in `rbuf`. `false`: no valid
+/// header by `deadline` (or within 4 KiB).
+async fn read_proxy_header(tcp: &mut TcpStream, peer: &mut SocketAddr, rbuf: &mut BytesMut, deadline: Instant) -> bool {
+    loop {
+        match super::client_addr::parse_proxy(rbuf) {
+            super::client_addr::Proxied::Header { consumed, source } => {
+                let _ = rbuf.split_to(consumed.min(rbuf.len()));
+                if let Some(source) = source {
+                    *peer = source;
+                }
+                return true;
+            }
+            super::client_addr::Proxied::Invalid(why) => {
+                log::debug(&format!("connection from {peer}: {why}; closed"));
+                return false;
+            }
+            super::client_addr::Proxied::Incomplete if rbuf.len() > 4096 => return false,
+            super::client_addr::Proxied::Incomplete => {}
+        }
+        if !matches!(read_some(tcp, rbuf, deadline).await, ReadOutcome::Data) {
+            return false;
+        }
+    }
+}
+
+/// One read from the bare socket into the spare capacity of `rbuf`, by `deadline`.
+async fn read_some(tcp: &mut TcpStream, rbuf: &mut BytesMut, deadline: Instant) -> ReadOutcome {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return ReadOutcome::Timeout;
+    }
+    if rbuf.capacity() - rbuf.len() < 1024 {
+        rbuf.reserve(READ_CHUNK);
+    }
+    let (len, cap) = (rbuf.len(), rbuf.capacity());
+    let slice = std::mem::take(rbuf).slice_mut(len..cap);
+    match monoio::time::timeout(left, tcp.read(slice)).await {
+        Err(_) => ReadOutcome::Timeout,
+        Ok((res, slice)) => {
+            *rbuf = slice.into_inner();
+            match res {
+                Ok(0) => ReadOutcome::Eof,
+                Ok(_) => ReadOutcome::Data,
+                Err(_) => ReadOutcome::Failed,
+            }
+        }
+    }
+}
+
 impl Conn {
     async fn run(&mut self) {
-        if self.snap.config.server.proxy_protocol && !self.read_proxy_header().await {
-            return;
-        }
         loop {
             let snap = self.snap.clone();
             let cfg = &snap.config.server;
@@ -172,35 +297,6 @@ impl Conn {
             }
             if (self.rbuf.is_empty() || self.wbuf.len() >= FLUSH_AT) && self.flush().await.is_err() {
                 return;
-            }
-        }
-    }
-
-    /// Reads the PROXY protocol header the balancer sends first (`server.proxy_protocol`)
-    /// and takes the client's address from it. `false`: no valid header within
-    /// `server.header_timeout_ms` (or 4 KiB): the connection is closed unanswered.
-    async fn read_proxy_header(&mut self) -> bool {
-        let limit = Duration::from_millis(self.snap.config.server.header_timeout_ms);
-        let started = Instant::now();
-        loop {
-            match super::client_addr::parse_proxy(&self.rbuf) {
-                super::client_addr::Proxied::Header { consumed, source } => {
-                    let _ = self.rbuf.split_to(consumed.min(self.rbuf.len()));
-                    if let Some(source) = source {
-                        self.peer = source;
-                    }
-                    return true;
-                }
-                super::client_addr::Proxied::Invalid(why) => {
-                    log::debug(&format!("connection from {}: {why}; closed", self.peer));
-                    return false;
-                }
-                super::client_addr::Proxied::Incomplete if self.rbuf.len() > 4096 => return false,
-                super::client_addr::Proxied::Incomplete => {}
-            }
-            let left = limit.saturating_sub(started.elapsed());
-            if left.is_zero() || !matches!(self.read_more(left, false).await, ReadOutcome::Data) {
-                return false;
             }
         }
     }

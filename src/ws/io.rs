@@ -17,10 +17,10 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use crate::tls::ClientStream;
 use bytes::{Bytes, BytesMut};
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
-use monoio::net::TcpStream;
 use monoio::BufResult;
 use monoio_codec::Encoder;
 use monoio_tungstenite::protocol::frame::codec::FrameEncoder;
@@ -30,13 +30,13 @@ use crate::ws::link::{Link, TimerAction};
 
 /// The socket of one WebSocket, with its outbox and timers.
 pub struct WsIo {
-    stream: TcpStream,
+    stream: ClientStream,
     link: Rc<Link>,
     write_timeout: Duration,
 }
 
 impl WsIo {
-    pub fn new(stream: TcpStream, link: Rc<Link>, write_timeout: Duration) -> Self {
+    pub fn new(stream: ClientStream, link: Rc<Link>, write_timeout: Duration) -> Self {
         WsIo { stream, link, write_timeout }
     }
 

@@ -101,7 +101,7 @@ class Gateway:
             if not line:
                 break
             self.startup_lines.append(line)
-            m = re.search(r"listening on http://(\S+)", line)
+            m = re.search(r"listening on https?://(\S+)", line)
             if m:
                 self.addr = m.group(1)
                 break

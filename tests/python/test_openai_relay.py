@@ -36,7 +36,7 @@ def upstream():
         line = proc.stderr.readline()
         if not line:
             break
-        m = re.search(r"listening on http://(\S+)", line)
+        m = re.search(r"listening on https?://(\S+)", line)
         if m:
             addr = m.group(1)
     if addr is None:
