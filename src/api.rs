@@ -65,9 +65,16 @@ pub async fn handle(ctx: &Ctx<'_>, route: Route<'_>, who: Option<Identity>) -> R
     }
 }
 
-/// Names the model (and its provider) that answered, and a whole turn's tokens, for
-/// the access log.
-pub fn log_turn(resp: &mut Response, cfg: &crate::config::Config, model_id: &str, usage: Option<crate::chat::Usage>) {
+/// Names the model (and its provider) that answered, the upstream time
+/// (`StartedTurn::upstream_head`) and a whole turn's tokens, for the access log.
+pub fn log_turn(
+    resp: &mut Response,
+    cfg: &crate::config::Config,
+    model_id: &str,
+    upstream: std::time::Duration,
+    usage: Option<crate::chat::Usage>,
+) {
+    resp.log.upstream = Some(upstream);
     resp.log.model = Some(model_id.to_string());
     resp.log.provider = cfg.model(model_id).map(|m| m.provider.clone());
     resp.log.tokens = usage.map(|u| (u.prompt_tokens, u.completion_tokens));

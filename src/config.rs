@@ -338,19 +338,127 @@ impl Default for MetricsConfig {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
+    /// The level of every module not named in `targets`.
     pub level: LogLevel,
+    /// Per-module levels (`webhook=debug`): a top-level module of the gateway
+    /// (`LOG_TARGETS`) and its level, in the order given (a later entry wins).
+    pub targets: Vec<(&'static str, LogLevel)>,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: LogLevel::Info }
+        LogConfig { level: LogLevel::Info, targets: Vec::new() }
+    }
+}
+
+/// The modules a log filter can name: the gateway's top-level modules (`src/*.rs`),
+/// where each log line is written from (`log` finds the caller's file), plus `main`.
+pub const LOG_TARGETS: &[&str] = &[
+    "api",
+    "auth",
+    "channel",
+    "chat",
+    "clock",
+    "config",
+    "error",
+    "http",
+    "json",
+    "log",
+    "main",
+    "metrics",
+    "peers",
+    "provider",
+    "ratelimit",
+    "router",
+    "runtime",
+    "server",
+    "session",
+    "stats",
+    "store",
+    "tls",
+    "turn",
+    "upstream",
+    "webhook",
+    "worker",
+    "ws",
+];
+
+impl LogConfig {
+    /// Parses a log filter in the `RUST_LOG` (env_logger) directive syntax, one
+    /// granularity coarser: comma-separated directives, each `LEVEL` (every module) or
+    /// `TARGET=LEVEL`, where TARGET is one of `LOG_TARGETS`, optionally written with
+    /// the crate prefix (`clawgate::webhook`) or a submodule (`server::conn`, which
+    /// sets all of `server`); `clawgate=LEVEL` alone sets the default. Levels: `error`,
+    /// `warn`, `info`, `debug`, and env_logger's `trace` (= `debug`, the finest here)
+    /// and `off` (= `error`: errors are always written). Case-insensitive.
+    /// `ignore_foreign`: skip directives for targets that are not clawgate's (a shared
+    /// `RUST_LOG` naming other programs' crates) instead of refusing them. Errors say
+    /// which directive is wrong and what was expected.
+    pub fn parse(spec: &str, ignore_foreign: bool) -> Result<LogConfig, String> {
+        let mut out = LogConfig::default();
+        let level_of = |v: &str| -> Result<LogLevel, String> {
+            let v = v.trim().to_ascii_lowercase();
+            match v.as_str() {
+                "trace" => Ok(LogLevel::Debug),
+                "off" => Ok(LogLevel::Error),
+                _ => LogLevel::parse(&v)
+                    .ok_or_else(|| format!("{v:?} is not a level (expected {} | trace | off)", LogLevel::CHOICES)),
+            }
+        };
+        for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let Some((target, level)) = directive.split_once('=') else {
+                out.level = level_of(directive)?;
+                continue;
+            };
+            let level = level_of(level)?;
+            let target = target.trim().to_ascii_lowercase();
+            let path = target.strip_prefix("clawgate").map(|r| r.trim_start_matches("::")).unwrap_or(&target);
+            if path.is_empty() {
+                out.level = level;
+                continue;
+            }
+            let top = path.split("::").next().unwrap_or(path);
+            match LOG_TARGETS.iter().find(|t| **t == top) {
+                Some(t) => out.targets.push((t, level)),
+                None if ignore_foreign => {}
+                None => {
+                    return Err(format!(
+                        "{directive:?}: unknown module {top:?}; a target is one of {}",
+                        LOG_TARGETS.join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The level in force for `target` (one of `LOG_TARGETS`).
+    pub fn level_for(&self, target: &str) -> LogLevel {
+        self.targets.iter().rev().find(|(t, _)| *t == target).map_or(self.level, |(_, l)| *l)
     }
 }
 
 /// The environment variable that overrides `[log] level`.
+/// The environment variable that overrides `[log] level`.
 pub const LOG_ENV_VAR: &str = "CLAWGATE_LOG";
+/// Read when `CLAWGATE_LOG` is unset, as env_logger does; directives naming other
+/// programs' crates are skipped.
+pub const RUST_LOG_ENV_VAR: &str = "RUST_LOG";
+
+/// The log filter from the environment: `CLAWGATE_LOG`, else `RUST_LOG`; `None` when
+/// neither is set (or both are empty). `env` reads a variable.
+pub fn log_from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<LogConfig>, ConfigError> {
+    for (var, ignore_foreign) in [(LOG_ENV_VAR, false), (RUST_LOG_ENV_VAR, true)] {
+        if let Some(v) = env(var).filter(|v| !v.trim().is_empty()) {
+            return LogConfig::parse(&v, ignore_foreign)
+                .map(Some)
+                .map_err(|e| ConfigError(format!("{var}: invalid value {v:?} (environment): {e}")));
+        }
+    }
+    Ok(None)
+}
 
 config_enum! {
     /// Access log format.
@@ -787,10 +895,8 @@ impl Config {
     pub fn builtin_from_env() -> Result<Config, ConfigError> {
         let mut config = Config::builtin_default();
         config.server.io = io_override(config.server.io, process_env(IO_ENV_VAR).as_deref())?;
-        if let Some(v) = process_env(LOG_ENV_VAR).filter(|v| !v.is_empty()) {
-            config.log.level = LogLevel::parse(v.trim()).ok_or_else(|| {
-                ConfigError(format!("{LOG_ENV_VAR}: invalid value {v:?} (environment), expected {}", LogLevel::CHOICES))
-            })?;
+        if let Some(log) = log_from_env(&process_env)? {
+            config.log = log;
         }
         Ok(config)
     }

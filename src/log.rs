@@ -9,19 +9,50 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use crate::clock;
-use crate::config::{AccessLog, LogLevel};
+use crate::config::{AccessLog, LogConfig, LogLevel, LOG_TARGETS};
 
-/// The level in force (`set_level`; `Info` until then), as `LogLevel as u8`.
-static LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
+/// The most verbose level any module logs at (`set_filter`): the one check most
+/// calls make.
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
+/// Each module's level, in `LOG_TARGETS` order.
+static LEVELS: [AtomicU8; LOG_TARGETS.len()] = [const { AtomicU8::new(LogLevel::Info as u8) }; LOG_TARGETS.len()];
 
-/// Sets the level (`[log] level`, `CLAWGATE_LOG`): lines above it are dropped.
-pub fn set_level(level: LogLevel) {
-    LEVEL.store(level as u8, Ordering::Relaxed);
+/// Sets the filter (`[log] level`, `CLAWGATE_LOG`, `RUST_LOG`; again on every reload):
+/// lines above their module's level are dropped.
+pub fn set_filter(filter: &LogConfig) {
+    let mut max = filter.level as u8;
+    for (i, target) in LOG_TARGETS.iter().enumerate() {
+        let level = filter.level_for(target) as u8;
+        LEVELS[i].store(level, Ordering::Relaxed);
+        max = max.max(level);
+    }
+    MAX_LEVEL.store(max, Ordering::Relaxed);
 }
 
-/// Whether lines of `level` are written.
-pub fn enabled(level: LogLevel) -> bool {
-    level as u8 <= LEVEL.load(Ordering::Relaxed)
+/// Sets one level for every module.
+pub fn set_level(level: LogLevel) {
+    set_filter(&LogConfig { level, targets: Vec::new() });
+}
+
+/// Whether a line of `level` written from `file` (a path such as
+/// `src/server/conn.rs`, from `Location::caller`) passes the filter.
+fn enabled_at(level: LogLevel, file: &str) -> bool {
+    let level = level as u8;
+    if level > MAX_LEVEL.load(Ordering::Relaxed) {
+        return false;
+    }
+    match target_of(file).and_then(|t| LOG_TARGETS.iter().position(|x| *x == t)) {
+        Some(i) => level <= LEVELS[i].load(Ordering::Relaxed),
+        None => true,
+    }
+}
+
+/// The top-level module a source file belongs to: `src/server/conn.rs` -> `server`,
+/// `src/tls.rs` -> `tls`, `src/main.rs` -> `main`.
+fn target_of(file: &str) -> Option<&str> {
+    let rest = file.rsplit_once("src/").map(|(_, r)| r).unwrap_or(file);
+    let top = rest.split('/').next()?;
+    Some(top.strip_suffix(".rs").unwrap_or(top))
 }
 
 /// A line written whatever the level (start-up and shutdown: `listening on`).
@@ -30,29 +61,36 @@ pub fn always(msg: &str) {
 }
 
 /// A lifecycle line: `2026-03-10T08:30:00Z clawgate: <msg>` (level `info`).
+#[track_caller]
 pub fn info(msg: &str) {
-    if enabled(LogLevel::Info) {
+    if enabled_at(LogLevel::Info, std::panic::Location::caller().file()) {
         always(msg);
     }
 }
 
 /// Something failed and was handled (a provider error, a failed reload): level `warn`,
 /// `... clawgate: warn: <msg>`.
+#[track_caller]
 pub fn warn(msg: &str) {
-    if enabled(LogLevel::Warn) {
+    if enabled_at(LogLevel::Warn, std::panic::Location::caller().file()) {
         line(&format!("{} clawgate: warn: {msg}\n", clock::now_rfc3339()));
     }
 }
 
-/// Something is wrong with the gateway itself (the store cannot write): level `error`.
+/// Something is wrong with the gateway itself (the store cannot write): level `error`,
+/// always written.
 pub fn error(msg: &str) {
     line(&format!("{} clawgate: error: {msg}\n", clock::now_rfc3339()));
 }
 
-/// Detail for debugging (level `debug`).
+/// Detail for debugging (level `debug`), with the module it comes from:
+/// `... clawgate: debug: tls: <msg>`.
+#[track_caller]
 pub fn debug(msg: &str) {
-    if enabled(LogLevel::Debug) {
-        line(&format!("{} clawgate: debug: {msg}\n", clock::now_rfc3339()));
+    let file = std::panic::Location::caller().file();
+    if enabled_at(LogLevel::Debug, file) {
+        let target = target_of(file).unwrap_or("clawgate");
+        line(&format!("{} clawgate: debug: {target}: {msg}\n", clock::now_rfc3339()));
     }
 }
 
@@ -69,6 +107,10 @@ pub struct LogFields {
     pub provider: Option<String>,
     /// Tokens of a turn answered whole (a stream's are in `/metrics`).
     pub tokens: Option<(u64, u64)>,
+    /// Time from the turn's first provider call to the head of the answer that served
+    /// it (a whole answer when the call was not streamed), retries and fallbacks
+    /// included.
+    pub upstream: Option<Duration>,
 }
 
 /// An access-log line: the exchange (worker, client address, method, path, status,
@@ -108,6 +150,9 @@ pub fn access(
             if let Some((i, o)) = fields.tokens {
                 line.push_str(&format!(" tokens_in={i} tokens_out={o}"));
             }
+            if let Some(u) = fields.upstream {
+                line.push_str(&format!(" upstream={}us", u.as_micros()));
+            }
             line.push('\n');
             line
         }
@@ -116,8 +161,9 @@ pub fn access(
             let opt = |s: Option<&str>| s.map_or_else(|| "null".to_string(), q);
             let (tin, tout) =
                 fields.tokens.map_or(("null".to_string(), "null".to_string()), |(i, o)| (i.to_string(), o.to_string()));
+            let upstream = fields.upstream.map_or_else(|| "null".to_string(), |u| u.as_micros().to_string());
             format!(
-                "{{\"ts\":\"{ts}\",\"worker\":{worker},\"peer\":\"{peer}\",\"method\":\"{method}\",\"path\":{},\"status\":{status},\"micros\":{micros},\"requestId\":{},\"route\":\"{route}\",\"key\":{},\"model\":{},\"provider\":{},\"tokensIn\":{tin},\"tokensOut\":{tout}}}\n",
+                "{{\"ts\":\"{ts}\",\"worker\":{worker},\"peer\":\"{peer}\",\"method\":\"{method}\",\"path\":{},\"status\":{status},\"micros\":{micros},\"requestId\":{},\"route\":\"{route}\",\"key\":{},\"model\":{},\"provider\":{},\"tokensIn\":{tin},\"tokensOut\":{tout},\"upstreamMicros\":{upstream}}}\n",
                 q(path),
                 q(request_id),
                 opt(fields.key.as_deref()),
@@ -131,4 +177,31 @@ pub fn access(
 
 fn line(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn a_source_file_names_its_top_level_module() {
+        assert_eq!(target_of("src/server/conn.rs"), Some("server"));
+        assert_eq!(target_of("src/tls.rs"), Some("tls"));
+        assert_eq!(target_of("/build/clawgate/src/webhook/outbox.rs"), Some("webhook"));
+        assert_eq!(target_of("src/main.rs"), Some("main"));
+    }
+
+    /// Every top-level module can be named in a filter (a new module needs its entry).
+    #[test]
+    fn every_top_level_module_is_a_log_target() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for entry in std::fs::read_dir(src).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if let Some(module) = name.strip_suffix(".rs").filter(|m| *m != "lib") {
+                assert!(LOG_TARGETS.contains(&module), "{module} is missing from config::LOG_TARGETS");
+            }
+        }
+    }
 }

@@ -129,7 +129,7 @@ fn main() -> ExitCode {
         }
         config.server.listen = addr;
     }
-    clawgate::log::set_level(config.log.level);
+    clawgate::log::set_filter(&config.log);
     if let Some(dest) = backup_to {
         return backup(&config, &dest);
     }

@@ -298,6 +298,7 @@ fn reload(source: Option<&std::path::Path>, controls: &[flume::Sender<Control>])
         Ok(cfg) => match Snapshot::new(Arc::new(cfg)) {
             Ok(snap) => {
                 let snap = Arc::new(snap);
+                log::set_filter(&snap.config.log);
                 for c in controls {
                     let _ = c.send(Control::Reload(snap.clone()));
                 }

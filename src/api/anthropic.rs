@@ -480,14 +480,18 @@ pub async fn messages(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError
     let started = start_turn(&ctx.worker.turns, cfg, &who, turn).await?;
     let id = format!("msg_{}", ctx.request_id.trim_start_matches("req_"));
     let dropped = started.dropped.clone();
+    let (model, upstream) = (started.model_id.clone(), started.upstream_head);
+    let mut usage = None;
     let mut resp = if parsed.stream {
         Response::sse(Box::new(render::MessageStream::new(LiveTurn::new(started), id, prompt_estimate).queued()))
     } else {
         let (started, answer) = run_to_end(started).await?;
+        usage = Some(answer.usage);
         let bytes = render::message(&id, &started.model_id, &answer)?;
         started.finish(answer.to_message()).await?;
         Response::json(200, Bytes::from(bytes))
     };
+    crate::api::log_turn(&mut resp, cfg, &model, upstream, usage);
     if !dropped.is_empty() {
         resp.push_header("x-clawgate-dropped-params", dropped.join(", "));
     }

@@ -86,12 +86,13 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
     };
     let started = start_turn(&ctx.worker.turns, &ctx.snap.config, &who, turn).await?;
     if wants_sse {
+        let upstream = started.upstream_head;
         let turn_id = new_turn_id(ctx.worker.id);
         let sse = SseTurn { turn: LiveTurn::new(started), seq: 0, turn_id: turn_id.clone() };
         let model = sse.turn.model_id.clone();
         let events = ctx.worker.turns.resume.start(&ctx.snap.config.server, turn_id, who.name.clone(), sse)?;
         let mut resp = Response::sse(events);
-        crate::api::log_turn(&mut resp, &ctx.snap.config, &model, None);
+        crate::api::log_turn(&mut resp, &ctx.snap.config, &model, upstream, None);
         return Ok(resp);
     }
     let (started, answer) = run_to_end(started).await?;
@@ -102,7 +103,7 @@ pub async fn chat(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiError> {
         usage: answer.usage.into(),
     };
     let mut resp = ok(&reply)?;
-    crate::api::log_turn(&mut resp, &ctx.snap.config, &started.model_id, Some(answer.usage));
+    crate::api::log_turn(&mut resp, &ctx.snap.config, &started.model_id, started.upstream_head, Some(answer.usage));
     started.finish(answer.to_message()).await?;
     Ok(resp)
 }

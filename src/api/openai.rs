@@ -593,6 +593,7 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
     let created = clock::now_unix();
     if parsed.stream {
         let dropped = started.dropped.clone();
+        let (model, upstream) = (started.model_id.clone(), started.upstream_head);
         let stream = OpenAiStream {
             turn: LiveTurn::new(started),
             id,
@@ -605,6 +606,7 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
             resp.push_header("x-session-id", sid);
         }
         add_dropped_header(&mut resp, &dropped);
+        crate::api::log_turn(&mut resp, &ctx.snap.config, &model, upstream, None);
         return Ok(resp);
     }
     let (started, answer) = run_to_end(started).await?;
@@ -614,7 +616,7 @@ pub async fn chat_completions(ctx: &Ctx<'_>, who: Identity) -> Result<Response, 
         resp.push_header("x-session-id", sid);
     }
     add_dropped_header(&mut resp, &started.dropped);
-    crate::api::log_turn(&mut resp, &ctx.snap.config, &started.model_id, Some(answer.usage));
+    crate::api::log_turn(&mut resp, &ctx.snap.config, &started.model_id, started.upstream_head, Some(answer.usage));
     started.finish(answer.to_message()).await?;
     Ok(resp)
 }

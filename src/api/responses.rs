@@ -552,16 +552,20 @@ pub async fn responses(ctx: &Ctx<'_>, who: Identity) -> Result<Response, ApiErro
         None => format!("resp_{}", ctx.request_id.trim_start_matches("req_")),
     };
     let dropped = started.dropped.clone();
+    let (model, upstream) = (started.model_id.clone(), started.upstream_head);
+    let mut usage = None;
     let head =
         render::Head { id, model: started.model_id.clone(), created_at: crate::clock::now_unix(), echo: parsed.echo };
     let mut resp = if parsed.stream {
         Response::sse(Box::new(render::ResponseStream::new(LiveTurn::new(started), head)))
     } else {
         let (started, answer) = run_to_end(started).await?;
+        usage = Some(answer.usage);
         let bytes = render::response(&head, &answer)?;
         started.finish(answer.to_message()).await?;
         Response::json(200, Bytes::from(bytes))
     };
+    crate::api::log_turn(&mut resp, cfg, &model, upstream, usage);
     if !dropped.is_empty() {
         resp.push_header("x-clawgate-dropped-params", dropped.join(", "));
     }

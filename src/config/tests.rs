@@ -336,6 +336,44 @@ public_key = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
 }
 
 #[test]
+fn log_filters_take_rust_log_directives_per_module() {
+    let c = parse_ok("[log]\nlevel = \"warn,webhook=debug, clawgate::tls=DEBUG,server::conn=error\"\n").log;
+    assert_eq!(c.level, LogLevel::Warn);
+    assert_eq!(c.level_for("webhook"), LogLevel::Debug);
+    assert_eq!(c.level_for("tls"), LogLevel::Debug);
+    assert_eq!(c.level_for("server"), LogLevel::Error);
+    assert_eq!(c.level_for("store"), LogLevel::Warn);
+    let c = LogConfig::parse("clawgate=trace,store=off", false).unwrap();
+    assert_eq!((c.level, c.level_for("store")), (LogLevel::Debug, LogLevel::Error));
+    // A later directive wins.
+    assert_eq!(LogConfig::parse("ws=info,ws=debug", false).unwrap().level_for("ws"), LogLevel::Debug);
+    let e = parse("[log]\nlevel = \"info,webhooks=debug\"\n").unwrap_err().to_string();
+    assert!(e.contains("log.level") && e.contains("unknown module \"webhooks\"") && e.contains("webhook,"), "{e}");
+    let e = parse("[log]\nlevel = \"webhook=loud\"\n").unwrap_err().to_string();
+    assert!(e.contains("\"loud\" is not a level"), "{e}");
+    // RUST_LOG is shared with other programs: their crates are skipped.
+    let c = LogConfig::parse("hyper=debug,info,webhook=debug", true).unwrap();
+    assert_eq!((c.level, c.targets.len()), (LogLevel::Info, 1));
+}
+
+#[test]
+fn clawgate_log_wins_over_rust_log_and_the_file() {
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    };
+    let parse_with_env = |text: &str, env: &dyn Fn(&str) -> Option<String>| {
+        Config::from_toml_str_with_env(text, Some(Path::new(FILE)), env)
+    };
+    let file = "[log]\nlevel = \"error\"\n";
+    let c = parse_with_env(file, &env(&[("RUST_LOG", "debug,tokio=trace")])).unwrap();
+    assert_eq!(c.log.level, LogLevel::Debug);
+    let c = parse_with_env(file, &env(&[("RUST_LOG", "debug"), ("CLAWGATE_LOG", "warn,tls=debug")])).unwrap();
+    assert_eq!((c.log.level, c.log.level_for("tls")), (LogLevel::Warn, LogLevel::Debug));
+    let e = parse_with_env(file, &env(&[("CLAWGATE_LOG", "tokio=trace")])).unwrap_err().to_string();
+    assert!(e.contains("CLAWGATE_LOG") && e.contains("unknown module"), "{e}");
+}
+
+#[test]
 fn log_level_defaults_to_info_and_takes_the_four_levels() {
     assert_eq!(parse_ok("").log.level, LogLevel::Info);
     for (text, level) in [("error", LogLevel::Error), ("warn", LogLevel::Warn), ("debug", LogLevel::Debug)] {

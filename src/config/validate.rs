@@ -19,7 +19,7 @@ use super::{
     ConfigError, Durability, IoMode, KeyConfig, LimitsConfig, ModelConfig, ProviderConfig, RedisFail, Role, Secret,
     ServerConfig, SessionScope, SessionsConfig, StoreBackend, StoreConfig, IO_ENV_VAR,
 };
-use super::{LogConfig, LogLevel, MetricsConfig, LOG_ENV_VAR};
+use super::{LogConfig, MetricsConfig};
 
 mod cors;
 mod providers;
@@ -78,15 +78,12 @@ pub(super) fn validate(
     let sessions = ctx.sessions(raw.sessions)?;
     let limits = ctx.limits(raw.limits)?;
     let store = ctx.store(raw.store)?;
-    let level = ctx.choice("log.level", raw.log.level, LogLevel::parse, LogLevel::CHOICES, LogLevel::Info)?;
-    // The environment wins over the file, like CLAWGATE_IO.
-    let level = match (ctx.env)(LOG_ENV_VAR).filter(|v| !v.is_empty()) {
-        None => level,
-        Some(v) => LogLevel::parse(v.trim()).ok_or_else(|| {
-            ConfigError(format!("{LOG_ENV_VAR}: invalid value {v:?} (environment), expected {}", LogLevel::CHOICES))
-        })?,
+    let log = match raw.log.level {
+        None => LogConfig::default(),
+        Some(spec) => LogConfig::parse(&spec, false).map_err(|e| ctx.err("log.level", e))?,
     };
-    let log = LogConfig { level };
+    // The environment wins over the file, like CLAWGATE_IO.
+    let log = super::log_from_env(ctx.env)?.unwrap_or(log);
     let metrics = ctx.metrics(raw.metrics)?;
     if let Some(addr) = metrics.listen {
         if addr == server.listen && addr.port() != 0 {

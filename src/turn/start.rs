@@ -84,6 +84,9 @@ pub struct StartedTurn {
     pub reply_cap: usize,
     /// The name of the key the turn runs for (its tokens are counted under it).
     pub key_name: Arc<str>,
+    /// Time from the first provider call to the head of the answer (retries and
+    /// fallbacks included): the access log's `upstream`.
+    pub upstream_head: std::time::Duration,
 }
 
 /// The most tokens a turn may generate: the request's, capped by the model's.
@@ -212,6 +215,7 @@ pub async fn start_turn(
     let mut on_context_length = Some(&model.context_window_fallbacks).filter(|l| !l.is_empty());
     let mut failures: Vec<String> = Vec::new();
     let mut last: Option<ProviderError> = None;
+    let upstream_started = std::time::Instant::now();
     while let Some(candidate) = chain.pop_front() {
         let Some(m) = cfg.model(candidate) else { continue };
         let Some(provider) = providers.get(&m.provider) else {
@@ -269,6 +273,7 @@ pub async fn start_turn(
                     dropped,
                     reply_cap: cfg.server.max_reply_bytes,
                     key_name: who.name.clone(),
+                    upstream_head: upstream_started.elapsed(),
                 })
             }
             Err(e) => {

@@ -104,6 +104,48 @@ def test_the_json_access_log_names_route_key_model_provider_and_tokens():
         assert (entry["route"], entry["key"], entry["model"], entry["provider"]) == ("chat", "test-user", "mock", "mock")
         assert entry["tokensIn"] > 0 and entry["tokensOut"] > 0
         assert entry["peer"].startswith("127.0.0.1:") and entry["micros"] > 0
+        # The upstream time: the provider's part of the request's duration.
+        assert 0 <= entry["upstreamMicros"] <= entry["micros"]
         assert USER_KEY not in line, "never the key itself"
+
+        # A streamed /v1 turn and an Anthropic-format turn name their model and
+        # upstream time too (their tokens are in /metrics).
+        for path, body, rid in [
+            ("/v1/chat/completions", {"model": "mock", "stream": True, "messages": [{"role": "user", "content": "s"}]}, "req-logged-2"),
+            ("/v1/messages", {"model": "mock", "max_tokens": 50, "messages": [{"role": "user", "content": "a"}]}, "req-logged-3"),
+        ]:
+            req = urllib.request.Request(
+                gw.http + path,
+                data=json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {USER_KEY}", "Content-Type": "application/json",
+                         "X-Request-Id": rid},
+            )
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status == 200
+                r.read()
+            [line] = access_lines(gw, rid)
+            entry = json.loads(line)
+            assert (entry["model"], entry["provider"]) == ("mock", "mock"), entry
+            assert entry["upstreamMicros"] is not None and entry["upstreamMicros"] <= entry["micros"], entry
     finally:
         gw.stop()
+
+
+def test_log_filters_set_a_level_per_module(monkeypatch):
+    """`CLAWGATE_LOG` takes RUST_LOG-style directives: `error,server=debug` shows the
+    connection loop's debug lines (a refused PROXY header) and nothing else's; plain
+    `error` hides them."""
+    for spec, shown in [("error,server=debug", True), ("error", False), ("error,clawgate::server::conn=debug", True)]:
+        monkeypatch.setenv("CLAWGATE_LOG", spec)
+        gw = Gateway(server_extra="proxy_protocol = true")
+        try:
+            assert raw_request(gw, b"PROXY NONSENSE\r\n") is None
+            deadline = time.time() + (5 if shown else 1)
+            found = []
+            while time.time() < deadline and not found:
+                found = [l for l in gw.lines if "debug: server: connection from" in l]
+                time.sleep(0.05)
+            assert bool(found) == shown, (spec, gw.lines[-5:])
+            assert not [l for l in gw.lines if "debug:" in l and "debug: server:" not in l], gw.lines
+        finally:
+            gw.stop()
