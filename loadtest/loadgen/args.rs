@@ -1,13 +1,15 @@
 //! The load generator's command line, parsed by hand (no CLI crate: one more dependency
 //! would cost build minutes on 2 cores for a dozen flags). `Args::parse` turns argv into
-//! a validated `Args`; `Target` is the parsed `http://IP:PORT/path` URL. Only loopback
-//! addresses are accepted: this tool exists to load servers on this machine.
+//! a validated `Args`; `Target` is the parsed `http://IP:PORT/path` (or `https://`) URL.
+//! Only loopback addresses are accepted: this tool exists to load servers on this
+//! machine.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
 usage: loadgen --url http://127.0.0.1:PORT/PATH [options]
+       loadgen --url https://localhost:PORT/PATH --ca CA.pem [options]
 
 Load (pick one):
   --connections N       connections, one request in flight on each (default 64)
@@ -18,6 +20,10 @@ Load (pick one):
   --duration S          measured window in seconds (default 10, decimals allowed)
   --warmup S            unmeasured run before the window (default 1)
   --timeout-ms MS       per request (or turn) deadline (default 10000)
+  --new-connection-per-request
+                        open a connection for every request (sent with
+                        `Connection: close`, dropped after the answer): with https://
+                        every request pays a TCP and a TLS handshake (handshakes/s)
 
 Request:
   --scenario KIND       http (default) | sse | ws
@@ -27,6 +33,13 @@ Request:
   --body-file FILE      body from a file (same placeholders)
   --header 'K: V'       extra request header (repeatable)
   --expect-status N     status counted as success (default 200)
+
+TLS (https:// URLs; rustls with the ring provider, TLS 1.3 and 1.2, ALPN http/1.1):
+  --ca FILE             PEM certificate(s) to trust (a private CA); required for
+                        https://. The server name checked (and sent as SNI when it is
+                        a name) is the URL's host: localhost or an IP address.
+  --tls-resume          resume TLS sessions (rustls' in-memory cache: TLS 1.3 tickets,
+                        TLS 1.2 tickets or ids). Default: off, every handshake is full.
 
 Streams:
   --expect-events N     sse: SSE events a complete response must have; ws: chunk
@@ -70,12 +83,22 @@ pub struct Target {
     /// `Host` header value (`IP:PORT` as written in the URL).
     pub host: String,
     pub path: String,
+    /// `https://`: TLS to the server.
+    pub tls: bool,
+    /// The URL's host without the port (and without IPv6 brackets): the name the
+    /// server's certificate is checked against.
+    pub server_name: String,
 }
 
 impl Target {
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest =
-            url.strip_prefix("http://").ok_or_else(|| format!("--url {url}: only http:// URLs are supported"))?;
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else {
+            return Err(format!("--url {url}: only http:// and https:// URLs are supported"));
+        };
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -87,7 +110,17 @@ impl Target {
         if !addr.ip().is_loopback() {
             return Err(format!("--url {url}: loadgen only targets loopback addresses"));
         }
-        Ok(Target { addr, host: host.to_string(), path: path.to_string() })
+        let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        let server_name = name.trim_start_matches('[').trim_end_matches(']').to_string();
+        Ok(Target { addr, host: host.to_string(), path: path.to_string(), tls, server_name })
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 }
 
@@ -109,6 +142,12 @@ pub struct Args {
     pub duration: Duration,
     pub warmup: Duration,
     pub timeout: Duration,
+    /// A new connection (and, over TLS, a new handshake) for every request.
+    pub new_connection_per_request: bool,
+    /// https://: the PEM file of the certificates to trust.
+    pub ca: Option<String>,
+    /// https://: resume TLS sessions instead of a full handshake each time.
+    pub tls_resume: bool,
     pub method: String,
     pub body: Option<String>,
     pub headers: Vec<(String, String)>,
@@ -146,6 +185,9 @@ impl Args {
         let mut duration = Duration::from_secs(10);
         let mut warmup = Duration::from_secs(1);
         let mut timeout = Duration::from_secs(10);
+        let mut new_connection_per_request = false;
+        let mut ca = None;
+        let mut tls_resume = false;
         let mut method = None;
         let mut body = None;
         let mut headers = Vec::new();
@@ -176,6 +218,9 @@ impl Args {
                 "--duration" | "-d" => duration = seconds(&flag, &value()?)?,
                 "--warmup" => warmup = seconds(&flag, &value()?)?,
                 "--timeout-ms" => timeout = Duration::from_millis(number(&flag, &value()?)?),
+                "--new-connection-per-request" => new_connection_per_request = true,
+                "--ca" => ca = Some(value()?),
+                "--tls-resume" => tls_resume = true,
                 "--method" | "-m" => method = Some(value()?.to_ascii_uppercase()),
                 "--body" => body = Some(value()?),
                 "--body-file" => {
@@ -223,6 +268,17 @@ impl Args {
         if timeout.is_zero() {
             return Err("--timeout-ms must be positive".into());
         }
+        if target.tls && ca.is_none() {
+            return Err(format!(
+                "--url {url}: https:// needs --ca FILE (the PEM CA that signed the server's certificate)"
+            ));
+        }
+        if !target.tls && (ca.is_some() || tls_resume) {
+            return Err("--ca and --tls-resume are for https:// URLs".into());
+        }
+        if new_connection_per_request && scenario == Scenario::Ws {
+            return Err("--new-connection-per-request: not with --scenario ws (turns share one socket)".into());
+        }
         let method = method.unwrap_or_else(|| if body.is_some() { "POST".into() } else { "GET".into() });
         let expect_status = expect_status.unwrap_or(200);
         let label = label.unwrap_or_else(|| format!("{} {}", scenario.as_str(), target.path));
@@ -235,6 +291,9 @@ impl Args {
             duration,
             warmup,
             timeout,
+            new_connection_per_request,
+            ca,
+            tls_resume,
             method,
             body,
             headers,
@@ -294,13 +353,47 @@ mod tests {
         assert_eq!(a.scenario, Scenario::Sse);
         assert_eq!((a.watch[0].name.as_str(), a.watch[0].pid), ("gw", 42));
         assert_eq!(a.expect_events, Some(23));
+        assert!(!a.target.tls && !a.new_connection_per_request && !a.tls_resume && a.ca.is_none());
+        assert_eq!(a.target.scheme(), "http");
+    }
+
+    #[test]
+    fn parses_https_targets() {
+        let a = parse(&[
+            "--url",
+            "https://localhost:8443/v1/chat/completions",
+            "--ca",
+            "/tmp/ca.pem",
+            "--new-connection-per-request",
+            "--tls-resume",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(a.target.tls);
+        assert_eq!(a.target.scheme(), "https");
+        assert_eq!(a.target.addr, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(a.target.host, "localhost:8443");
+        assert_eq!(a.target.server_name, "localhost");
+        assert_eq!(a.ca.as_deref(), Some("/tmp/ca.pem"));
+        assert!(a.new_connection_per_request && a.tls_resume);
+
+        let b = parse(&["--url", "https://127.0.0.1:8443", "--ca", "ca.pem"]).unwrap().unwrap();
+        assert_eq!((b.target.server_name.as_str(), b.target.path.as_str()), ("127.0.0.1", "/"));
+        assert!(!b.tls_resume && !b.new_connection_per_request);
+        let c = parse(&["--url", "https://[::1]:8443/x", "--ca", "ca.pem"]).unwrap().unwrap();
+        assert_eq!(c.target.server_name, "::1");
     }
 
     #[test]
     fn refuses_what_it_must_not_load() {
         assert!(parse(&["--url", "http://10.0.0.1:80/"]).unwrap_err().contains("loopback"));
         assert!(parse(&["--url", "http://example.com/"]).is_err());
-        assert!(parse(&["--url", "https://127.0.0.1:1/"]).is_err());
+        assert!(parse(&["--url", "ftp://127.0.0.1:1/"]).is_err());
+        assert!(parse(&["--url", "https://127.0.0.1:1/"]).unwrap_err().contains("--ca"));
+        assert!(parse(&["--url", "https://10.0.0.1:443/", "--ca", "ca.pem"]).unwrap_err().contains("loopback"));
+        assert!(parse(&["--url", "http://127.0.0.1:1/", "--ca", "ca.pem"]).is_err());
+        assert!(parse(&["--url", "http://127.0.0.1:1/", "--tls-resume"]).is_err());
+        assert!(parse(&["--url", "http://127.0.0.1:1/", "--scenario", "ws", "--new-connection-per-request"]).is_err());
         assert!(parse(&["--url", "http://127.0.0.1:1/", "--threads", "0"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());

@@ -18,6 +18,12 @@
 //! back to back; whatever is still unsent `timeout` after the window is counted as
 //! `unsent`. Each connection has at most one request in flight (HTTP/1.1 without
 //! pipelining), so an open-loop rate needs enough connections to be reachable.
+//!
+//! With `--new-connection-per-request` every request goes out on a fresh connection
+//! (with `Connection: close`) that is dropped after the answer, so the latency includes
+//! the connect and, over TLS, the handshake. A connection is dropped, never reused,
+//! after any failure: a `monoio-rustls` stream panics if used again after a dropped
+//! read or write future (a timeout).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -28,6 +34,7 @@ use crate::args::{Args, Scenario};
 use crate::http::{Conn, Discard, Failure, RequestTemplate, Template};
 use crate::sse::{ChunkTimes, SseTracker};
 use crate::stats::Recorder;
+use crate::tls;
 use crate::ws::{self, WsConn};
 
 /// Pause after a failed connect, so a dead server is not hammered in a tight loop.
@@ -45,17 +52,18 @@ pub struct Plan {
     pub window_end: Instant,
     /// Open loop: time between two requests of one connection.
     pub interval: Option<Duration>,
+    /// https://: the client TLS settings.
+    pub tls: Option<tls::Client>,
 }
 
 impl Plan {
-    pub fn new(args: Args, start: Instant) -> Plan {
-        let request = RequestTemplate::new(
-            &args.method,
-            &args.target.path,
-            &args.target.host,
-            &args.headers,
-            args.body.as_deref(),
-        );
+    pub fn new(args: Args, start: Instant, tls: Option<tls::Client>) -> Plan {
+        let mut headers = args.headers.clone();
+        if args.new_connection_per_request && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("connection")) {
+            headers.push(("Connection".into(), "close".into()));
+        }
+        let request =
+            RequestTemplate::new(&args.method, &args.target.path, &args.target.host, &headers, args.body.as_deref());
         let window_start = start + args.warmup;
         let window_end = window_start + args.duration;
         let interval = args.rate.map(|r| Duration::from_secs_f64(args.connections as f64 / r));
@@ -67,6 +75,7 @@ impl Plan {
             window_start,
             window_end,
             interval,
+            tls,
             args,
         }
     }
@@ -178,8 +187,11 @@ async fn connection(plan: Arc<Plan>, idx: usize, rec: Rc<RefCell<Recorder>>) {
         if link.is_none() {
             match monoio::time::timeout(args.timeout, open(&plan)).await {
                 Ok(Ok(l)) => {
-                    if connected_once {
+                    if connected_once && !args.new_connection_per_request {
                         rec.borrow_mut().reconnects += 1;
+                    }
+                    if plan.counts(scheduled, Instant::now()) {
+                        rec.borrow_mut().connects += 1;
                     }
                     connected_once = true;
                     link = Some(l);
@@ -209,14 +221,23 @@ async fn connection(plan: Arc<Plan>, idx: usize, rec: Rc<RefCell<Recorder>>) {
         };
         match result {
             Ok(done) => {
-                if !done.keep_alive {
-                    link = None;
+                let counts = plan.counts(scheduled, done_at);
+                if !done.keep_alive || args.new_connection_per_request {
+                    if let Some(Link::Http(c)) = link.take() {
+                        let resumed = tls::resumed(c.close());
+                        if counts && plan.tls.is_some() {
+                            let mut r = rec.borrow_mut();
+                            r.tls_full += u64::from(!resumed);
+                            r.tls_resumed += u64::from(resumed);
+                        }
+                    }
                 }
-                if plan.counts(scheduled, done_at) {
+                if counts {
                     record(&plan, &rec, origin, sent, done_at, done);
                 }
             }
             Err(f) => {
+                // Never reused: see the module doc.
                 link = None;
                 req_buf.clear();
                 fail(&plan, &rec, scheduled, f);
@@ -256,7 +277,7 @@ fn record(plan: &Plan, rec: &Rc<RefCell<Recorder>>, origin: Instant, sent: Insta
 /// Opens a connection; for WebSocket also upgrades it and authenticates.
 async fn open(plan: &Plan) -> Result<Link, Failure> {
     let args = &plan.args;
-    let conn = Conn::connect(args.target.addr).await?;
+    let conn = Conn::connect(args.target.addr, plan.tls.as_ref()).await?;
     if args.scenario != Scenario::Ws {
         return Ok(Link::Http(conn));
     }

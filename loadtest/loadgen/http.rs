@@ -9,6 +9,10 @@
 //!
 //! Cost per response: one `httparse` pass over the head, a scan of chunk-size lines,
 //! and no copy of body bytes (sinks see slices of the read buffer).
+//!
+//! Over `https://` the same reader runs on a `monoio-rustls` stream (`Stream::Tls`):
+//! such a stream must be dropped, never used again, once a read or write future on it
+//! was dropped (a timeout), which `drive.rs` does for every failed connection.
 
 use std::io;
 use std::time::Instant;
@@ -16,6 +20,10 @@ use std::time::Instant;
 use monoio::buf::{IoBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio_rustls::ClientTlsStream;
+use rustls::HandshakeKind;
+
+use crate::tls;
 
 /// Most header lines accepted in a response.
 const MAX_HEADERS: usize = 64;
@@ -34,6 +42,8 @@ pub enum Failure {
     Parse(&'static str),
     /// A well-formed answer with an unexpected status.
     Status(u16),
+    /// The TLS handshake failed (after the TCP connect).
+    Tls(String),
     /// A WebSocket-level failure (handshake, protocol, close, error frame).
     Ws(String),
     /// The per-request deadline passed.
@@ -49,6 +59,7 @@ impl Failure {
             Failure::Eof => "closed before the end of the response".into(),
             Failure::Parse(what) => format!("bad response: {what}"),
             Failure::Status(s) => format!("status {s}"),
+            Failure::Tls(what) => format!("tls handshake: {what}"),
             Failure::Ws(what) => format!("ws: {what}"),
             Failure::Timeout => "timeout".into(),
         }
@@ -86,9 +97,15 @@ pub struct ResponseInfo {
     pub body_bytes: u64,
 }
 
+/// The connection under `Conn`: plain TCP or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<ClientTlsStream<TcpStream>>),
+}
+
 /// One client connection with its read buffer.
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Bytes read and not yet consumed live in `rbuf[pos..]`.
     pub rbuf: Vec<u8>,
     pub pos: usize,
@@ -99,15 +116,35 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub async fn connect(addr: std::net::SocketAddr) -> Result<Conn, Failure> {
-        let stream = TcpStream::connect_addr(addr).await.map_err(Failure::Connect)?;
-        let _ = stream.set_nodelay(true);
+    /// Connects, and with `tls` also completes the TLS handshake.
+    pub async fn connect(addr: std::net::SocketAddr, tls: Option<&tls::Client>) -> Result<Conn, Failure> {
+        let tcp = TcpStream::connect_addr(addr).await.map_err(Failure::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        let stream = match tls {
+            None => Stream::Plain(tcp),
+            Some(t) => match t.connector.connect(t.server_name.clone(), tcp).await {
+                Ok(s) => Stream::Tls(Box::new(s)),
+                Err(monoio_rustls::TlsError::Io(e)) => return Err(Failure::Tls(short(&e))),
+                Err(monoio_rustls::TlsError::Rustls(e)) => return Err(Failure::Tls(e.to_string())),
+            },
+        };
         Ok(Conn { stream, rbuf: Vec::with_capacity(16 * 1024), pos: 0, reads: 0, last_read_at: Instant::now() })
+    }
+
+    /// Drops the connection; for TLS says how its handshake went (full or resumed).
+    pub fn close(self) -> Option<HandshakeKind> {
+        match self.stream {
+            Stream::Plain(_) => None,
+            Stream::Tls(s) => s.into_parts().1.handshake_kind(),
+        }
     }
 
     /// Writes all of `buf` and gives it back for reuse.
     pub async fn write(&mut self, buf: Vec<u8>) -> (Result<(), Failure>, Vec<u8>) {
-        let (res, buf) = self.stream.write_all(buf).await;
+        let (res, buf) = match &mut self.stream {
+            Stream::Plain(s) => s.write_all(buf).await,
+            Stream::Tls(s) => s.write_all(buf).await,
+        };
         (res.map(|_| ()).map_err(Failure::Write), buf)
     }
 
@@ -137,7 +174,10 @@ impl Conn {
         }
         let (len, cap) = (self.rbuf.len(), self.rbuf.capacity());
         let slice: SliceMut<Vec<u8>> = std::mem::take(&mut self.rbuf).slice_mut(len..cap);
-        let (res, slice) = self.stream.read(slice).await;
+        let (res, slice) = match &mut self.stream {
+            Stream::Plain(s) => s.read(slice).await,
+            Stream::Tls(s) => s.read(slice).await,
+        };
         self.rbuf = slice.into_inner();
         self.last_read_at = Instant::now();
         self.reads += 1;

@@ -12,9 +12,10 @@
 //! ```
 //!
 //! Layout: `args.rs` (command line), `drive.rs` (threads, connections, timeline),
-//! `http.rs` (HTTP/1.1 client, chunk-level body reader), `sse.rs` (event counting and
-//! chunk timing), `ws.rs` (RFC 6455 client frames), `stats.rs` (histograms, report),
-//! `procstat.rs` (`/proc` CPU and memory). Built like the gateway: one monoio runtime
+//! `http.rs` (HTTP/1.1 client, chunk-level body reader), `tls.rs` (rustls client
+//! settings for https://), `sse.rs` (event counting and chunk timing), `ws.rs` (RFC
+//! 6455 client frames), `stats.rs` (histograms, report), `procstat.rs` (`/proc` CPU
+//! and memory). Built like the gateway: one monoio runtime
 //! per thread (`--threads`), no shared state on the request path; the main thread only
 //! starts the threads, samples `/proc` at the window's edges and merges the results.
 
@@ -24,6 +25,7 @@ mod http;
 mod procstat;
 mod sse;
 mod stats;
+mod tls;
 mod ws;
 
 use std::io::Write;
@@ -34,7 +36,7 @@ use std::time::{Duration, Instant};
 use crate::args::{Args, USAGE};
 use crate::drive::Plan;
 use crate::procstat::ProcWindow;
-use crate::stats::{HostReport, Percentiles, Recorder, Report};
+use crate::stats::{HostReport, Percentiles, Recorder, Report, TlsReport};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -73,8 +75,17 @@ fn run() -> Result<(), String> {
         let s = procstat::sample_tree(w.pid).map_err(|e| format!("--watch {}={}: {e}", w.name, w.pid))?;
         windows.push(ProcWindow { name: w.name.clone(), pid: w.pid, start: s, end: s });
     }
+    // https://: the client settings, and one handshake now (a wrong CA fails here).
+    let tls = match &args.ca {
+        Some(ca) if args.target.tls => Some(tls::Client::new(ca, &args.target.server_name, args.tls_resume)?),
+        _ => None,
+    };
+    let negotiated = match &tls {
+        Some(t) => Some(t.probe(args.target.addr)?),
+        None => None,
+    };
     let start = Instant::now() + START_DELAY;
-    let plan = Arc::new(Plan::new(args.clone(), start));
+    let plan = Arc::new(Plan::new(args.clone(), start, tls));
 
     let mut threads = Vec::with_capacity(args.threads);
     for t in 0..args.threads {
@@ -122,7 +133,7 @@ fn run() -> Result<(), String> {
     let is_stream = args.scenario != args::Scenario::Http;
     let report = Report {
         label: args.label.clone(),
-        url: format!("http://{}{}", args.target.host, args.target.path),
+        url: format!("{}://{}{}", args.target.scheme(), args.target.host, args.target.path),
         scenario: args.scenario.as_str().into(),
         mode: if args.rate.is_some() { "open".into() } else { "closed".into() },
         connections: args.connections,
@@ -141,6 +152,14 @@ fn run() -> Result<(), String> {
         stream: is_stream.then(|| total.stream.clone()),
         unsent: total.unsent,
         reconnects: total.reconnects,
+        new_connection_per_request: args.new_connection_per_request,
+        connects: total.connects,
+        connects_per_s: (total.connects as f64 / secs * 10.0).round() / 10.0,
+        tls: negotiated.map(|n| TlsReport {
+            negotiated: n,
+            full_handshakes: total.tls_full,
+            resumed_handshakes: total.tls_resumed,
+        }),
         processes: Report::processes_from(&windows, total.ok, secs),
         host,
     };

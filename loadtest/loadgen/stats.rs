@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::procstat::ProcWindow;
 use crate::sse::{ChunkTimes, SseTracker};
+use crate::tls::TlsInfo;
 
 /// Highest value recorded: 100 s in nanoseconds (larger values saturate).
 const HIGHEST_NS: u64 = 100_000_000_000;
@@ -60,6 +61,13 @@ pub struct Recorder {
     /// Open loop: requests scheduled in the window that were never sent.
     pub unsent: u64,
     pub reconnects: u64,
+    /// Connections opened (TCP connect and, for https, the TLS handshake done) in the
+    /// window.
+    pub connects: u64,
+    /// TLS connections closed after a counted answer, by handshake kind (full or
+    /// resumed): `--new-connection-per-request`.
+    pub tls_full: u64,
+    pub tls_resumed: u64,
 }
 
 impl Recorder {
@@ -75,6 +83,9 @@ impl Recorder {
             stream: StreamCounts::default(),
             unsent: 0,
             reconnects: 0,
+            connects: 0,
+            tls_full: 0,
+            tls_resumed: 0,
         })
     }
 
@@ -142,6 +153,9 @@ impl Recorder {
         s.streams_extra_events += t.streams_extra_events;
         self.unsent += o.unsent;
         self.reconnects += o.reconnects;
+        self.connects += o.connects;
+        self.tls_full += o.tls_full;
+        self.tls_resumed += o.tls_resumed;
         Ok(())
     }
 }
@@ -215,10 +229,28 @@ pub struct Report {
     pub stream: Option<StreamCounts>,
     pub unsent: u64,
     pub reconnects: u64,
+    /// A new connection for every request (`Connection: close`).
+    pub new_connection_per_request: bool,
+    /// Connections opened in the window (over TLS: handshakes completed), and per second.
+    pub connects: u64,
+    pub connects_per_s: f64,
+    /// https://: what was negotiated and how the handshakes went.
+    pub tls: Option<TlsReport>,
     pub processes: Vec<ProcessReport>,
     /// The whole machine over the window: cores busy, and the part of them no
     /// watched process (nor loadgen) accounts for: other tenants, builds, the kernel.
     pub host: HostReport,
+}
+
+/// TLS facts of an https:// run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsReport {
+    #[serde(flatten)]
+    pub negotiated: TlsInfo,
+    /// Connections closed after a counted answer whose handshake was full / resumed
+    /// (`--new-connection-per-request` only).
+    pub full_handshakes: u64,
+    pub resumed_handshakes: u64,
 }
 
 /// Machine-wide CPU over the window, in cores.
@@ -310,6 +342,23 @@ impl Report {
             "   host busy {:.2} cores, of which {:.2} not ours (steal {:.2})",
             self.host.busy_cores, self.host.other_cores, self.host.steal_cores
         )?;
+        if let Some(t) = &self.tls {
+            let n = &t.negotiated;
+            writeln!(
+                out,
+                "   tls {} {} {} alpn {}  resumption {}  handshakes full {} resumed {}",
+                n.version,
+                n.cipher_suite,
+                n.key_exchange,
+                n.alpn,
+                if n.resumption { "on" } else { "off" },
+                t.full_handshakes,
+                t.resumed_handshakes
+            )?;
+        }
+        if self.new_connection_per_request {
+            writeln!(out, "   new connection per request: {} connects ({:.0}/s)", self.connects, self.connects_per_s)?;
+        }
         if self.unsent > 0 || self.reconnects > 0 {
             writeln!(out, "   unsent (open loop backlog) {}  reconnects {}", self.unsent, self.reconnects)?;
         }
