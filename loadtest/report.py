@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Turns one `loadtest/run.sh` run (the loadgen JSON files, one per scenario, target
 and round, named `<scenario>--<target>--r<round>.json`) into the Markdown results file:
-machine, commit, the issue 6 targets with verdicts, one table per scenario (medians
-over the rounds, throughput range), per-round numbers, the exact commands and the
-generated configs. Standard library only; prints the Markdown on stdout."""
+machine, commit, the issue 6, 13, 14 and 15 targets with verdicts, one table per
+scenario (medians over the rounds, throughput range), per-round numbers, the exact
+commands and the generated configs. Standard library only; prints the Markdown on stdout."""
 
 import argparse
 import glob
@@ -97,6 +97,8 @@ def main():
     ap.add_argument("--nginx-config")
     ap.add_argument("--store-windows", help="lines: scen round commits writes commits writes t0 t1")
     ap.add_argument("--hook-counters", help="lines: received answered sent spooled outbox dead (after each round)")
+    ap.add_argument("--config", action="append", default=[], metavar="TITLE=PATH",
+                    help="one more generated config to show at the end (repeatable)")
     a = ap.parse_args()
 
     meta = {}
@@ -124,7 +126,8 @@ def main():
                      ("io", "clawgate I/O driver"), ("nginx", "nginx"), ("rust", "rustc"),
                      ("load_before", "load average before the run"), ("commit", "commit"), ("date", "date"),
                      ("knobs", "knobs"), ("elapsed_s", "run time, s"),
-                     ("quiet_waited_s", "waited for a quiet machine, s")]:
+                     ("quiet_waited_s", "waited for a quiet machine, s"), ("scenarios", "scenarios run"),
+                     ("openssl", "openssl (certificates)"), ("tls_cert", "TLS certificate")]:
         w(f"| {label} | {meta.get(k, '-')} |")
     w("")
     w("The machine is shared: the load generator, the mock upstream and the server under")
@@ -260,6 +263,83 @@ def main():
         w("the spool and is answered after the window (the last row shows whether it was).")
         w("")
 
+    # ---- operations (issue 15): TLS termination vs nginx, the cost of metrics
+    t64, ths, trs, m64 = (runs.get(k, {}) for k in ("tls-64", "tls-handshake-16", "tls-resume-16", "metrics-64"))
+    if t64 or ths or trs or m64:
+        w("## Summary: the issue 15 targets (TLS termination, metrics)")
+        w("")
+        w("TLS: clawgate's own listener (`[server.tls]`, rustls with ring) and nginx terminating TLS")
+        w("(its `ssl` server block) in front of the same mock, with the same certificate (a P-256")
+        w("ECDSA leaf from a private CA). loadgen is the client: rustls with ring, TLS 1.3 and 1.2")
+        w("offered, ALPN `http/1.1`, SNI `localhost`. Handshakes: a new connection per request")
+        w("(`Connection: close`), client-side session resumption **off**, so every handshake is")
+        w("full (key exchange, certificate, signature); the resumed row offers TLS 1.3 tickets.")
+        w("Metrics: two clawgates with the same config (memory store) but `[metrics] enabled =")
+        w("true` / `false`, measured back to back in every round.")
+        w("")
+        w("| target | clawgate | reference | goal | verdict |")
+        w("|---|---|---|---|---|")
+        mon, moff = m64.get("clawgate-metrics-on", {}), m64.get("clawgate-metrics-off", {})
+        aon, aoff = m64.get("clawgate-api-metrics-on", {}), m64.get("clawgate-api-metrics-off", {})
+        for label, on, off in (("`/v1/chat/completions`", mon, moff), ("`/api/chat`", aon, aoff)):
+            if on or off:
+                c_on, c_off = med(on, "cpu:server"), med(off, "cpu:server")
+                rm = ratio(c_on, c_off, 3)
+                per = [ratio(metric(on[r], "cpu:server"), metric(off[r], "cpu:server"), 3) for r in sorted(on) if r in off]
+                w(f"| metrics on vs off, {label}, 64 conns: CPU per request | {fmt(c_on, 1)} µs (on) | {fmt(c_off, 1)} µs (off) "
+                  f"| ≤ 1.03× off (ratio {fmt(rm, 3)}; per round {', '.join(fmt(x, 3) for x in per)}) | {verdict(le(rm, 1.03))} |")
+        ct, nt = t64.get("clawgate-tls", {}), t64.get("nginx-tls", {})
+        if ct or nt:
+            c_cpu, n_cpu = med(ct, "cpu:server"), med(nt, "cpu:server")
+            rt = ratio(c_cpu, n_cpu)
+            w(f"| TLS keep-alive `/v1/chat/completions`, 64 conns: CPU per request | {fmt(c_cpu, 1)} µs | {fmt(n_cpu, 1)} µs (nginx) "
+              f"| ≤ 1.0× nginx (ratio {fmt(rt, 2)}) | {verdict(le(rt, 1.0))} |")
+            w(f"| TLS keep-alive: throughput | {fmt(med(ct, 'throughput_rps'))}/s | {fmt(med(nt, 'throughput_rps'))}/s | stated "
+              f"(ratio {fmt(ratio(med(ct, 'throughput_rps'), med(nt, 'throughput_rps')), 2)}) | - |")
+            w(f"| TLS keep-alive: latency p50 / p99 | {fmt(med(ct, 'latency_us.p50'))} / {fmt(med(ct, 'latency_us.p99'))} µs "
+              f"| {fmt(med(nt, 'latency_us.p50'))} / {fmt(med(nt, 'latency_us.p99'))} µs | stated | - |")
+            # What TLS adds per request over the plain listener of the same server (chat-64).
+            pc, pn = med(c64.get("clawgate", {}), "cpu:server"), med(c64.get("nginx", {}), "cpu:server")
+            if pc is not None and pn is not None and c_cpu is not None and n_cpu is not None:
+                w(f"| TLS keep-alive: CPU per request added over the same server's plain `chat-64` row | "
+                  f"{c_cpu - pc:+.1f} µs | {n_cpu - pn:+.1f} µs | stated | - |")
+        ch, nh = ths.get("clawgate-tls", {}), ths.get("nginx-tls", {})
+        if ch or nh:
+            c_hs, n_hs = med(ch, "throughput_rps"), med(nh, "throughput_rps")
+            rh = ratio(c_hs, n_hs)
+            w(f"| new TLS handshakes/s (full, 16 conns, one request each) | {fmt(c_hs)}/s | {fmt(n_hs)}/s "
+              f"| vs nginx: no number set, read as ≥ 1.0× (ratio {fmt(rh, 2)}) | {verdict(None if rh is None else rh >= 1.0)} |")
+            w(f"| server CPU per full handshake (with its request) | {fmt(med(ch, 'cpu:server'), 1)} µs | {fmt(med(nh, 'cpu:server'), 1)} µs "
+              f"| stated (ratio {fmt(ratio(med(ch, 'cpu:server'), med(nh, 'cpu:server')), 2)}) | - |")
+            w(f"| handshake + request latency p50 / p99 | {fmt(med(ch, 'latency_us.p50'))} / {fmt(med(ch, 'latency_us.p99'))} µs "
+              f"| {fmt(med(nh, 'latency_us.p50'))} / {fmt(med(nh, 'latency_us.p99'))} µs | stated | - |")
+        cr, nr = trs.get("clawgate-tls", {}), trs.get("nginx-tls", {})
+        if cr or nr:
+            def resumed_share(rs):
+                full = sum((metric(r, "tls.full_handshakes") or 0) for r in rs.values())
+                res = sum((metric(r, "tls.resumed_handshakes") or 0) for r in rs.values())
+                return f"{100.0 * res / (full + res):.0f} %" if full + res else "-"
+            w(f"| resumed TLS handshakes/s (TLS 1.3 tickets, 16 conns) | {fmt(med(cr, 'throughput_rps'))}/s | {fmt(med(nr, 'throughput_rps'))}/s "
+              f"| stated (ratio {fmt(ratio(med(cr, 'throughput_rps'), med(nr, 'throughput_rps')), 2)}) | - |")
+            w(f"| server CPU per resumed handshake; share resumed | {fmt(med(cr, 'cpu:server'), 1)} µs; {resumed_share(cr)} "
+              f"| {fmt(med(nr, 'cpu:server'), 1)} µs; {resumed_share(nr)} | stated | - |")
+        w("")
+        neg = {}
+        for scen in (t64, ths, trs):
+            for t, rs in scen.items():
+                for r in rs.values():
+                    n = r.get("tls")
+                    if n:
+                        neg.setdefault(t, f"{n['version']}, {n['cipher_suite']}, {n['key_exchange']}, ALPN {n['alpn']}")
+        if neg:
+            w("Negotiated (loadgen's probe handshake before each window): "
+              + "; ".join(f"{'clawgate' if t == 'clawgate-tls' else 'nginx'} {v}" for t, v in sorted(neg.items())) + ".")
+        w("Every request of the handshake rows pays a TCP connect, a full TLS handshake and the")
+        w("proxied request, so CPU per handshake includes all three; the machine is saturated")
+        w("(loadgen's own handshakes cost it about as much CPU as the server's), so handshakes/s")
+        w("is a property of the box and CPU per handshake is what tells the servers apart.")
+        w("")
+
     # ---- scenario tables
     current = {"scen": ""}
     def table(scen, title, intro, cols):
@@ -274,7 +354,9 @@ def main():
         w("")
         w("| " + " | ".join(c[0] for c in cols) + " |")
         w("|" + "---|" * len(cols))
-        order = ["clawgate", "clawgate-api", "clawgate-api-mem", "clawgate-anthropic", "clawgate-w1", "nginx", "direct"]
+        order = ["clawgate", "clawgate-api", "clawgate-api-mem", "clawgate-anthropic", "clawgate-w1", "clawgate-tls",
+                 "clawgate-metrics-on", "clawgate-metrics-off", "clawgate-api-metrics-on", "clawgate-api-metrics-off",
+                 "nginx", "nginx-tls", "direct"]
         for target in sorted(rs, key=lambda t: order.index(t) if t in order else 99):
             w("| " + " | ".join(c[1](target, rs[target]) for c in cols) + " |")
         w("")
@@ -288,6 +370,12 @@ def main():
                  "clawgate-anthropic": "clawgate `/v1/chat/completions` → Anthropic model (translated)",
                  "clawgate-messages": "clawgate `/v1/messages` → OpenAI model (translated)",
                  "clawgate-responses": "clawgate `/v1/responses` → Anthropic model (translated)",
+                 "clawgate-tls": "clawgate `[server.tls]` `/v1/chat/completions`",
+                 "nginx-tls": "nginx `ssl` → mock `/v1/chat/completions`",
+                 "clawgate-metrics-on": "clawgate `/v1/chat/completions`, metrics on",
+                 "clawgate-metrics-off": "clawgate `/v1/chat/completions`, metrics off",
+                 "clawgate-api-metrics-on": "clawgate `/api/chat`, metrics on",
+                 "clawgate-api-metrics-off": "clawgate `/api/chat`, metrics off",
                  "direct": "mock directly"}
         return names.get(t, t)
 
@@ -345,6 +433,36 @@ def main():
 
     def col_stream(key):
         return lambda t, rs: fmt(sum((metric(r, key) or 0) for r in rs.values()))
+
+    tls_cols = [("target", col_target), ("req/s (range)", col_rps), ("p50 µs", col("latency_us.p50")),
+                ("p99 µs", col("latency_us.p99")), ("p99.9 µs", col("latency_us.p999")),
+                ("server CPU µs/req", col_cpu_server), ("mock CPU µs/req", col("cpu:mock")),
+                ("loadgen CPU µs/req", col("cpu:loadgen")), ("other cores", col("host.other_cores", 2)),
+                ("errors", col_errors)]
+    table("tls-64", "TLS keep-alive: `/v1/chat/completions`, 64 connections (closed loop)",
+          ["clawgate's TLS listener vs nginx terminating TLS to the same mock; the 64 handshakes",
+           "fall in the warm-up, so this is the cost of encrypting and decrypting the traffic."],
+          tls_cols)
+    hs_cols = [("target", col_target), ("handshakes/s (range)", col_rps), ("p50 µs", col("latency_us.p50")),
+               ("p99 µs", col("latency_us.p99")), ("server CPU µs/handshake", col_cpu_server),
+               ("loadgen CPU µs/handshake", col("cpu:loadgen")),
+               ("full / resumed", lambda t, rs: f"{fmt(sum((metric(r, 'tls.full_handshakes') or 0) for r in rs.values()))} / "
+                                               f"{fmt(sum((metric(r, 'tls.resumed_handshakes') or 0) for r in rs.values()))}"),
+               ("other cores", col("host.other_cores", 2)), ("errors", col_errors)]
+    table("tls-handshake-16", "New TLS connection per request, full handshakes, 16 connections",
+          ["Each request opens a TCP connection, makes a full TLS handshake (loadgen resumes",
+           "nothing), sends `/v1/chat/completions` with `Connection: close` and drops the",
+           "connection after the answer. Latency includes connect and handshake. Full / resumed:",
+           "handshakes counted over all rounds."],
+          hs_cols)
+    table("tls-resume-16", "New TLS connection per request, sessions resumed, 16 connections",
+          ["The same with loadgen's rustls session cache on (`--tls-resume`): TLS 1.3 tickets,",
+           "so the server skips the certificate and its signature (the key exchange remains)."],
+          hs_cols)
+    table("metrics-64", "Metrics on vs off: 64 connections (closed loop)",
+          ["Two clawgates from the same binary and config (memory store) but `[metrics] enabled`,",
+           "measured back to back per route in every round (the order flips each round)."],
+          tls_cols)
 
     table("stream-64", "Streaming: 64 concurrent streams of 20 chunks",
           [f"The mock sends 20 content chunks {meta.get('chunk_ms', '?')} ms apart "
@@ -431,7 +549,8 @@ def main():
                 w(line)
     w("```")
     w("")
-    for title, path in [("clawgate config", a.clawgate_config), ("nginx config", a.nginx_config)]:
+    extra = [tuple(c.split("=", 1)) for c in a.config if "=" in c]
+    for title, path in [("clawgate config", a.clawgate_config), ("nginx config", a.nginx_config)] + extra:
         if path and os.path.exists(path):
             w(f"<details><summary>{title}</summary>")
             w("")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # clawgate side by side with nginx and with the mock upstream called directly, on this
-# machine, in one command (about 6.5 minutes on 2 cores, under 10 with a clean build):
+# machine, in one command (about 10 minutes on 2 cores, 13 with a clean build):
 #
 #   bash loadtest/run.sh
 #
@@ -9,12 +9,16 @@
 # nginx (2 workers, upstream keepalive pool to the same mock), all on 127.0.0.1 with
 # free ports; runs every scenario against every target for ROUNDS rounds, rotating the
 # order each round; and writes loadtest/results/<date>-<commit>.md (machine, commit,
-# exact commands, tables, the issue 6 targets). Before each window it waits (within a
-# total budget) for the machine to be quiet, since other work on the 2 cores moves
+# exact commands, tables, the issue 6, 13, 14 and 15 targets). For TLS (issue 15) it
+# makes a private CA and a localhost leaf with openssl and runs one more clawgate with
+# [server.tls] beside an `ssl` server block of the same nginx; for the cost of metrics,
+# two more clawgates with [metrics] enabled = true / false. Before each window it waits
+# (within a total budget) for the machine to be quiet, since other work on the 2 cores moves
 # every number; each window also records how much CPU was not ours. Everything it
 # starts is stopped by PID when it exits. Knobs (environment): ROUNDS=3 DURATION=5
 # WARMUP=1 LOADGEN_THREADS=2 CHUNK_MS=10 MOCK_WORKERS=2 QUIET_CORES=0.3
-# QUIET_BUDGET=45 OUT=<results file>.
+# QUIET_BUDGET=45 OUT=<results file> SCENARIOS="<names>" (only those scenarios, e.g.
+# SCENARIOS="tls-64 metrics-64"; calibration is a name too; default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -27,7 +31,11 @@ CHUNK_MS=${CHUNK_MS:-10}
 MOCK_WORKERS=${MOCK_WORKERS:-2}
 QUIET_CORES=${QUIET_CORES:-0.3}
 QUIET_BUDGET=${QUIET_BUDGET:-45}
+SCENARIOS=${SCENARIOS:-}
 started=$(date +%s)
+
+# Whether scenario $1 runs (SCENARIOS empty: all of them).
+want() { [ -z "$SCENARIOS" ] || [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------------
 # Tools
@@ -35,6 +43,7 @@ need_apt=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v python3 >/dev/null || need_apt+=(python3)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -72,11 +81,11 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# Waits for "listening on http://ADDR" in a log file; prints ADDR.
+# Waits for "listening on http://ADDR" (or https://) in a log file; prints ADDR.
 wait_listening() {
   local log=$1 pid=$2 addr=""
   for _ in $(seq 100); do
-    addr=$(grep -o 'listening on http://[0-9.:]*' "$log" 2>/dev/null | head -1 | sed 's#listening on http://##' || true)
+    addr=$(grep -o 'listening on https\?://[0-9.:]*' "$log" 2>/dev/null | head -1 | sed 's#listening on https\?://##' || true)
     [ -n "$addr" ] && { echo "$addr"; return 0; }
     kill -0 "$pid" 2>/dev/null || { echo "process $pid died: $(cat "$log")" >&2; return 1; }
     sleep 0.1
@@ -87,6 +96,20 @@ wait_listening() {
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# TLS material for both servers (issue 15): a private CA and a leaf for localhost and
+# 127.0.0.1 signed by it, both P-256 ECDSA, valid 2 days; the CA's key stays in $work.
+echo "== TLS: private CA and a localhost leaf (P-256)"
+tls=$work/tls
+mkdir -p "$tls"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tls/ca.key" 2>/dev/null
+openssl req -x509 -new -key "$tls/ca.key" -sha256 -days 2 -subj "/CN=clawgate loadtest CA" -out "$tls/ca.pem" 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tls/key.pem" 2>/dev/null
+openssl req -new -key "$tls/key.pem" -subj "/CN=localhost" -out "$tls/leaf.csr" 2>/dev/null
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/leaf.ext"
+openssl x509 -req -in "$tls/leaf.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 2 -sha256 \
+  -extfile "$tls/leaf.ext" -out "$tls/cert.pem" 2>/dev/null
+openssl verify -CAfile "$tls/ca.pem" "$tls/cert.pem" >/dev/null
+
 echo "== mock_upstream ($MOCK_WORKERS workers)"
 "$BIN/mock_upstream" --listen 127.0.0.1:0 --workers "$MOCK_WORKERS" 2>"$work/mock.log" &
 mock_pid=$!; pids+=("$mock_pid")
@@ -95,7 +118,7 @@ mock_addr=$(wait_listening "$work/mock.log" "$mock_pid")
 KEY=sk-loadtest-client
 ADMIN_KEY=sk-loadtest-admin
 HOOK_SECRET=loadtest-hook-secret
-write_config() { # workers file store-backend
+write_config() { # workers file store-backend [database name]
   cat >"$2" <<EOF
 # clawgate load-test config (generated by loadtest/run.sh)
 [server]
@@ -106,7 +129,7 @@ workers = $1
 # answer); memory: sessions in memory only, for the side-by-side comparison.
 [store]
 backend = "$3"
-path = "$work/clawgate-w$1.db"
+path = "$work/${4:-clawgate-w$1}.db"
 
 [[keys]]
 name = "loadtest"
@@ -159,6 +182,15 @@ EOF
 write_config 2 "$work/clawgate.toml" sqlite
 write_config 1 "$work/clawgate-w1.toml" sqlite
 write_config 2 "$work/clawgate-mem.toml" memory
+# TLS (issue 15): the main config (its own database) plus [server.tls].
+write_config 2 "$work/clawgate-tls.toml" sqlite clawgate-tls
+printf '\n[server.tls]\ncert = "%s"\nkey = "%s"\n' "$tls/cert.pem" "$tls/key.pem" >>"$work/clawgate-tls.toml"
+# The cost of counting for /metrics (issue 15): the memory-store config (no fsync noise
+# in /api/chat) with [metrics] enabled = true and = false, nothing else different.
+for m in true false; do
+  write_config 2 "$work/clawgate-metrics-$m.toml" memory
+  printf '\n[metrics]\nenabled = %s\n' "$m" >>"$work/clawgate-metrics-$m.toml"
+done
 
 echo "== clawgate (workers = 2, and workers = 1; workers = 2 with the memory store)"
 "$BIN/clawgate" --config "$work/clawgate.toml" 2>"$work/clawgate.log" &
@@ -170,13 +202,27 @@ cg1_addr=$(wait_listening "$work/clawgate-w1.log" "$cg1_pid")
 "$BIN/clawgate" --config "$work/clawgate-mem.toml" 2>"$work/clawgate-mem.log" &
 cgm_pid=$!; pids+=("$cgm_pid")
 cgm_addr=$(wait_listening "$work/clawgate-mem.log" "$cgm_pid")
+echo "== clawgate with [server.tls]; clawgate with [metrics] enabled = true and = false"
+"$BIN/clawgate" --config "$work/clawgate-tls.toml" 2>"$work/clawgate-tls.log" &
+cgt_pid=$!; pids+=("$cgt_pid")
+cgt_addr=$(wait_listening "$work/clawgate-tls.log" "$cgt_pid")
+grep -q 'listening on https://' "$work/clawgate-tls.log" || { echo "the TLS clawgate does not listen on https://" >&2; exit 1; }
+"$BIN/clawgate" --config "$work/clawgate-metrics-true.toml" 2>"$work/clawgate-metrics-true.log" &
+cgon_pid=$!; pids+=("$cgon_pid")
+cgon_addr=$(wait_listening "$work/clawgate-metrics-true.log" "$cgon_pid")
+"$BIN/clawgate" --config "$work/clawgate-metrics-false.toml" 2>"$work/clawgate-metrics-false.log" &
+cgoff_pid=$!; pids+=("$cgoff_pid")
+cgoff_addr=$(wait_listening "$work/clawgate-metrics-false.log" "$cgoff_pid")
 
-echo "== nginx (worker_processes 2, keepalive pool to the mock)"
+echo "== nginx (worker_processes 2, keepalive pool to the mock; plain and TLS)"
 nginx_port=$(free_port)
+nginx_tls_port=$(free_port)
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<EOF
 # nginx load-test config (generated by loadtest/run.sh): a plain reverse proxy to the
-# same mock, with a keep-alive upstream pool and no response buffering (SSE).
+# same mock, with a keep-alive upstream pool and no response buffering (SSE); the same
+# again terminating TLS (the clawgate TLS listener's certificate, nginx's defaults for
+# sessions: tickets on, no shared session cache).
 worker_processes 2;
 daemon off;
 user root;
@@ -206,12 +252,25 @@ http {
       proxy_buffering off;
     }
   }
+  server {
+    listen 127.0.0.1:$nginx_tls_port ssl;
+    ssl_certificate $tls/cert.pem;
+    ssl_certificate_key $tls/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
 }
 EOF
 "$NGINX" -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 nginx_pid=$!; pids+=("$nginx_pid")
 for _ in $(seq 50); do
-  curl -s -o /dev/null "http://127.0.0.1:$nginx_port/__mock/health" && break
+  curl -s -o /dev/null "http://127.0.0.1:$nginx_port/__mock/health" &&
+    curl -s -o /dev/null --cacert "$tls/ca.pem" "https://localhost:$nginx_tls_port/__mock/health" && break
   kill -0 "$nginx_pid" 2>/dev/null || { cat "$work/nginx/error.log"; exit 1; }
   sleep 0.1
 done
@@ -246,7 +305,11 @@ url_of() { # target path
     clawgate|clawgate-api|clawgate-anthropic|clawgate-messages|clawgate-responses|clawgate-hook) echo "http://$cg_addr$2" ;;
     clawgate-w1) echo "http://$cg1_addr$2" ;;
     clawgate-api-mem) echo "http://$cgm_addr$2" ;;
+    clawgate-tls) echo "https://localhost:${cgt_addr##*:}$2" ;;
+    clawgate-metrics-on|clawgate-api-metrics-on) echo "http://$cgon_addr$2" ;;
+    clawgate-metrics-off|clawgate-api-metrics-off) echo "http://$cgoff_addr$2" ;;
     nginx) echo "http://127.0.0.1:$nginx_port$2" ;;
+    nginx-tls) echo "https://localhost:$nginx_tls_port$2" ;;
     direct) echo "http://$mock_addr$2" ;;
   esac
 }
@@ -255,7 +318,11 @@ watch_of() { # target
     clawgate|clawgate-api|clawgate-anthropic|clawgate-messages|clawgate-responses|clawgate-hook) echo "--watch server=$cg_pid --watch mock=$mock_pid" ;;
     clawgate-w1) echo "--watch server=$cg1_pid --watch mock=$mock_pid" ;;
     clawgate-api-mem) echo "--watch server=$cgm_pid --watch mock=$mock_pid" ;;
+    clawgate-tls) echo "--ca $tls/ca.pem --watch server=$cgt_pid --watch mock=$mock_pid" ;;
+    clawgate-metrics-on|clawgate-api-metrics-on) echo "--watch server=$cgon_pid --watch mock=$mock_pid" ;;
+    clawgate-metrics-off|clawgate-api-metrics-off) echo "--watch server=$cgoff_pid --watch mock=$mock_pid" ;;
     nginx) echo "--watch server=$nginx_pid --watch mock=$mock_pid" ;;
+    nginx-tls) echo "--ca $tls/ca.pem --watch server=$nginx_pid --watch mock=$mock_pid" ;;
     direct) echo "--watch mock=$mock_pid" ;;
   esac
 }
@@ -311,11 +378,12 @@ wait_quiet() {
 # run_one SCENARIO TARGET ROUND loadgen-args...
 run_one() {
   local scen=$1 target=$2 round=$3; shift 3
+  want "$scen" || return 0
   local out="$work/json/$scen--$target--r$round.json"
   # shellcheck disable=SC2046
   local cmd=("$BIN/loadgen" --label "$scen $target" --threads "$LOADGEN_THREADS" \
     --duration "$DURATION" --warmup "$WARMUP" "$@" $(watch_of "$target") --quiet --json "$out")
-  quote "${cmd[@]}" | sed "s#$BIN/##; s# --json [^ ]*##" >>"$work/commands.txt"
+  quote "${cmd[@]}" | sed "s#$BIN/##; s# --json [^ ]*##; s#$work/#\$WORK/#g" >>"$work/commands.txt"
   wait_quiet
   if [ "${AWAKE:-0}" = 1 ]; then awake_start; fi
   # The SQLite store's counters around the window (/api/status), for its commits per
@@ -337,6 +405,8 @@ if r.get("ttfb_us"):
     extra = f'  ttfb p50 {r["ttfb_us"]["p50"]:.0f}us  gap p99 {r["gap_us"]["p99"] if r.get("gap_us") else 0:.0f}us  merged {r["stream"]["merged_chunks"]} missing {r["stream"]["missing_events"]}'
 cpu = f'  server {srv["cpu_us_per_req"]} us/req' if srv else ""
 other = f'  other {r["host"]["other_cores"]:.2f} cores'
+if r.get("new_connection_per_request"):
+    extra += f'  {r["connects_per_s"]:.0f} connects/s'
 print(f'   {r["label"]:<26} {r["throughput_rps"]:>9.0f}/s  p50 {lat.get("p50", 0):>8.1f}us  p99 {lat.get("p99", 0):>9.1f}us  err {r["errors_total"]}{cpu}{other}{extra}')
 PY
 }
@@ -373,15 +443,18 @@ rotate() {
   for ((i = 0; i < n; i++)); do echo "${items[$(((i + r) % n))]}"; done
 }
 
-echo "== calibration: wrk and loadgen against the mock directly (64 connections, ${DURATION}s)"
-cat >"$work/post.lua" <<EOF
+: >"$work/wrk-direct.txt"
+if want calibration; then
+  echo "== calibration: wrk and loadgen against the mock directly (64 connections, ${DURATION}s)"
+  cat >"$work/post.lua" <<EOF
 wrk.method = "POST"
 wrk.body = '$V1_BODY'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "$AUTH"
 EOF
-wrk -t2 -c64 -d"${DURATION}s" -s "$work/post.lua" "http://$mock_addr/v1/chat/completions" | tee "$work/wrk-direct.txt" | grep -E "Requests/sec"
-run_one calibration direct 0 --url "$(url_of direct /v1/chat/completions)" --body "$V1_BODY" -H "$AUTH" -c 64
+  wrk -t2 -c64 -d"${DURATION}s" -s "$work/post.lua" "http://$mock_addr/v1/chat/completions" | tee "$work/wrk-direct.txt" | grep -E "Requests/sec"
+  run_one calibration direct 0 --url "$(url_of direct /v1/chat/completions)" --body "$V1_BODY" -H "$AUTH" -c 64
+fi
 
 for ((round = 1; round <= ROUNDS; round++)); do
   echo "== round $round/$ROUNDS"
@@ -396,6 +469,34 @@ for ((round = 1; round <= ROUNDS; round++)); do
         --body "${V1_BODY/gpt-4o-mini/claude-mock}" -H "$AUTH" -c 64 ;;
       *) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /v1/chat/completions)" --body "$V1_BODY" -H "$AUTH" -c 64 ;;
     esac
+  done
+  # TLS (issue 15), clawgate's listener vs nginx terminating TLS to the same mock:
+  # keep-alive /v1 at 64 connections (the handshakes fall in the warm-up), then a new
+  # connection per request at 16 connections (`Connection: close`), every handshake
+  # full (loadgen resumes nothing unless --tls-resume), then the same resuming sessions
+  # (TLS 1.3 tickets).
+  for t in $(rotate "$round" clawgate-tls nginx-tls); do
+    run_one tls-64 "$t" "$round" --url "$(url_of "$t" /v1/chat/completions)" --body "$V1_BODY" -H "$AUTH" -c 64
+  done
+  for t in $(rotate "$round" clawgate-tls nginx-tls); do
+    run_one tls-handshake-16 "$t" "$round" --url "$(url_of "$t" /v1/chat/completions)" --body "$V1_BODY" -H "$AUTH" \
+      -c 16 --new-connection-per-request
+  done
+  for t in $(rotate "$round" clawgate-tls nginx-tls); do
+    run_one tls-resume-16 "$t" "$round" --url "$(url_of "$t" /v1/chat/completions)" --body "$V1_BODY" -H "$AUTH" \
+      -c 16 --new-connection-per-request --tls-resume
+  done
+  # The cost of metrics (issue 15): the same config with [metrics] enabled = true and
+  # = false, back to back per route (the order flips every round), 64 connections.
+  for route in $(rotate "$round" v1 api); do
+    for side in $(rotate "$round" on off); do
+      case $route in
+        v1) run_one metrics-64 "clawgate-metrics-$side" "$round" --url "$(url_of "clawgate-metrics-$side" /v1/chat/completions)" \
+          --body "$V1_BODY" -H "$AUTH" -c 64 ;;
+        api) run_one metrics-64 "clawgate-api-metrics-$side" "$round" --url "$(url_of "clawgate-api-metrics-$side" /api/chat)" \
+          --body "$API_BODY" -H "$AUTH" -c 64 ;;
+      esac
+    done
   done
   # One connection: latency added over the mock (idle machine).
   for t in $(rotate "$round" clawgate nginx direct clawgate-api clawgate-api-mem); do
@@ -439,7 +540,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     --rate 5000 --body "{\"from\":\"lt-{conn}\",\"text\":\"$MSG\",\"messageId\":\"r$round-5k-{conn}-{seq}\"}"
   run_one webhook-64 clawgate-hook "$round" --url "$(url_of clawgate-hook /webhooks/lt)" -H "$HOOK_AUTH" -c 64 \
     --body "{\"from\":\"lt-{conn}\",\"text\":\"$MSG\",\"messageId\":\"r$round-64-{conn}-{seq}\"}"
-  hook_counters >>"$work/hook-counters.txt"
+  if want webhook-5k || want webhook-64; then hook_counters >>"$work/hook-counters.txt"; fi
   # WebSocket turns (clawgate only: nginx has nothing to proxy them to), last because
   # they leave the most memory behind.
   run_one ws-64 clawgate "$round" --scenario ws --url "$(url_of clawgate /ws)" --ws-token "$KEY" \
@@ -472,9 +573,15 @@ OUT=${OUT:-loadtest/results/$day-$commit.md}
   echo "elapsed_s=$(( $(date +%s) - started ))"
   echo "wrk_direct=$(grep -o 'Requests/sec: *[0-9.]*' "$work/wrk-direct.txt" | awk '{print $2}')"
   echo "quiet_waited_s=$quiet_waited"
+  echo "scenarios=${SCENARIOS:-all}"
+  echo "openssl=$(openssl version | cut -d' ' -f1-2)"
+  echo "tls_cert=$(openssl x509 -in "$tls/cert.pem" -noout -text | grep -m1 'ASN1 OID' | sed 's/.*: //') ECDSA leaf for localhost and 127.0.0.1, signed by a private CA (the same key type)"
 } >"$work/meta.txt"
 python3 loadtest/report.py --meta "$work/meta.txt" --json-dir "$work/json" --commands "$work/commands.txt" \
   --store-windows "$work/store-windows.txt" --hook-counters "$work/hook-counters.txt" \
-  --clawgate-config "$work/clawgate.toml" --nginx-config "$work/nginx/nginx.conf" >"$OUT"
+  --clawgate-config "$work/clawgate.toml" --nginx-config "$work/nginx/nginx.conf" \
+  --config "clawgate TLS config (issue 15)=$work/clawgate-tls.toml" \
+  --config "clawgate metrics-off config (issue 15; metrics on: the same with enabled = true)=$work/clawgate-metrics-false.toml" >"$OUT"
 echo "== wrote $OUT ($(( $(date +%s) - started )) s)"
-sed -n '/^## Summary/,/^## /p' "$OUT" | head -40
+# Every "Summary" section (issue 6, 13, 14, 15).
+awk '/^## / { p = /^## Summary/ } p' "$OUT"
