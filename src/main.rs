@@ -18,6 +18,18 @@ use clawgate::config::Config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Gives the pages mimalloc holds free on this thread's heap back to the OS (those
+/// freed longer ago than its purge delay); `runtime::set_memory_release`.
+fn release_free_memory() {
+    // SAFETY: `mi_collect` only walks and trims the calling thread's own mimalloc heap
+    // (the global allocator above); it takes no pointers and is documented as safe to
+    // call at any time from any thread.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_collect(false)
+    };
+}
+
 const USAGE: &str = "usage: clawgate [--config FILE] [--listen ADDR]
                                          serve (FILE also from CLAWGATE_CONFIG; ADDR, an
                                          IP:port, overrides server.listen)
@@ -130,6 +142,7 @@ fn main() -> ExitCode {
         config.server.listen = addr;
     }
     clawgate::log::set_filter(&config.log);
+    clawgate::runtime::set_memory_release(release_free_memory);
     if let Some(dest) = backup_to {
         return backup(&config, &dest);
     }

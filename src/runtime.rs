@@ -107,6 +107,31 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpLi
 }
 
 /// Runs the gateway until a shutdown signal; returns after the drain.
+/// How often each worker hands memory its allocator holds free back to the OS.
+const MEMORY_RELEASE_EVERY: Duration = Duration::from_secs(2);
+
+/// The allocator's "return free memory to the OS" call for the calling thread, set by
+/// the binary that chose the allocator (`set_memory_release`); `None`: never called.
+static MEMORY_RELEASE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets the call each worker makes every `MEMORY_RELEASE_EVERY` to give back memory
+/// freed since (mimalloc: `mi_collect(false)`, which returns the pages freed long
+/// enough ago, on the calling thread's heap). Without it, an allocator that purges
+/// lazily keeps what a burst (a hostile stream's megabytes) freed until the thread
+/// allocates again, and RSS stays at the burst's peak while the gateway is quiet.
+/// Set once, before `run`; later calls are ignored.
+pub fn set_memory_release(release: fn()) {
+    let _ = MEMORY_RELEASE.set(release);
+}
+
+/// Calls the allocator's release every `MEMORY_RELEASE_EVERY` (see `set_memory_release`).
+async fn memory_release_loop(release: fn()) {
+    loop {
+        monoio::time::sleep(MEMORY_RELEASE_EVERY).await;
+        release();
+    }
+}
+
 pub fn run(config: Config) -> Result<(), String> {
     // The CPUs the administrator gave the process (taskset, a cgroup cpuset): one worker
     // per allowed CPU by default, each pinned inside the set.
@@ -454,6 +479,9 @@ async fn worker_main(args: WorkerArgs) {
     monoio::spawn(control_loop(worker.clone(), control_rx, canceller));
     // Rate-limit housekeeping: stale leases go back, idle clients are evicted.
     monoio::spawn(crate::ratelimit::sweep_loop(worker.limiter.clone()));
+    if let Some(release) = MEMORY_RELEASE.get() {
+        monoio::spawn(memory_release_loop(*release));
+    }
     let _ = ready.send(Ok(()));
 
     if let Some(l) = metrics_listener {
