@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # clawgate side by side with nginx and with the mock upstream called directly, on this
-# machine, in one command (about 10 minutes on 2 cores, 13 with a clean build):
+# machine, in one command (about 14 minutes on 2 cores, 17 with a clean build):
 #
 #   bash loadtest/run.sh
 #
-# Builds release; installs nginx and wrk with apt if missing; starts mock_upstream,
+# Builds release; installs nginx, wrk and openssl with apt if missing; starts mock_upstream,
 # clawgate (workers = 2, and a second one with workers = 1 for the scaling ratio) and
 # nginx (2 workers, upstream keepalive pool to the same mock), all on 127.0.0.1 with
 # free ports; runs every scenario against every target for ROUNDS rounds, rotating the
