@@ -100,6 +100,8 @@ pub fn debug(msg: &str) {
 pub struct LogFields {
     /// `router::Route::label`.
     pub route: &'static str,
+    /// `router::Route::index` (the metrics slot), when a route was found.
+    pub route_slot: Option<usize>,
     /// The caller's key name (never the key).
     pub key: Option<std::sync::Arc<str>>,
     /// The model that answered, and its provider.

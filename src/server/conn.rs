@@ -610,7 +610,8 @@ impl Conn {
     ) {
         let took = started.elapsed();
         if self.snap.config.metrics.enabled {
-            let route = crate::router::route_index(req.method, req.path());
+            // The route dispatch found, else what the request would have routed to.
+            let route = fields.route_slot.unwrap_or_else(|| crate::router::route_index(req.method, req.path()));
             self.worker.stats().http.observe(route, status, took);
         }
         if cfg.access_log == AccessLog::Off {

@@ -121,6 +121,7 @@ pub async fn dispatch(
     };
     let mut resp = result.unwrap_or_else(|e| error_response(&e, route.error_shape()));
     resp.log.route = route.label();
+    resp.log.route_slot = Some(route.index());
     resp.log.key = key_name;
     if let Some(quota) = &quota {
         add_quota_headers(&mut resp, worker.limiter.headers(quota));
