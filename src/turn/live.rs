@@ -80,6 +80,7 @@ impl LiveTurn {
     /// cut, the tokens streamed are charged (the reservation's drop).
     async fn cut(&mut self) -> Option<TurnEvent> {
         let started = self.started.take()?;
+        self.account_partial(&started);
         let cap = started.reply_cap;
         let mut text = std::mem::take(&mut self.text);
         text.push_str(CUT_MARK);
@@ -91,6 +92,29 @@ impl LiveTurn {
             ErrorCode::UpstreamError,
             format!("the reply passed server.max_reply_bytes ({cap} bytes) and was cut"),
         )))
+    }
+
+    /// A turn that ends without the provider's usage (cut, failed mid-stream, its
+    /// client gone) still used tokens: the prompt's estimate and about four bytes a
+    /// token of what came are counted (`/metrics`, `/api/status`) and settle the
+    /// key's token quota.
+    fn account_partial(&self, started: &StartedTurn) {
+        if self.bytes == 0 {
+            return;
+        }
+        started.account(Usage {
+            prompt_tokens: started.prompt_estimate,
+            completion_tokens: (self.bytes as u64).div_ceil(4),
+            ..Usage::default()
+        });
+    }
+
+    /// Ends the turn without its `Done`: the tokens that came are counted
+    /// (`account_partial`), the grant is dropped (the turn aborts).
+    fn abandon(&mut self) {
+        if let Some(started) = self.started.take() {
+            self.account_partial(&started);
+        }
     }
 
     /// Counts `n` more bytes of reply; `true` when the reply is now over the cap.
@@ -118,7 +142,7 @@ impl LiveTurn {
                 Ok(Some(StreamEvent::Delta(d))) => {
                     // A reply that runs past the key's token quota ends here (RATE_LIMITED).
                     if let Err(e) = started.engine.limiter.turn_delta(&started.quota, &d) {
-                        self.started = None;
+                        self.abandon();
                         return Some(TurnEvent::Failed(e));
                     }
                     self.text.push_str(&d);
@@ -127,7 +151,7 @@ impl LiveTurn {
                 Ok(Some(StreamEvent::Reasoning { text, signature })) => {
                     // Thinking is billed as output: it counts against the quota too.
                     if let Err(e) = started.engine.limiter.turn_delta(&started.quota, &text) {
-                        self.started = None;
+                        self.abandon();
                         return Some(TurnEvent::Failed(e));
                     }
                     self.reasoning.text.push_str(&text);
@@ -138,7 +162,7 @@ impl LiveTurn {
                 }
                 Ok(Some(StreamEvent::ToolCall { index, id, name, arguments })) => {
                     if let Err(e) = started.engine.limiter.turn_delta(&started.quota, &arguments) {
-                        self.started = None;
+                        self.abandon();
                         return Some(TurnEvent::Failed(e));
                     }
                     super::start::add_tool_call_piece(&mut self.calls, index, id.clone(), name.clone(), &arguments);
@@ -162,17 +186,24 @@ impl LiveTurn {
                     Some(TurnEvent::Done { usage, reply, finish: self.finish })
                 }
                 Ok(None) => {
-                    self.started = None;
+                    self.abandon();
                     Some(TurnEvent::Failed(ApiError::new(
                         ErrorCode::UpstreamError,
                         "provider ended the stream without usage",
                     )))
                 }
                 Err(e) => {
-                    self.started = None;
+                    self.abandon();
                     Some(TurnEvent::Failed(e.to_api()))
                 }
             };
         }
+    }
+}
+
+impl Drop for LiveTurn {
+    /// A turn dropped before its end (the client left) counts what it streamed.
+    fn drop(&mut self) {
+        self.abandon();
     }
 }

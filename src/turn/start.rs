@@ -87,6 +87,9 @@ pub struct StartedTurn {
     /// Time from the first provider call to the head of the answer (retries and
     /// fallbacks included): the access log's `upstream`.
     pub upstream_head: std::time::Duration,
+    /// The prompt's estimated tokens (about four bytes a token), counted for a turn
+    /// that ends before the provider reports its usage (`LiveTurn`).
+    pub prompt_estimate: u64,
 }
 
 /// The most tokens a turn may generate: the request's, capped by the model's.
@@ -205,6 +208,7 @@ pub async fn start_turn(
     messages.push(turn.message.clone());
     // The key's token quota: the estimate is reserved before any upstream call (429).
     let quota = engine.limiter.reserve_turn(cfg, who, &messages, effective_max_tokens(&turn.params, model))?;
+    let prompt_estimate = crate::ratelimit::turn::estimate_prompt(&messages);
     // The model first, then its fallbacks in order; each provider retries on its own.
     // A request the provider refused itself ends the chain (the next model would be
     // sent the same request), except a context-length refusal, which moves on to the
@@ -274,6 +278,7 @@ pub async fn start_turn(
                     reply_cap: cfg.server.max_reply_bytes,
                     key_name: who.name.clone(),
                     upstream_head: upstream_started.elapsed(),
+                    prompt_estimate,
                 })
             }
             Err(e) => {

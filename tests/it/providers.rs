@@ -627,6 +627,10 @@ fn a_reply_over_max_reply_bytes_is_cut_its_upstream_cancelled_and_stored_marked_
     let reply = messages.last().and_then(|m| m["content"].as_str()).unwrap_or("").to_string();
     assert!(reply.ends_with(" [cut: reply over server.max_reply_bytes]"), "{session}");
     assert_eq!(reply.len() - " [cut: reply over server.max_reply_bytes]".len(), text);
+    // The cut turn's tokens count, estimated (no usage came): about four bytes a token.
+    let totals = gw.get("/api/status", Some("sk-admin")).json()["data"]["totals"].clone();
+    let completion = totals["completionTokens"].as_u64().unwrap_or(0);
+    assert!(completion >= (text as u64) / 4 && totals["promptTokens"].as_u64().unwrap_or(0) > 0, "{totals}");
     // Passed through: the relayed events are counted too; an error chunk, no [DONE].
     let cancelled_before = up.stats()["cancelled"].as_u64().unwrap_or(0);
     let data = v1_stream(
