@@ -231,6 +231,7 @@ fn bytes_of<T: IoBuf>(buf: &T) -> &[u8] {
 
 /// The socket of an accepted connection.
 pub enum ClientStream {
+    /// A plain TCP connection (no `[server.tls]`, or the `[metrics] listen` door).
     Plain(TcpStream),
     /// Boxed: a rustls session is a few KiB, and most connections are plain.
     Tls(Box<TlsStream>),

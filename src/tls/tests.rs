@@ -38,6 +38,14 @@ fn a_chain_and_its_key_load_and_unusable_files_are_named() {
     assert!(e.contains(&data("missing.pem").display().to_string()), "{e}");
 }
 
+/// The test certificate's acceptor and a listener on a free loopback port.
+fn listen() -> (Acceptor, TcpListener, std::net::SocketAddr) {
+    let acceptor = Acceptor::load(&config("cert.pem", "key.pem")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    (acceptor, listener, addr)
+}
+
 /// Runs a test on both io drivers (io_uring where the kernel allows it).
 fn on_both_drivers<F: std::future::Future<Output = ()>>(test: impl Fn() -> F) {
     monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap().block_on(test());
@@ -76,9 +84,7 @@ async fn read_some<S: AsyncReadRent>(s: &mut S) -> Vec<u8> {
 #[test]
 fn the_server_side_handshakes_reads_cancels_and_closes() {
     on_both_drivers(|| async {
-        let acceptor = Acceptor::load(&config("cert.pem", "key.pem")).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (acceptor, listener, addr) = listen();
         let server = monoio::spawn(async move {
             let (mut tcp, _) = listener.accept().await.unwrap();
             // The first bytes of the ClientHello, read before the handshake.
@@ -129,9 +135,7 @@ fn the_server_side_handshakes_reads_cancels_and_closes() {
 #[test]
 fn a_handshake_with_garbage_fails_cleanly() {
     on_both_drivers(|| async {
-        let acceptor = Acceptor::load(&config("cert.pem", "key.pem")).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (acceptor, listener, addr) = listen();
         let server = monoio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             accept(&acceptor, tcp, b"\x16\x03\x01\x00\x05hello").await.err().map(|e| e.kind())
