@@ -318,3 +318,24 @@ def test_unusable_certificate_files_stop_the_start_with_the_path_named(pki):
         r = subprocess.run([binary, "check-config", str(cfg)], capture_output=True, text=True, timeout=30)
         assert r.returncode != 0 and needle in r.stderr, (needle, r.stderr, r.stdout)
     bad.dir.cleanup()
+
+
+def test_a_proxy_protocol_header_comes_before_the_tls_handshake(pki):
+    """Behind an L4 balancer that sends PROXY protocol and passes TLS through: the
+    header is read first, then the handshake; the header's source is the client."""
+    gw = Gateway(server_extra=pki.server_extra('proxy_protocol = true\naccess_log = "text"'))
+    try:
+        with socket.create_connection(("127.0.0.1", port(gw)), timeout=10) as raw:
+            raw.sendall(b"PROXY TCP4 203.0.113.9 10.0.0.1 51515 443\r\n")
+            with pki.context().wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+        assert data.startswith(b"HTTP/1.1 200 "), data[:100]
+        deadline = time.time() + 5
+        while time.time() < deadline and not any("peer=203.0.113.9:51515" in l for l in gw.lines):
+            time.sleep(0.05)
+        assert any("peer=203.0.113.9:51515" in l and "/health" in l for l in gw.lines), gw.lines[-5:]
+    finally:
+        gw.stop()
