@@ -21,6 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source-path=SCRIPTDIR/.. source=loadtest/lib.sh
+. "$root/loadtest/lib.sh"
 SECONDS_PER=${SECONDS_PER:-8}
 WARMUP=${WARMUP:-1}
 FREQ=${FREQ:-999}
@@ -28,13 +30,11 @@ SAMPLER=${SAMPLER:-auto}
 ALL=(chat-64 api-chat-64 api-chat-1 stream-64 ws-64)
 if [ $# -gt 0 ]; then SCENARIOS=("$@"); else SCENARIOS=("${ALL[@]}"); fi
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
 # ---------------------------------------------------------------------------------
 # Tools: perf (Debian linux-perf), inferno (cargo install)
 if [ "$SAMPLER" != eu-stack ] && ! command -v perf >/dev/null; then
   echo "== installing linux-perf"
-  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf
+  apt_install linux-perf
 fi
 if ! command -v inferno-flamegraph >/dev/null || ! command -v inferno-collapse-perf >/dev/null; then
   echo "== installing inferno (cargo install)"
@@ -54,7 +54,7 @@ if [ "$SAMPLER" = auto ]; then
   rm -f "$probe"
 fi
 if [ "$SAMPLER" = eu-stack ] && ! command -v eu-stack >/dev/null; then
-  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq elfutils
+  apt_install elfutils
 fi
 echo "== sampler: $SAMPLER"
 
@@ -68,36 +68,11 @@ CLAWGATE="$root/target/flamegraph/release/clawgate"
 BIN="$root/target/release"
 
 # ---------------------------------------------------------------------------------
-# Processes
-work=$(mktemp -d /tmp/clawgate-flame.XXXXXX)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  echo "== perf data and logs kept in $work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Processes: started here, stopped by PID on exit
+init_work clawgate-flame "perf data and logs"
 
-wait_listening() {
-  local log=$1 pid=$2 addr=""
-  for _ in $(seq 100); do
-    addr=$(grep -o 'listening on http://[0-9.:]*' "$log" 2>/dev/null | head -1 | sed 's#listening on http://##' || true)
-    [ -n "$addr" ] && { echo "$addr"; return 0; }
-    kill -0 "$pid" 2>/dev/null || { echo "process $pid died: $(cat "$log")" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "timed out waiting for $log" >&2
-  return 1
-}
-
-"$BIN/mock_upstream" --listen 127.0.0.1:0 --workers 2 2>"$work/mock.log" &
-mock_pid=$!; pids+=("$mock_pid")
-mock_addr=$(wait_listening "$work/mock.log" "$mock_pid")
+serve "$work/mock.log" "$BIN/mock_upstream" --listen 127.0.0.1:0 --workers 2
+mock_addr=$served_addr
 KEY=sk-flamegraph-client
 cat >"$work/clawgate.toml" <<EOF
 [server]
@@ -123,9 +98,8 @@ id = "gpt-4o-mini"
 provider = "mockai"
 default = true
 EOF
-"$CLAWGATE" --config "$work/clawgate.toml" 2>"$work/clawgate.log" &
-cg_pid=$!; pids+=("$cg_pid")
-cg_addr=$(wait_listening "$work/clawgate.log" "$cg_pid")
+serve "$work/clawgate.log" "$CLAWGATE" --config "$work/clawgate.toml"
+cg_pid=$served_pid cg_addr=$served_addr
 
 AUTH="Authorization: Bearer $KEY"
 MSG="Hello from the load test"
@@ -182,17 +156,7 @@ eu_stack_sample() {
     END { flush(); for (s in c) print s, c[s] }' "$out.raw" >"$out"
 }
 
-# Prints a command line with single quotes where needed.
-quote() {
-  local a out=""
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./:=@%+-]+$ ]]; then out+="$a "
-    else out+="'${a//\'/\'\\\'\'}' "; fi
-  done
-  echo "${out% }"
-}
-
-commit=$(git rev-parse --short=9 HEAD 2>/dev/null || echo unknown)
+commit=$(head_commit)
 day=$(date -u +%Y-%m-%d)
 mkdir -p flamegraphs
 : >"$work/commands.txt"
@@ -221,6 +185,7 @@ for scen in "${SCENARIOS[@]}"; do
     title="clawgate $scen ($commit, $day): eu-stack wall-clock sampling (perf refused), ${SECONDS_PER}s, user stacks"
   fi
   wait "$lg_pid" || true
+  forget "$lg_pid"
   grep -E "throughput|cpu server" "$work/$scen.loadgen.txt" | sed 's/^ */   /' || true
   { echo "# $scen"; grep -E "throughput|cpu server" "$work/$scen.loadgen.txt" | sed 's/^ */#   /'; } >>"$work/commands.txt" || true
   inferno-flamegraph --title "$title" --countname samples <"$work/$scen.folded" >"flamegraphs/$name.svg"

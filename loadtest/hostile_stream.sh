@@ -36,16 +36,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source-path=SCRIPTDIR/.. source=loadtest/lib.sh
+. "$root/loadtest/lib.sh"
 
 knob_names=(ROUNDS CLIENTS EVENTS WORD_BYTES MODES ROUND_TIMEOUT READ_TIMEOUT SETTLE WORKERS MOCK_WORKERS
   BIN_DIR MOCK_BIN_DIR GATEWAY_COMMIT SERVER_EXTRA EXTRA_TOML QUIET_CORES QUIET_BUDGET OUT)
 # The command as given (the knobs set in the environment), for the results file.
 given=""
 for k in "${knob_names[@]}"; do
-  if [ -n "${!k+x}" ]; then
-    v=${!k}
-    if [[ $v =~ ^[A-Za-z0-9_./:=@%+-]+$ ]]; then given+="$k=$v "; else given+="$k='${v//\'/\'\\\'\'}' "; fi
-  fi
+  if [ -n "${!k+x}" ]; then given+="$k=$(quote "${!k}") "; fi
 done
 given+="bash loadtest/hostile_stream.sh"
 
@@ -78,9 +77,8 @@ else
   echo "== build (release)"
   cargo build --release --bin clawgate --bin mock_upstream
   BIN="${CARGO_TARGET_DIR:-$root/target}/release"
-  GATEWAY_COMMIT=${GATEWAY_COMMIT:-$(git rev-parse --short=9 HEAD 2>/dev/null || echo unknown)}
-  [ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null || true)" ] &&
-    GATEWAY_COMMIT+="-dirty"
+  GATEWAY_COMMIT=${GATEWAY_COMMIT:-$(head_commit)}
+  src_dirty && GATEWAY_COMMIT+="-dirty"
 fi
 MOCK_BIN=${MOCK_BIN_DIR:-$BIN}
 for f in "$BIN/clawgate" "$MOCK_BIN/mock_upstream"; do
@@ -89,48 +87,7 @@ done
 
 # ---------------------------------------------------------------------------------
 # Processes: started here, stopped by PID on exit
-work=$(mktemp -d /tmp/clawgate-hostile.XXXXXX)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  echo "== logs and raw results kept in $work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-forget() { # pid: reaped, so the exit trap never signals a reused PID
-  local p keep=()
-  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  pids=("${keep[@]}")
-}
-
-# Waits for "listening on http://ADDR" in a log file; prints ADDR.
-wait_listening() {
-  local log=$1 pid=$2 addr=""
-  for _ in $(seq 100); do
-    addr=$(grep -o 'listening on http://[0-9.:]*' "$log" 2>/dev/null | head -1 | sed 's#listening on http://##' || true)
-    [ -n "$addr" ] && { echo "$addr"; return 0; }
-    kill -0 "$pid" 2>/dev/null || { echo "process $pid died: $(cat "$log")" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "timed out waiting for $log" >&2
-  return 1
-}
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-
-# Cores busy on the whole machine over half a second (before the load: someone else's).
-busy_cores() {
-  local a b
-  a=$(awk '/^cpu / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-  sleep 0.5
-  b=$(awk '/^cpu / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-  echo "$a $b" | awk -v n="$(nproc)" '{ t = $4 - $2; printf "%.2f", (t > 0 ? ($3 - $1) / t * n : 0) }'
-}
+init_work clawgate-hostile "logs and raw results"
 
 # ---------------------------------------------------------------------------------
 # The client: one streamed turn, read as fast as it can; one JSON line of results.
@@ -253,9 +210,8 @@ open(f"{work}/body-v1.json", "w").write(json.dumps(
 PY
 
 echo "== mock_upstream ($MOCK_WORKERS workers)"
-"$MOCK_BIN/mock_upstream" --listen 127.0.0.1:0 --workers "$MOCK_WORKERS" 2>"$work/mock.log" &
-mock_pid=$!; pids+=("$mock_pid")
-mock_addr=$(wait_listening "$work/mock.log" "$mock_pid")
+serve "$work/mock.log" "$MOCK_BIN/mock_upstream" --listen 127.0.0.1:0 --workers "$MOCK_WORKERS"
+mock_pid=$served_pid mock_addr=$served_addr
 
 KEY=sk-hostile-client
 {
@@ -302,29 +258,23 @@ for mode in $MODES; do
   esac
 
   echo "== clawgate for $mode ($path), workers = $WORKERS"
-  (cd "$dir" && exec "$BIN/clawgate" --config "$work/clawgate.toml") 2>"$dir/clawgate.log" &
-  cg_pid=$!; pids+=("$cg_pid")
-  cg_addr=$(wait_listening "$dir/clawgate.log" "$cg_pid")
+  serve "$dir/clawgate.log" in_dir "$dir" "$BIN/clawgate" --config "$work/clawgate.toml"
+  cg_pid=$served_pid cg_addr=$served_addr
   cg_host=${cg_addr%:*}; cg_port=${cg_addr##*:}
   sleep 1
-  echo "$mode idle RSS: $(rss_kb "$cg_pid") kB"
-  printf '%s\tidle\t%s\n' "$mode" "$(rss_kb "$cg_pid")" >>"$work/rounds.tsv"
+  echo "$mode idle RSS: $(rss_kb "$cg_pid" 0) kB"
+  printf '%s\tidle\t%s\n' "$mode" "$(rss_kb "$cg_pid" 0)" >>"$work/rounds.tsv"
 
   dead=""
   for ((r = 1; r <= ROUNDS; r++)); do
     # Wait (within QUIET_BUDGET seconds) for the machine to be quiet: other work on the
     # cores slows the streams (and the clients) down.
-    waited=0
-    while :; do
-      busy_before=$(busy_cores)
-      awk -v b="$busy_before" -v q="$QUIET_CORES" 'BEGIN { exit !(b <= q) }' && break
-      [ "$waited" -ge "$QUIET_BUDGET" ] && { echo "   (machine busy: $busy_before cores not ours; running anyway)"; break; }
-      sleep 1; waited=$((waited + 2))
-    done
+    quiet_waited=0
+    wait_quiet "running anyway"
     for ((c = 1; c <= CLIENTS; c++)); do
       sed "s/SESSION/hs-$mode-r$r-c$c/" "$work/body-$mode.json" >"$dir/body-r$r-c$c.json"
     done
-    start_kb=$(rss_kb "$cg_pid")
+    start_kb=$(rss_kb "$cg_pid" 0)
     t0=$(date +%s%N)
     start_at=$(python3 -c 'import time; print(time.time() + 0.3)')
     cpids=()
@@ -337,7 +287,7 @@ for mode in $MODES; do
     while :; do
       now_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
       if ! kill -0 "$cg_pid" 2>/dev/null; then dead="died in round $r ($mode)"; break; fi
-      printf '%s\t%s\t%s\t%s\tstream\n' "$mode" "$r" "$now_ms" "$(rss_kb "$cg_pid")" >>"$work/rss.tsv"
+      printf '%s\t%s\t%s\t%s\tstream\n' "$mode" "$r" "$now_ms" "$(rss_kb "$cg_pid" 0)" >>"$work/rss.tsv"
       alive=0
       for p in "${cpids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
       [ "$alive" -eq 0 ] && break
@@ -350,8 +300,8 @@ for mode in $MODES; do
     done
     for p in "${cpids[@]}"; do wait "$p" 2>/dev/null || true; forget "$p"; done
     streams_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-    end_kb=$(rss_kb "$cg_pid")
-    hwm_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$cg_pid/status" 2>/dev/null || echo 0)
+    end_kb=$(rss_kb "$cg_pid" 0)
+    hwm_kb=$(status_kb "$cg_pid" VmHWM 0)
     for ((c = 1; c <= CLIENTS; c++)); do
       if [ -s "$dir/client-r$r-c$c.json" ]; then
         cat "$dir/client-r$r-c$c.json" >>"$work/clients.jsonl"
@@ -366,10 +316,10 @@ for mode in $MODES; do
     while [ $(( ($(date +%s%N) - s0) / 1000000 )) -lt $((SETTLE * 1000)) ]; do
       sleep 0.5
       if ! kill -0 "$cg_pid" 2>/dev/null; then dead="died in round $r's settle ($mode)"; break; fi
-      printf '%s\t%s\t%s\t%s\tsettle\n' "$mode" "$r" "$(( ($(date +%s%N) - t0) / 1000000 ))" "$(rss_kb "$cg_pid")" >>"$work/rss.tsv"
+      printf '%s\t%s\t%s\t%s\tsettle\n' "$mode" "$r" "$(( ($(date +%s%N) - t0) / 1000000 ))" "$(rss_kb "$cg_pid" 0)" >>"$work/rss.tsv"
     done
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$r" "$start_kb" "$end_kb" "$streams_ms" "$hwm_kb" "$busy_before/${waited}s" >>"$work/rounds.tsv"
-    echo "   $mode round $r: start $((start_kb / 1024)) MB, end of streams $((end_kb / 1024)) MB after $((streams_ms / 1000)) s, after settle $(($(rss_kb "$cg_pid") / 1024)) MB"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$r" "$start_kb" "$end_kb" "$streams_ms" "$hwm_kb" "$busy_before/${quiet_waited}s" >>"$work/rounds.tsv"
+    echo "   $mode round $r: start $((start_kb / 1024)) MB, end of streams $((end_kb / 1024)) MB after $((streams_ms / 1000)) s, after settle $(($(rss_kb "$cg_pid" 0) / 1024)) MB"
     [ -n "$dead" ] && break
   done
   if [ -n "$dead" ]; then
@@ -385,7 +335,7 @@ for mode in $MODES; do
     forget "$cg_pid"
   fi
 done
-mock_peak=$(awk '/^VmHWM:/ {print $2}' "/proc/$mock_pid/status" 2>/dev/null || echo 0)
+mock_peak=$(status_kb "$mock_pid" VmHWM 0)
 
 # ---------------------------------------------------------------------------------
 # Results file
@@ -394,11 +344,11 @@ mkdir -p loadtest/results
 OUT=${OUT:-loadtest/results/hostile-stream-$day-$GATEWAY_COMMIT.md}
 {
   echo "commit=$GATEWAY_COMMIT"
-  echo "repo_commit=$(git rev-parse --short=9 HEAD 2>/dev/null || echo unknown)"
+  echo "repo_commit=$(head_commit)"
   echo "clawgate=$BIN/clawgate"
   echo "mock=$MOCK_BIN/mock_upstream"
   echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "machine=$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/^Mem:/ {print $2}') GiB, kernel $(uname -r)"
+  echo "machine=$(machine_summary)"
   echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "knobs=ROUNDS=$ROUNDS CLIENTS=$CLIENTS EVENTS=$EVENTS WORD_BYTES=$WORD_BYTES MODES=\"$MODES\" ROUND_TIMEOUT=$ROUND_TIMEOUT SETTLE=$SETTLE WORKERS=$WORKERS MOCK_WORKERS=$MOCK_WORKERS"
   echo "command=$given"

@@ -88,6 +88,17 @@ def verdict(ok):
     return "**met**" if ok else "**missed**"
 
 
+def p50_p99(rounds):
+    """Median latency p50 / p99 over the rounds, as a table cell."""
+    return f"{fmt(med(rounds, 'latency_us.p50'))} / {fmt(med(rounds, 'latency_us.p99'))} µs"
+
+
+def stated_vs(label, ours, ref, key, unit, digits=0):
+    """A summary row with no goal: ours and ref's medians of key, and their ratio."""
+    a, b = med(ours, key), med(ref, key)
+    return f"| {label} | {fmt(a, digits)}{unit} | {fmt(b, digits)}{unit} | stated (ratio {fmt(ratio(a, b), 2)}) | - |"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--meta", required=True)
@@ -222,7 +233,7 @@ def main():
     for scen, rs_all, label in (("chat-64", c64, "64 conns"), ("latency-1", l1, "1 conn")):
         a_, m_ = rs_all.get("clawgate-api", {}), rs_all.get("clawgate-api-mem", {})
         w(f"| {label}: throughput | {fmt(med(a_, 'throughput_rps'))}/s | {fmt(med(m_, 'throughput_rps'))}/s | stated | - |")
-        w(f"| {label}: latency p50 / p99 | {fmt(med(a_, 'latency_us.p50'))} / {fmt(med(a_, 'latency_us.p99'))} µs | {fmt(med(m_, 'latency_us.p50'))} / {fmt(med(m_, 'latency_us.p99'))} µs | stated | - |")
+        w(f"| {label}: latency p50 / p99 | {p50_p99(a_)} | {p50_p99(m_)} | stated | - |")
     for scen, label in (("chat-64", "64 conns"), ("latency-1", "1 conn")):
         ws_ = [x for x in windows if x[0] == scen]
         if ws_:
@@ -249,7 +260,7 @@ def main():
         w(f"| acknowledged deliveries/s at 5,000/s offered (open loop) | {fmt(rps5)}/s | ≥ 5,000/s | {verdict(rps5 is not None and rps5 >= 4990)} |")
         w(f"| ack latency p50 / p99 at 5,000/s | {fmt(med(h5, 'latency_us.p50'))} / {fmt(p99_5)} µs | p99 < 10 ms | {verdict(p99_5 is not None and p99_5 < 10_000)} |")
         w(f"| most acknowledged deliveries/s (64 connections, closed loop) | {fmt(med(h64, 'throughput_rps'))}/s | stated | - |")
-        w(f"| ack latency p50 / p99 at that rate | {fmt(med(h64, 'latency_us.p50'))} / {fmt(med(h64, 'latency_us.p99'))} µs | stated | - |")
+        w(f"| ack latency p50 / p99 at that rate | {p50_p99(h64)} | stated | - |")
         w(f"| server CPU per delivery (spool, turn, reply) at 5,000/s | {fmt(med(h5, 'cpu:server'), 1)} µs | stated | - |")
         if a.hook_counters and os.path.exists(a.hook_counters):
             with open(a.hook_counters) as f:
@@ -294,10 +305,8 @@ def main():
             rt = ratio(c_cpu, n_cpu)
             w(f"| TLS keep-alive `/v1/chat/completions`, 64 conns: CPU per request | {fmt(c_cpu, 1)} µs | {fmt(n_cpu, 1)} µs (nginx) "
               f"| ≤ 1.0× nginx (ratio {fmt(rt, 2)}) | {verdict(le(rt, 1.0))} |")
-            w(f"| TLS keep-alive: throughput | {fmt(med(ct, 'throughput_rps'))}/s | {fmt(med(nt, 'throughput_rps'))}/s | stated "
-              f"(ratio {fmt(ratio(med(ct, 'throughput_rps'), med(nt, 'throughput_rps')), 2)}) | - |")
-            w(f"| TLS keep-alive: latency p50 / p99 | {fmt(med(ct, 'latency_us.p50'))} / {fmt(med(ct, 'latency_us.p99'))} µs "
-              f"| {fmt(med(nt, 'latency_us.p50'))} / {fmt(med(nt, 'latency_us.p99'))} µs | stated | - |")
+            w(stated_vs("TLS keep-alive: throughput", ct, nt, "throughput_rps", "/s"))
+            w(f"| TLS keep-alive: latency p50 / p99 | {p50_p99(ct)} | {p50_p99(nt)} | stated | - |")
             # What TLS adds per request over the plain listener of the same server (chat-64).
             pc, pn = med(c64.get("clawgate", {}), "cpu:server"), med(c64.get("nginx", {}), "cpu:server")
             if pc is not None and pn is not None and c_cpu is not None and n_cpu is not None:
@@ -309,18 +318,15 @@ def main():
             rh = ratio(c_hs, n_hs)
             w(f"| new TLS handshakes/s (full, 16 conns, one request each) | {fmt(c_hs)}/s | {fmt(n_hs)}/s "
               f"| vs nginx: no number set, read as ≥ 1.0× (ratio {fmt(rh, 2)}) | {verdict(None if rh is None else rh >= 1.0)} |")
-            w(f"| server CPU per full handshake (with its request) | {fmt(med(ch, 'cpu:server'), 1)} µs | {fmt(med(nh, 'cpu:server'), 1)} µs "
-              f"| stated (ratio {fmt(ratio(med(ch, 'cpu:server'), med(nh, 'cpu:server')), 2)}) | - |")
-            w(f"| handshake + request latency p50 / p99 | {fmt(med(ch, 'latency_us.p50'))} / {fmt(med(ch, 'latency_us.p99'))} µs "
-              f"| {fmt(med(nh, 'latency_us.p50'))} / {fmt(med(nh, 'latency_us.p99'))} µs | stated | - |")
+            w(stated_vs("server CPU per full handshake (with its request)", ch, nh, "cpu:server", " µs", 1))
+            w(f"| handshake + request latency p50 / p99 | {p50_p99(ch)} | {p50_p99(nh)} | stated | - |")
         cr, nr = trs.get("clawgate-tls", {}), trs.get("nginx-tls", {})
         if cr or nr:
             def resumed_share(rs):
                 full = sum((metric(r, "tls.full_handshakes") or 0) for r in rs.values())
                 res = sum((metric(r, "tls.resumed_handshakes") or 0) for r in rs.values())
                 return f"{100.0 * res / (full + res):.0f} %" if full + res else "-"
-            w(f"| resumed TLS handshakes/s (TLS 1.3 tickets, 16 conns) | {fmt(med(cr, 'throughput_rps'))}/s | {fmt(med(nr, 'throughput_rps'))}/s "
-              f"| stated (ratio {fmt(ratio(med(cr, 'throughput_rps'), med(nr, 'throughput_rps')), 2)}) | - |")
+            w(stated_vs("resumed TLS handshakes/s (TLS 1.3 tickets, 16 conns)", cr, nr, "throughput_rps", "/s"))
             w(f"| server CPU per resumed handshake; share resumed | {fmt(med(cr, 'cpu:server'), 1)} µs; {resumed_share(cr)} "
               f"| {fmt(med(nr, 'cpu:server'), 1)} µs; {resumed_share(nr)} | stated | - |")
         w("")

@@ -22,6 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source-path=SCRIPTDIR/.. source=loadtest/lib.sh
+. "$root/loadtest/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
@@ -46,8 +48,7 @@ command -v python3 >/dev/null || need_apt+=(python3)
 command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_apt[*]}"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
-  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"; fi
+  apt_install "${need_apt[@]}"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -55,46 +56,15 @@ echo "== build (release)"
 cargo build --release --bin clawgate --bin mock_upstream --bin loadgen
 # The commit the binaries were built from: read now, not when the results are written
 # (work may go on in the tree during the run).
-commit=$(git rev-parse --short=9 HEAD 2>/dev/null || echo unknown)
+commit=$(head_commit)
 dirty=""
-[ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null || true)" ] && dirty=" (with uncommitted changes in src/ or Cargo.*)"
+src_dirty && dirty=" (with uncommitted changes in src/ or Cargo.*)"
 BIN="$root/target/release"
 
 # ---------------------------------------------------------------------------------
 # Processes: started here, stopped by PID on exit
-work=$(mktemp -d /tmp/clawgate-loadtest.XXXXXX)
+init_work clawgate-loadtest "logs and raw JSON"
 mkdir -p "$work/json"
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  echo "== logs and raw JSON kept in $work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Waits for "listening on http://ADDR" (or https://) in a log file; prints ADDR.
-wait_listening() {
-  local log=$1 pid=$2 addr=""
-  for _ in $(seq 100); do
-    addr=$(grep -o 'listening on https\?://[0-9.:]*' "$log" 2>/dev/null | head -1 | sed 's#listening on https\?://##' || true)
-    [ -n "$addr" ] && { echo "$addr"; return 0; }
-    kill -0 "$pid" 2>/dev/null || { echo "process $pid died: $(cat "$log")" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "timed out waiting for $log" >&2
-  return 1
-}
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # TLS material for both servers (issue 15): a private CA and a leaf for localhost and
 # 127.0.0.1 signed by it, both P-256 ECDSA, valid 2 days; the CA's key stays in $work.
@@ -111,9 +81,8 @@ openssl x509 -req -in "$tls/leaf.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CA
 openssl verify -CAfile "$tls/ca.pem" "$tls/cert.pem" >/dev/null
 
 echo "== mock_upstream ($MOCK_WORKERS workers)"
-"$BIN/mock_upstream" --listen 127.0.0.1:0 --workers "$MOCK_WORKERS" 2>"$work/mock.log" &
-mock_pid=$!; pids+=("$mock_pid")
-mock_addr=$(wait_listening "$work/mock.log" "$mock_pid")
+serve "$work/mock.log" "$BIN/mock_upstream" --listen 127.0.0.1:0 --workers "$MOCK_WORKERS"
+mock_pid=$served_pid mock_addr=$served_addr
 
 KEY=sk-loadtest-client
 ADMIN_KEY=sk-loadtest-admin
@@ -193,26 +162,17 @@ for m in true false; do
 done
 
 echo "== clawgate (workers = 2, and workers = 1; workers = 2 with the memory store)"
-"$BIN/clawgate" --config "$work/clawgate.toml" 2>"$work/clawgate.log" &
-cg_pid=$!; pids+=("$cg_pid")
-cg_addr=$(wait_listening "$work/clawgate.log" "$cg_pid")
-"$BIN/clawgate" --config "$work/clawgate-w1.toml" 2>"$work/clawgate-w1.log" &
-cg1_pid=$!; pids+=("$cg1_pid")
-cg1_addr=$(wait_listening "$work/clawgate-w1.log" "$cg1_pid")
-"$BIN/clawgate" --config "$work/clawgate-mem.toml" 2>"$work/clawgate-mem.log" &
-cgm_pid=$!; pids+=("$cgm_pid")
-cgm_addr=$(wait_listening "$work/clawgate-mem.log" "$cgm_pid")
+# start_clawgate NAME: one more clawgate on $work/NAME.toml, its log in $work/NAME.log
+# (serve: sets served_pid and served_addr).
+start_clawgate() { serve "$work/$1.log" "$BIN/clawgate" --config "$work/$1.toml"; }
+start_clawgate clawgate; cg_pid=$served_pid cg_addr=$served_addr
+start_clawgate clawgate-w1; cg1_pid=$served_pid cg1_addr=$served_addr
+start_clawgate clawgate-mem; cgm_pid=$served_pid cgm_addr=$served_addr
 echo "== clawgate with [server.tls]; clawgate with [metrics] enabled = true and = false"
-"$BIN/clawgate" --config "$work/clawgate-tls.toml" 2>"$work/clawgate-tls.log" &
-cgt_pid=$!; pids+=("$cgt_pid")
-cgt_addr=$(wait_listening "$work/clawgate-tls.log" "$cgt_pid")
+start_clawgate clawgate-tls; cgt_pid=$served_pid cgt_addr=$served_addr
 grep -q 'listening on https://' "$work/clawgate-tls.log" || { echo "the TLS clawgate does not listen on https://" >&2; exit 1; }
-"$BIN/clawgate" --config "$work/clawgate-metrics-true.toml" 2>"$work/clawgate-metrics-true.log" &
-cgon_pid=$!; pids+=("$cgon_pid")
-cgon_addr=$(wait_listening "$work/clawgate-metrics-true.log" "$cgon_pid")
-"$BIN/clawgate" --config "$work/clawgate-metrics-false.toml" 2>"$work/clawgate-metrics-false.log" &
-cgoff_pid=$!; pids+=("$cgoff_pid")
-cgoff_addr=$(wait_listening "$work/clawgate-metrics-false.log" "$cgoff_pid")
+start_clawgate clawgate-metrics-true; cgon_pid=$served_pid cgon_addr=$served_addr
+start_clawgate clawgate-metrics-false; cgoff_pid=$served_pid cgoff_addr=$served_addr
 
 echo "== nginx (worker_processes 2, keepalive pool to the mock; plain and TLS)"
 nginx_port=$(free_port)
@@ -300,42 +260,30 @@ MESSAGES_STREAM="{\"model\":\"gpt-4o-mini\",\"max_tokens\":256,\"stream\":true,\
 RESPONSES_BODY="{\"model\":\"claude-mock\",\"store\":false,\"input\":\"$MSG\"}"
 RESPONSES_STREAM="{\"model\":\"claude-mock\",\"store\":false,\"stream\":true,\"input\":\"$MSG $STREAM_FAULT\"}"
 
-url_of() { # target path
+# Where each target is: sets t_base (scheme://host:port), t_pid (the server's; none for
+# the mock called directly) and t_ca (the CA to trust; TLS targets only).
+target_of() { # target
+  t_ca=""
   case $1 in
-    clawgate|clawgate-api|clawgate-anthropic|clawgate-messages|clawgate-responses|clawgate-hook) echo "http://$cg_addr$2" ;;
-    clawgate-w1) echo "http://$cg1_addr$2" ;;
-    clawgate-api-mem) echo "http://$cgm_addr$2" ;;
-    clawgate-tls) echo "https://localhost:${cgt_addr##*:}$2" ;;
-    clawgate-metrics-on|clawgate-api-metrics-on) echo "http://$cgon_addr$2" ;;
-    clawgate-metrics-off|clawgate-api-metrics-off) echo "http://$cgoff_addr$2" ;;
-    nginx) echo "http://127.0.0.1:$nginx_port$2" ;;
-    nginx-tls) echo "https://localhost:$nginx_tls_port$2" ;;
-    direct) echo "http://$mock_addr$2" ;;
+    clawgate|clawgate-api|clawgate-anthropic|clawgate-messages|clawgate-responses|clawgate-hook) t_base=http://$cg_addr t_pid=$cg_pid ;;
+    clawgate-w1) t_base=http://$cg1_addr t_pid=$cg1_pid ;;
+    clawgate-api-mem) t_base=http://$cgm_addr t_pid=$cgm_pid ;;
+    clawgate-tls) t_base=https://localhost:${cgt_addr##*:} t_pid=$cgt_pid t_ca=$tls/ca.pem ;;
+    clawgate-metrics-on|clawgate-api-metrics-on) t_base=http://$cgon_addr t_pid=$cgon_pid ;;
+    clawgate-metrics-off|clawgate-api-metrics-off) t_base=http://$cgoff_addr t_pid=$cgoff_pid ;;
+    nginx) t_base=http://127.0.0.1:$nginx_port t_pid=$nginx_pid ;;
+    nginx-tls) t_base=https://localhost:$nginx_tls_port t_pid=$nginx_pid t_ca=$tls/ca.pem ;;
+    direct) t_base=http://$mock_addr t_pid="" ;;
+    *) echo "unknown target $1" >&2; return 1 ;;
   esac
 }
-watch_of() { # target
-  case $1 in
-    clawgate|clawgate-api|clawgate-anthropic|clawgate-messages|clawgate-responses|clawgate-hook) echo "--watch server=$cg_pid --watch mock=$mock_pid" ;;
-    clawgate-w1) echo "--watch server=$cg1_pid --watch mock=$mock_pid" ;;
-    clawgate-api-mem) echo "--watch server=$cgm_pid --watch mock=$mock_pid" ;;
-    clawgate-tls) echo "--ca $tls/ca.pem --watch server=$cgt_pid --watch mock=$mock_pid" ;;
-    clawgate-metrics-on|clawgate-api-metrics-on) echo "--watch server=$cgon_pid --watch mock=$mock_pid" ;;
-    clawgate-metrics-off|clawgate-api-metrics-off) echo "--watch server=$cgoff_pid --watch mock=$mock_pid" ;;
-    nginx) echo "--watch server=$nginx_pid --watch mock=$mock_pid" ;;
-    nginx-tls) echo "--ca $tls/ca.pem --watch server=$nginx_pid --watch mock=$mock_pid" ;;
-    direct) echo "--watch mock=$mock_pid" ;;
-  esac
+url_of() { # target path
+  target_of "$1" && echo "$t_base$2"
+}
+watch_of() { # target: loadgen's --ca and --watch arguments
+  target_of "$1" && echo "${t_ca:+--ca $t_ca }${t_pid:+--watch server=$t_pid }--watch mock=$mock_pid"
 }
 
-# Cores busy on the whole machine over half a second (our servers are idle between
-# windows, so this is someone else's work).
-busy_cores() {
-  local a b
-  a=$(awk '/^cpu / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-  sleep 0.5
-  b=$(awk '/^cpu / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-  echo "$a $b" | awk -v n="$(nproc)" '{ t = $4 - $2; printf "%.2f", (t > 0 ? ($3 - $1) / t * n : 0) }'
-}
 # Keeps every core out of deep idle while held: PM QoS `/dev/cpu_dma_latency` = 0 makes
 # the guest's cpuidle (haltpoll here) poll instead of halting. On this VM a wake-up
 # from halt costs tens of microseconds per hop, which would otherwise dominate
@@ -351,27 +299,10 @@ time.sleep(3600)' &
   sleep 0.2
 }
 awake_stop() {
-  local q keep=()
   [ -n "$awake_pid" ] || return 0
   kill "$awake_pid" 2>/dev/null || true; wait "$awake_pid" 2>/dev/null || true
-  # Forget it, so the exit trap never signals a reused PID.
-  for q in "${pids[@]}"; do [ "$q" = "$awake_pid" ] || keep+=("$q"); done
-  pids=("${keep[@]}")
+  forget "$awake_pid"
   awake_pid=""
-}
-
-quiet_waited=0
-wait_quiet() {
-  local b
-  while :; do
-    b=$(busy_cores)
-    awk -v b="$b" -v q="$QUIET_CORES" 'BEGIN { exit !(b <= q) }' && return 0
-    if [ "$quiet_waited" -ge "$QUIET_BUDGET" ]; then
-      echo "   (machine busy: $b cores not ours; quiet-wait budget spent, measuring anyway)"
-      return 0
-    fi
-    sleep 1; quiet_waited=$((quiet_waited + 2))
-  done
 }
 
 : >"$work/commands.txt"
@@ -384,7 +315,9 @@ run_one() {
   local cmd=("$BIN/loadgen" --label "$scen $target" --threads "$LOADGEN_THREADS" \
     --duration "$DURATION" --warmup "$WARMUP" "$@" $(watch_of "$target") --quiet --json "$out")
   quote "${cmd[@]}" | sed "s#$BIN/##; s# --json [^ ]*##; s#$work/#\$WORK/#g" >>"$work/commands.txt"
-  wait_quiet
+  # Within QUIET_BUDGET seconds over the whole run: our servers are idle between
+  # windows, so what busy_cores sees is someone else's work.
+  wait_quiet "quiet-wait budget spent, measuring anyway"
   if [ "${AWAKE:-0}" = 1 ]; then awake_start; fi
   # The SQLite store's counters around the window (/api/status), for its commits per
   # second and turns per commit.
@@ -423,16 +356,6 @@ hook_counters() {
   sleep 2
   curl -s -H "Authorization: Bearer $ADMIN_KEY" "http://$cg_addr/api/channels" |
     python3 -c 'import json,sys; c=[c for c in json.load(sys.stdin)["data"] if c["name"]=="lt"][0]["stats"]; q=c["queues"]; print(c["received"], c["processed"], c["repliesSent"], q["spooled"], q["outbox"], q["deadLetters"])'
-}
-
-# Prints a command line with single quotes where needed (for the results file).
-quote() {
-  local a out=""
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./:=@%+-]+$ ]]; then out+="$a "
-    else out+="'${a//\'/\'\\\'\'}' "; fi
-  done
-  echo "${out% }"
 }
 
 # rotate ROUND items...: the items, starting at ROUND mod count

@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source-path=SCRIPTDIR/.. source=loadtest/lib.sh
+. "$root/loadtest/lib.sh"
 
 DURATION=${DURATION:-120}
 SETTLE=${SETTLE:-10}
@@ -35,49 +37,12 @@ BIN="${CARGO_TARGET_DIR:-$root/target}/release"
 
 # ---------------------------------------------------------------------------------
 # Processes: started here, stopped by PID on exit
-work=$(mktemp -d /tmp/clawgate-soak.XXXXXX)
+init_work clawgate-soak "logs and raw JSON"
 mkdir -p "$work/json"
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  echo "== logs and raw JSON kept in $work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Waits for "listening on http://ADDR" in a log file; prints ADDR.
-wait_listening() {
-  local log=$1 pid=$2 addr=""
-  for _ in $(seq 100); do
-    addr=$(grep -o 'listening on http://[0-9.:]*' "$log" 2>/dev/null | head -1 | sed 's#listening on http://##' || true)
-    [ -n "$addr" ] && { echo "$addr"; return 0; }
-    kill -0 "$pid" 2>/dev/null || { echo "process $pid died: $(cat "$log")" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "timed out waiting for $log" >&2
-  return 1
-}
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-
-# Cores busy on the whole machine over half a second (before the load: someone else's).
-busy_cores() {
-  local a b
-  a=$(awk '/^cpu / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-  sleep 0.5
-  b=$(awk '/^cpu / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-  echo "$a $b" | awk -v n="$(nproc)" '{ t = $4 - $2; printf "%.2f", (t > 0 ? ($3 - $1) / t * n : 0) }'
-}
 
 echo "== mock_upstream ($MOCK_WORKERS workers)"
-"$BIN/mock_upstream" --listen 127.0.0.1:0 --workers "$MOCK_WORKERS" 2>"$work/mock.log" &
-mock_pid=$!; pids+=("$mock_pid")
-mock_addr=$(wait_listening "$work/mock.log" "$mock_pid")
+serve "$work/mock.log" "$BIN/mock_upstream" --listen 127.0.0.1:0 --workers "$MOCK_WORKERS"
+mock_addr=$served_addr
 
 KEY=sk-soak-client
 # One provider per kind of hostility, all on the same mock: each has its own circuit
@@ -149,9 +114,8 @@ EOF
 } >"$work/clawgate.toml"
 
 echo "== clawgate (workers = 2)"
-"$BIN/clawgate" --config "$work/clawgate.toml" 2>"$work/clawgate.log" &
-cg_pid=$!; pids+=("$cg_pid")
-cg_addr=$(wait_listening "$work/clawgate.log" "$cg_pid")
+serve "$work/clawgate.log" "$BIN/clawgate" --config "$work/clawgate.toml"
+cg_pid=$served_pid cg_addr=$served_addr
 sleep 1
 idle_rss=$(rss_kb "$cg_pid")
 echo "idle RSS: $idle_rss kB"
@@ -169,16 +133,6 @@ api_body() { # model message session [stream]
 }
 python3 -c 'import sys; sys.stdout.write("{\"message\":\"" + "a" * (2 * 1024 * 1024) + "\"}")' >"$work/big.json"
 
-# Prints a command line with single quotes where needed (for the results file).
-quote() {
-  local a out=""
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./:=@%+-]+$ ]]; then out+="$a "
-    else out+="'${a//\'/\'\\\'\'}' "; fi
-  done
-  echo "${out% }"
-}
-
 : >"$work/commands.txt"
 loadgen_pids=()
 start_stream() { # label loadgen-args...
@@ -191,13 +145,7 @@ start_stream() { # label loadgen-args...
 
 # Wait (within QUIET_BUDGET seconds) for the machine to be quiet: other work on the
 # cores slows the streams down and changes what the gateway holds.
-waited=0
-while :; do
-  busy_before=$(busy_cores)
-  awk -v b="$busy_before" -v q="$QUIET_CORES" 'BEGIN { exit !(b <= q) }' && break
-  [ "$waited" -ge "$QUIET_BUDGET" ] && { echo "   (machine busy: $busy_before cores not ours; soaking anyway)"; break; }
-  sleep 1; waited=$((waited + 2))
-done
+wait_quiet "soaking anyway"
 
 echo "== soak: 13 streams for ${DURATION}s, RSS every second"
 # Normal traffic.
@@ -238,26 +186,27 @@ for ((i = 0; i < DURATION; i++)); do
   sample load
   sleep 1
 done
-for p in "${loadgen_pids[@]}"; do wait "$p" || echo "   (a loadgen exited with status $?: see $work/*.err)"; done
-# They are reaped: forget them, so the exit trap never signals a reused PID.
-pids=("$mock_pid" "$cg_pid")
+for p in "${loadgen_pids[@]}"; do
+  wait "$p" || echo "   (a loadgen exited with status $?: see $work/*.err)"
+  forget "$p"
+done
 for ((i = 0; i < SETTLE; i++)); do sample settle; sleep 1; done
 curl -s -H "$AUTH" "http://$cg_addr/api/status" >"$work/status.json" || true
 
 # ---------------------------------------------------------------------------------
 # Results file
-commit=$(git rev-parse --short=9 HEAD 2>/dev/null || echo unknown)
+commit=$(head_commit)
 dirty=""
-[ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null || true)" ] && dirty=" (with uncommitted changes in src/ or Cargo.*)"
+src_dirty && dirty=" (with uncommitted changes in src/ or Cargo.*)"
 day=$(date -u +%Y-%m-%d)
 mkdir -p loadtest/results
 OUT=${OUT:-loadtest/results/soak-$day-$commit.md}
 {
   echo "commit=$commit$dirty"
   echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "machine=$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/^Mem:/ {print $2}') GiB, kernel $(uname -r)"
+  echo "machine=$(machine_summary)"
   echo "io=$(grep -o 'io=[a-z_]*' "$work/clawgate.log" | head -1 | cut -d= -f2)"
-  echo "busy_before=$busy_before cores (after ${waited}s of waiting for quiet)"
+  echo "busy_before=$busy_before cores (after ${quiet_waited}s of waiting for quiet)"
   echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "knobs=DURATION=$DURATION SETTLE=$SETTLE MOCK_WORKERS=$MOCK_WORKERS"
   echo "idle_rss_kb=$idle_rss"
