@@ -173,18 +173,11 @@ pub enum Cmd {
         /// The reply to a spooled webhook delivery, recorded with the turn.
         answer: Option<SpoolAnswer>,
     },
-    /// Storage thread → holder: the write of a finished turn is committed (or failed).
-    Committed {
-        id: String,
-        token: u64,
-        /// The session's reset count when the turn finished: a reset since then keeps
-        /// the turn out of the history.
-        epoch: u64,
-        messages: Vec<StoredMessage>,
-        model: String,
-        result: Result<(), StoreError>,
-        ack: Option<Reply<()>>,
-    },
+    /// Storage thread → holder: finished turns' writes are committed (or failed); they
+    /// wait in the holder's `CommitQueue`. One message wakes the holder for every turn
+    /// a commit finished there, however many (a group commit of 60 turns on two workers
+    /// costs two wake-ups, not 60).
+    Committed,
     /// Storage thread → home: a session absent from memory, read from the store.
     Loaded {
         id: String,
@@ -236,6 +229,26 @@ pub enum Cmd {
         from: usize,
     },
 }
+
+/// A finished turn whose write the store has committed (or failed), waiting in its
+/// holder's `CommitQueue` for `Cmd::Committed`.
+#[derive(Debug)]
+pub struct CommittedTurn {
+    pub id: String,
+    pub token: u64,
+    /// The session's reset count when the turn finished: a reset since then keeps the
+    /// turn out of the history.
+    pub epoch: u64,
+    pub messages: Vec<StoredMessage>,
+    pub model: String,
+    pub result: Result<(), StoreError>,
+    pub ack: Option<Reply<()>>,
+}
+
+/// Where the storage thread leaves a worker's committed turns. The callback that
+/// makes it non-empty sends the one `Cmd::Committed` that drains it; the lock is held
+/// for a push or a swap, never across other work.
+pub type CommitQueue = std::sync::Mutex<Vec<CommittedTurn>>;
 
 /// One session's state; it moves between workers whole (`Adopt`/`Return`).
 pub struct Session {

@@ -23,8 +23,8 @@
 //! ```text
 //! worker (session holder) --Write::Turn + callback--> storage thread
 //!   storage thread: BEGIN; every queued write; COMMIT (one fsync) -> each callback
-//!   callback --Cmd::Committed--> holder: the turn's messages enter memory, the client
-//!   gets the end of the turn (durability = "ack")
+//!   callback --session::CommitQueue, one Cmd::Committed per worker--> holder: the
+//!   turn's messages enter memory, the client gets the end of the turn (durability = "ack")
 //! ```
 
 use std::collections::BTreeMap;

@@ -18,7 +18,8 @@ use crate::store::{LoadedSession, MessageRow, SessionRow, SpoolAnswer, Store, Wr
 
 use super::id::owner_of;
 use super::{
-    BeginTurn, Cmd, Reply, Session, SessionAction, SessionInfo, SessionView, StoredMessage, TurnGrant, MAX_HOPS,
+    BeginTurn, Cmd, CommitQueue, CommittedTurn, Reply, Session, SessionAction, SessionInfo, SessionView, StoredMessage,
+    TurnGrant, MAX_HOPS,
 };
 
 /// The sessions held by one worker, and (as their home) where its other ids are.
@@ -54,6 +55,8 @@ pub struct LocalSessions {
     pub(super) loading: HashMap<String, Vec<Cmd>>,
     /// Ids the store just said it does not have, while their waiting commands run.
     pub(super) absent: HashSet<String>,
+    /// Turns the store committed for sessions held here (`Cmd::Committed`).
+    pub(super) commits: Arc<CommitQueue>,
 }
 
 impl LocalSessions {
@@ -72,6 +75,7 @@ impl LocalSessions {
             store,
             loading: HashMap::new(),
             absent: HashSet::new(),
+            commits: Arc::new(CommitQueue::default()),
         }
     }
 
@@ -236,8 +240,14 @@ impl LocalSessions {
             Cmd::Finish { id, token, user, assistant, model, ack, answer } => {
                 self.finish(&id, token, user, assistant, model, ack, answer)
             }
-            Cmd::Committed { id, token, epoch, messages, model, result, ack } => {
-                self.committed(&id, token, epoch, messages, model, result, ack)
+            Cmd::Committed => {
+                let turns = match self.commits.lock() {
+                    Ok(mut q) => std::mem::take(&mut *q),
+                    Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+                };
+                for t in turns {
+                    self.committed(&t.id, t.token, t.epoch, t.messages, t.model, t.result, t.ack);
+                }
             }
             Cmd::Loaded { id, result } => self.loaded(id, result),
             Cmd::Abort { id, token } => self.release(&id, token),
@@ -453,11 +463,34 @@ impl LocalSessions {
                 s.disk_from = *from;
             }
             if self.store.acks_after_commit() {
-                let (peers, me, epoch, id) = (self.peers.clone(), self.me, s.epoch, id.to_string());
+                let (peers, me, commits) = (self.peers.clone(), self.me, self.commits.clone());
+                let turn = CommittedTurn {
+                    id: id.to_string(),
+                    token,
+                    epoch: s.epoch,
+                    messages: new,
+                    model,
+                    result: Ok(()),
+                    ack,
+                };
                 self.store.write(
                     write,
                     Some(Box::new(move |result| {
-                        let _ = peers.send(me, Cmd::Committed { id, token, epoch, messages: new, model, result, ack });
+                        let turn = CommittedTurn { result, ..turn };
+                        let first = match commits.lock() {
+                            Ok(mut q) => {
+                                q.push(turn);
+                                q.len() == 1
+                            }
+                            Err(poisoned) => {
+                                let mut q = poisoned.into_inner();
+                                q.push(turn);
+                                q.len() == 1
+                            }
+                        };
+                        if first {
+                            let _ = peers.send(me, Cmd::Committed);
+                        }
                     })),
                 );
                 return;
