@@ -17,7 +17,7 @@
 //! when the callback runs); `"async"` with `NORMAL` (a commit survives a crash of the
 //! process but not of the machine) and turns acknowledged before it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +44,8 @@ const MAX_QUEUE: usize = 65_536;
 const COMMIT_INTERVAL: Duration = Duration::from_millis(1);
 /// A batch this large means load: the next one is taken after `COMMIT_INTERVAL`.
 const BUSY_BATCH: usize = 8;
+/// Most ids `StorageThread::known` holds; past it, it starts again empty.
+const KNOWN_MAX: usize = 65_536;
 /// Sessions looked at (and the old ones deleted) per retention transaction.
 const PURGE_BATCH: usize = 256;
 /// How long an answered delivery's key is kept against redeliveries: WhatsApp retries
@@ -95,9 +97,9 @@ impl Pending {
         }
     }
 
-    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+    fn apply(&mut self, conn: &Connection, known: &mut HashSet<String>) -> rusqlite::Result<()> {
         match self {
-            Pending::Session(w, _) => apply(conn, w),
+            Pending::Session(w, _) => apply(conn, w, known),
             Pending::Spool { delivery, outcome, .. } => {
                 *outcome = spool(conn, delivery)?;
                 Ok(())
@@ -185,7 +187,14 @@ impl SqliteStore {
         let thread = std::thread::Builder::new()
             .name("clawgate-store".into())
             .spawn(move || {
-                StorageThread { conn, metrics: thread_metrics, retention_ms, purge_cursor: String::new() }.run(&rx)
+                StorageThread {
+                    conn,
+                    metrics: thread_metrics,
+                    retention_ms,
+                    purge_cursor: String::new(),
+                    known: HashSet::new(),
+                }
+                .run(&rx)
             })
             .map_err(|e| format!("cannot start the storage thread: {e}"))?;
         Ok(SqliteStore { tx: Some(tx), metrics, path, durability: cfg.durability, thread: Some(thread), _lock: lock })
@@ -337,6 +346,12 @@ struct StorageThread {
     retention_ms: u64,
     /// Where the retention pass goes on (the last session id looked at).
     purge_cursor: String,
+    /// Ids whose `sessions` row this thread wrote or found since it started, and has not
+    /// deleted since: their turns skip the `INSERT OR IGNORE` that only a session's
+    /// first turn needs (one statement of three per turn). Filled as writes are applied,
+    /// so it is cleared when a transaction fails (its inserts were rolled back), and
+    /// when it passes `KNOWN_MAX` ids.
+    known: HashSet<String>,
 }
 
 impl StorageThread {
@@ -412,7 +427,7 @@ impl StorageThread {
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for w in writes.iter_mut() {
-                w.apply(&tx)?;
+                w.apply(&tx, &mut self.known)?;
             }
             tx.commit()
         })();
@@ -431,6 +446,7 @@ impl StorageThread {
                 Ok(())
             }
             Err(e) => {
+                self.known.clear();
                 let text = e.to_string();
                 m.write_errors.fetch_add(writes.len() as u64, Ordering::Relaxed);
                 if !m.degraded.swap(true, Ordering::Relaxed) {
@@ -481,7 +497,7 @@ impl StorageThread {
             let mut purged = 0;
             for (id, updated) in &rows {
                 if *updated < cutoff {
-                    delete(&tx, id)?;
+                    delete(&tx, id, &mut self.known)?;
                     purged += 1;
                 }
             }
@@ -502,6 +518,7 @@ impl StorageThread {
                 }
             }
             Err(e) => {
+                self.known.clear();
                 log::warn(&format!("session store: retention purge failed: {e}"));
                 false
             }
@@ -536,17 +553,30 @@ struct MessageIn {
     at: u64,
 }
 
-/// One statement for what most turns write: the turn's messages as one row.
-fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
+/// One statement for what most turns write: the turn's messages as one row (two when
+/// the trim drops older turn rows). `known`: see `StorageThread::known`.
+fn apply(conn: &Connection, w: &Write, known: &mut HashSet<String>) -> rusqlite::Result<()> {
     match w {
         Write::Turn { row, messages, trim, answer: spool_answer } => {
-            // The session's row is written once, when it is new (a no-op lookup after);
-            // its changing metadata lives in its latest turn row.
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO sessions (id, channel, model, owner, created_at, updated_at, appended)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0)",
-            )?
-            .execute(params![row.id, row.channel, row.model, row.owner, sql_int(row.created_at_ms)])?;
+            // The session's row is written once, when it is new; its changing metadata
+            // lives in its latest turn row.
+            if !known.contains(&row.id) {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO sessions (id, channel, model, owner, created_at, updated_at, appended)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0)",
+                )?
+                .execute(params![
+                    row.id,
+                    row.channel,
+                    row.model,
+                    row.owner,
+                    sql_int(row.created_at_ms)
+                ])?;
+                if known.len() >= KNOWN_MAX {
+                    known.clear();
+                }
+                known.insert(row.id.clone());
+            }
             if let Some(first) = messages.first() {
                 let out: Vec<MessageOut<'_>> = messages
                     .iter()
@@ -598,12 +628,13 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
                 sql_int(*at_ms)
             ])?;
         }
-        Write::Delete { id } => delete(conn, id)?,
+        Write::Delete { id } => delete(conn, id, known)?,
     }
     Ok(())
 }
 
-fn delete(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+fn delete(conn: &Connection, id: &str, known: &mut HashSet<String>) -> rusqlite::Result<()> {
+    known.remove(id);
     conn.prepare_cached("DELETE FROM turns WHERE session = ?1")?.execute(params![id])?;
     conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute(params![id])?;
     Ok(())

@@ -86,6 +86,27 @@ fn turns_round_trip_in_order_with_their_parts_and_trim() {
 }
 
 #[test]
+fn a_session_deleted_then_made_again_under_its_id_is_stored_again() {
+    // The storage thread skips the session row's insert for ids it has written: a
+    // delete must make it write the row again.
+    let dir = temp_dir("again");
+    let store = open_at(&dir.join("s.db"));
+    turn(&store, "s1", 0, None, 2);
+    turn(&store, "s1", 2, None, 4);
+    wait(|d| store.write(Write::Delete { id: "s1".into() }, Some(d))).unwrap();
+    assert!(wait(|d| store.load("s1".into(), d)).unwrap().is_none());
+    turn(&store, "s1", 0, None, 2);
+    let loaded = wait(|d| store.load("s1".into(), d)).unwrap().expect("the new session is on disk");
+    assert_eq!(loaded.row, row("s1", 2, 2));
+    assert_eq!(loaded.messages.len(), 2);
+    drop(store);
+    let reopened = open_at(&dir.join("s.db"));
+    assert!(wait(|d| reopened.load("s1".into(), d)).unwrap().is_some());
+    let listed = wait(|d| reopened.list(ListQuery { owner: None, channel: None, before: None, limit: 10 }, d)).unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+#[test]
 fn reset_set_model_delete_and_list_pages() {
     let dir = temp_dir("acts");
     let store = open_at(&dir.join("s.db"));
