@@ -11,6 +11,11 @@
 //!   puts many in each transaction.
 //! - `store/turns_one_by_one/ack`: one turn, wait for its commit, the next: one
 //!   transaction and one fsync per turn, the floor group commit improves on.
+//! - `store/lockstep_64_sessions/{ack,async}`: the load test's `/api/chat` pattern. 64
+//!   sessions each finish a turn (a question and a reply, the older turn trimmed, as
+//!   with `[sessions] max_messages = 2`), all queued at once, then the next 64. The time
+//!   reported is the **storage thread's CPU time** (its `schedstat`), not wall time: the
+//!   store's cost per turn, without the waits between batches.
 //!
 //! Each run prints the store's own count of commits and writes (turns per commit).
 
@@ -56,6 +61,32 @@ fn turn(n: u64) -> Write {
         trim: None,
         answer: None,
     }
+}
+
+/// A turn of session `s` (of 64), its `k`-th: messages `2k` and `2k + 1`, the older
+/// ones trimmed.
+fn lockstep_turn(s: u64, k: u64) -> Write {
+    let Write::Turn { mut row, mut messages, .. } = turn(s) else { unreachable!() };
+    row.appended = 2 * k + 2;
+    row.updated_at_ms += k;
+    for (i, m) in messages.iter_mut().enumerate() {
+        m.seq = 2 * k + i as u64;
+    }
+    Write::Turn { row, messages, trim: (k > 0).then_some(2 * k), answer: None }
+}
+
+/// CPU time the storage thread (`clawgate-store`) has used, from
+/// `/proc/self/task/*/schedstat` (nanoseconds on the CPU).
+fn store_thread_cpu() -> Duration {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "clawgate-store" {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            ns += stat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(ns)
 }
 
 fn open(durability: Durability) -> (SqliteStore, std::path::PathBuf) {
@@ -107,6 +138,43 @@ fn bench(c: &mut Criterion) {
             st.writes as f64 / st.commits.max(1) as f64,
             st.commit_latency_ms,
             st.commit_latency_max_ms
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    for durability in [Durability::Ack, Durability::Async] {
+        let (store, dir) = open(durability);
+        let mut k = 0u64;
+        g.bench_function(format!("lockstep_64_sessions/{durability}"), |b| {
+            b.iter_custom(|iters| {
+                let (tx, rx) = mpsc::channel();
+                let before = store_thread_cpu();
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(64);
+                    for s in 0..n {
+                        let tx = tx.clone();
+                        store.write(
+                            lockstep_turn(s, k),
+                            Some(Box::new(move |r| {
+                                let _ = tx.send(r.is_ok());
+                            })),
+                        );
+                    }
+                    for _ in 0..n {
+                        assert!(rx.recv().unwrap(), "a write failed");
+                    }
+                    k += 1;
+                    left -= n;
+                }
+                store_thread_cpu() - before
+            })
+        });
+        let st = store.status();
+        eprintln!(
+            "store lockstep ({durability}): {:.1} turns per commit, commit {:.2} ms (recent)",
+            st.writes as f64 / st.commits.max(1) as f64,
+            st.commit_latency_ms
         );
         drop(store);
         let _ = std::fs::remove_dir_all(dir);

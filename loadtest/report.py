@@ -234,6 +234,16 @@ def main():
         a_, m_ = rs_all.get("clawgate-api", {}), rs_all.get("clawgate-api-mem", {})
         w(f"| {label}: throughput | {fmt(med(a_, 'throughput_rps'))}/s | {fmt(med(m_, 'throughput_rps'))}/s | stated | - |")
         w(f"| {label}: latency p50 / p99 | {p50_p99(a_)} | {p50_p99(m_)} | stated | - |")
+    async_ = c64.get("clawgate-api-async", {})
+    if async_:
+        # Where the ratio comes from: SQLite's own work (durability = "async": the same
+        # writes, answered before their commit) and the wait for the commit. The mock
+        # upstream does the same work for every request in all three; its CPU per
+        # request moves with the traffic's shape alone (bursts between commits).
+        cpu_async = med(async_, "cpu:server")
+        mock = {k: med(c64.get(k, {}), "cpu:mock") for k in ("clawgate-api", "clawgate-api-async", "clawgate-api-mem")}
+        w(f"| CPU per request, `durability = \"async\"` (answered before the commit) | {fmt(cpu_async, 1)} µs ({fmt(med(async_, 'throughput_rps'))}/s) | | stated (ratio {fmt(ratio(cpu_async, cpu_mem), 2)}) | - |")
+        w(f"| the mock upstream's CPU per request: ack / async / memory | {fmt(mock['clawgate-api'], 1)} / {fmt(mock['clawgate-api-async'], 1)} µs | {fmt(mock['clawgate-api-mem'], 1)} µs | stated | - |")
     for scen, label in (("chat-64", "64 conns"), ("latency-1", "1 conn")):
         ws_ = [x for x in windows if x[0] == scen]
         if ws_:
@@ -360,7 +370,7 @@ def main():
         w("")
         w("| " + " | ".join(c[0] for c in cols) + " |")
         w("|" + "---|" * len(cols))
-        order = ["clawgate", "clawgate-api", "clawgate-api-mem", "clawgate-anthropic", "clawgate-w1", "clawgate-tls",
+        order = ["clawgate", "clawgate-api", "clawgate-api-async", "clawgate-api-mem", "clawgate-anthropic", "clawgate-w1", "clawgate-tls",
                  "clawgate-metrics-on", "clawgate-metrics-off", "clawgate-api-metrics-on", "clawgate-api-metrics-off",
                  "nginx", "nginx-tls", "direct"]
         for target in sorted(rs, key=lambda t: order.index(t) if t in order else 99):
@@ -372,6 +382,7 @@ def main():
             return "clawgate `/ws`"
         names = {"clawgate": "clawgate `/v1/chat/completions`", "clawgate-api": "clawgate `/api/chat` (SQLite store)",
                  "clawgate-api-mem": "clawgate `/api/chat` (memory store)",
+                 "clawgate-api-async": "clawgate `/api/chat` (SQLite store, durability async)",
                  "clawgate-w1": "clawgate workers=1 `/v1/chat/completions`", "nginx": "nginx → mock `/v1/chat/completions`",
                  "clawgate-anthropic": "clawgate `/v1/chat/completions` → Anthropic model (translated)",
                  "clawgate-messages": "clawgate `/v1/messages` → OpenAI model (translated)",

@@ -151,6 +151,10 @@ EOF
 write_config 2 "$work/clawgate.toml" sqlite
 write_config 1 "$work/clawgate-w1.toml" sqlite
 write_config 2 "$work/clawgate-mem.toml" memory
+# The durable store acknowledging before its commit (issue 13): SQLite's own cost
+# without the wait for fsync, for the CPU breakdown of /api/chat.
+write_config 2 "$work/clawgate-async.toml" sqlite clawgate-async
+sed -i 's/^backend = "sqlite"$/backend = "sqlite"\ndurability = "async"/' "$work/clawgate-async.toml"
 # TLS (issue 15): the main config (its own database) plus [server.tls].
 write_config 2 "$work/clawgate-tls.toml" sqlite clawgate-tls
 printf '\n[server.tls]\ncert = "%s"\nkey = "%s"\n' "$tls/cert.pem" "$tls/key.pem" >>"$work/clawgate-tls.toml"
@@ -168,6 +172,7 @@ start_clawgate() { serve "$work/$1.log" "$BIN/clawgate" --config "$work/$1.toml"
 start_clawgate clawgate; cg_pid=$served_pid cg_addr=$served_addr
 start_clawgate clawgate-w1; cg1_pid=$served_pid cg1_addr=$served_addr
 start_clawgate clawgate-mem; cgm_pid=$served_pid cgm_addr=$served_addr
+start_clawgate clawgate-async; cga_pid=$served_pid cga_addr=$served_addr
 echo "== clawgate with [server.tls]; clawgate with [metrics] enabled = true and = false"
 start_clawgate clawgate-tls; cgt_pid=$served_pid cgt_addr=$served_addr
 grep -q 'listening on https://' "$work/clawgate-tls.log" || { echo "the TLS clawgate does not listen on https://" >&2; exit 1; }
@@ -268,6 +273,7 @@ target_of() { # target
     clawgate|clawgate-api|clawgate-anthropic|clawgate-messages|clawgate-responses|clawgate-hook) t_base=http://$cg_addr t_pid=$cg_pid ;;
     clawgate-w1) t_base=http://$cg1_addr t_pid=$cg1_pid ;;
     clawgate-api-mem) t_base=http://$cgm_addr t_pid=$cgm_pid ;;
+    clawgate-api-async) t_base=http://$cga_addr t_pid=$cga_pid ;;
     clawgate-tls) t_base=https://localhost:${cgt_addr##*:} t_pid=$cgt_pid t_ca=$tls/ca.pem ;;
     clawgate-metrics-on|clawgate-api-metrics-on) t_base=http://$cgon_addr t_pid=$cgon_pid ;;
     clawgate-metrics-off|clawgate-api-metrics-off) t_base=http://$cgoff_addr t_pid=$cgoff_pid ;;
@@ -383,9 +389,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
   echo "== round $round/$ROUNDS"
   # Non-stream chat at 64 connections: /v1 through clawgate (2 and 1 workers), /api/chat
   # through clawgate, /v1 through nginx, the mock directly.
-  for t in $(rotate "$round" clawgate nginx direct clawgate-api clawgate-w1 clawgate-anthropic clawgate-messages clawgate-responses clawgate-api-mem); do
+  for t in $(rotate "$round" clawgate nginx direct clawgate-api clawgate-w1 clawgate-anthropic clawgate-messages clawgate-responses clawgate-api-mem clawgate-api-async); do
     case $t in
-      clawgate-api|clawgate-api-mem) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /api/chat)" --body "$API_BODY" -H "$AUTH" -c 64 ;;
+      clawgate-api|clawgate-api-mem|clawgate-api-async) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /api/chat)" --body "$API_BODY" -H "$AUTH" -c 64 ;;
       clawgate-messages) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /v1/messages)" --body "$MESSAGES_BODY" -H "$AUTH" -c 64 ;;
       clawgate-responses) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /v1/responses)" --body "$RESPONSES_BODY" -H "$AUTH" -c 64 ;;
       clawgate-anthropic) run_one chat-64 "$t" "$round" --url "$(url_of "$t" /v1/chat/completions)" \
