@@ -16,6 +16,9 @@
 //!   with `[sessions] max_messages = 2`), all queued at once, then the next 64. The time
 //!   reported is the **storage thread's CPU time** (its `schedstat`), not wall time: the
 //!   store's cost per turn, without the waits between batches.
+//! - `store/lockstep_64_sessions_200_messages/async`: the same with the default history
+//!   (`max_messages = 200`: 100 turn rows a session once full, the oldest trimmed each
+//!   turn), after a first pass that fills it.
 //!
 //! Each run prints the store's own count of commits and writes (turns per commit).
 
@@ -63,16 +66,36 @@ fn turn(n: u64) -> Write {
     }
 }
 
-/// A turn of session `s` (of 64), its `k`-th: messages `2k` and `2k + 1`, the older
-/// ones trimmed.
-fn lockstep_turn(s: u64, k: u64) -> Write {
+/// A turn of session `s` (of 64), its `k`-th: messages `2k` and `2k + 1`, with the
+/// history kept to `keep` messages (the trim drops the older ones).
+fn lockstep_turn(s: u64, k: u64, keep: u64) -> Write {
     let Write::Turn { mut row, mut messages, .. } = turn(s) else { unreachable!() };
     row.appended = 2 * k + 2;
+    row.message_count = row.appended.min(keep);
     row.updated_at_ms += k;
     for (i, m) in messages.iter_mut().enumerate() {
         m.seq = 2 * k + i as u64;
     }
-    Write::Turn { row, messages, trim: (k > 0).then_some(2 * k), answer: None }
+    let first_kept = row.appended - row.message_count;
+    Write::Turn { row, messages, trim: (first_kept > 0).then_some(first_kept), answer: None }
+}
+
+/// Queues one turn for each of sessions `0..n` (`k`-th turn, `keep` messages kept) and
+/// waits for all.
+fn lockstep_round(store: &SqliteStore, n: u64, k: u64, keep: u64) {
+    let (tx, rx) = mpsc::channel();
+    for s in 0..n {
+        let tx = tx.clone();
+        store.write(
+            lockstep_turn(s, k, keep),
+            Some(Box::new(move |r| {
+                let _ = tx.send(r.is_ok());
+            })),
+        );
+    }
+    for _ in 0..n {
+        assert!(rx.recv().unwrap(), "a write failed");
+    }
 }
 
 /// CPU time the storage thread (`clawgate-store`) has used, from
@@ -142,28 +165,25 @@ fn bench(c: &mut Criterion) {
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
-    for durability in [Durability::Ack, Durability::Async] {
+    for (durability, keep, name) in [
+        (Durability::Ack, 2, "lockstep_64_sessions/ack"),
+        (Durability::Async, 2, "lockstep_64_sessions/async"),
+        (Durability::Async, 200, "lockstep_64_sessions_200_messages/async"),
+    ] {
         let (store, dir) = open(durability);
         let mut k = 0u64;
-        g.bench_function(format!("lockstep_64_sessions/{durability}"), |b| {
+        // Histories full before the measurement.
+        while 2 * k < keep {
+            lockstep_round(&store, 64, k, keep);
+            k += 1;
+        }
+        g.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let (tx, rx) = mpsc::channel();
                 let before = store_thread_cpu();
                 let mut left = iters;
                 while left > 0 {
                     let n = left.min(64);
-                    for s in 0..n {
-                        let tx = tx.clone();
-                        store.write(
-                            lockstep_turn(s, k),
-                            Some(Box::new(move |r| {
-                                let _ = tx.send(r.is_ok());
-                            })),
-                        );
-                    }
-                    for _ in 0..n {
-                        assert!(rx.recv().unwrap(), "a write failed");
-                    }
+                    lockstep_round(&store, n, k, keep);
                     k += 1;
                     left -= n;
                 }
