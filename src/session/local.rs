@@ -6,7 +6,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use crate::auth::Identity;
 use crate::chat::Message;
@@ -241,10 +241,8 @@ impl LocalSessions {
                 self.finish(&id, token, user, assistant, model, ack, answer)
             }
             Cmd::Committed => {
-                let turns = match self.commits.lock() {
-                    Ok(mut q) => std::mem::take(&mut *q),
-                    Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-                };
+                // Nothing panics while holding the lock; a poisoned one is still whole.
+                let turns = std::mem::take(&mut *self.commits.lock().unwrap_or_else(PoisonError::into_inner));
                 for t in turns {
                     self.committed(&t.id, t.token, t.epoch, t.messages, t.model, t.result, t.ack);
                 }
@@ -477,16 +475,10 @@ impl LocalSessions {
                     write,
                     Some(Box::new(move |result| {
                         let turn = CommittedTurn { result, ..turn };
-                        let first = match commits.lock() {
-                            Ok(mut q) => {
-                                q.push(turn);
-                                q.len() == 1
-                            }
-                            Err(poisoned) => {
-                                let mut q = poisoned.into_inner();
-                                q.push(turn);
-                                q.len() == 1
-                            }
+                        let first = {
+                            let mut q = commits.lock().unwrap_or_else(PoisonError::into_inner);
+                            q.push(turn);
+                            q.len() == 1
                         };
                         if first {
                             let _ = peers.send(me, Cmd::Committed);
